@@ -1,0 +1,202 @@
+//! The declarative catalog file (`tollbooth catalog apply FILE`): YAML or JSON, applied in one
+//! transaction, so a bad file changes nothing and applying the same file twice changes nothing.
+
+use super::{CatalogError, Mode, Outcome, put_api, put_subscriber, put_subscription, put_tier};
+use crate::domain::api::ApiSpec;
+use crate::domain::subscriber::SubscriberSpec;
+use crate::domain::subscription::SubscriptionSpec;
+use crate::domain::tier::TierSpec;
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A whole catalog, in the order it is applied: what a row refers to comes before it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFile {
+    #[serde(default)]
+    pub apis: Vec<ApiSpec>,
+    #[serde(default)]
+    pub tiers: Vec<TierSpec>,
+    #[serde(default)]
+    pub subscribers: Vec<SubscriberSpec>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+/// Why a file was refused; nothing of it was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The file does not parse, or an entry breaks a rule: named as `tiers[1] (weather-pro): usage.bands: …`.
+    #[error("{entry}: {message}")]
+    Entry { entry: String, message: String },
+    /// The file is not YAML or JSON at all.
+    #[error("{0}")]
+    Syntax(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many rows of each kind a file created, changed or left as they were.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub kinds: BTreeMap<&'static str, Counts>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+}
+
+impl ApplyReport {
+    fn count(&mut self, kind: &'static str, outcome: Outcome) {
+        let counts = self.kinds.entry(kind).or_default();
+        match outcome {
+            Outcome::Created => counts.created += 1,
+            Outcome::Updated => counts.updated += 1,
+            Outcome::Unchanged => counts.unchanged += 1,
+        }
+    }
+
+    /// Whether applying the file changed anything.
+    pub fn changed(&self) -> bool {
+        self.kinds.values().any(|c| c.created + c.updated > 0)
+    }
+}
+
+impl fmt::Display for ApplyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (kind, c) in &self.kinds {
+            writeln!(
+                f,
+                "{kind}: {} created, {} updated, {} unchanged",
+                c.created, c.updated, c.unchanged
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl CatalogFile {
+    /// Parses a catalog from YAML (JSON is read by the same parser, being YAML too).
+    pub fn parse(text: &str) -> Result<Self, FileError> {
+        let loose: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| FileError::Syntax(e.to_string()))?;
+        let deserializer = serde_norway::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let (entry, field) = split_entry(&path);
+            FileError::Entry {
+                entry: name_entry(&loose, entry),
+                message: if field.is_empty() {
+                    error.inner().to_string()
+                } else {
+                    format!("{field}: {}", error.inner())
+                },
+            }
+        })
+    }
+}
+
+/// Splits `tiers[1].usage.bands` into the entry `tiers[1]` and the field `usage.bands`.
+fn split_entry(path: &str) -> (&str, &str) {
+    match path.find(']') {
+        Some(end) => (&path[..=end], path[end + 1..].trim_start_matches('.')),
+        None => (path, ""),
+    }
+}
+
+/// `tiers[1]` becomes `tiers[1] (weather-pro)` when the entry carries a slug or external id.
+fn name_entry(loose: &serde_norway::Value, entry: &str) -> String {
+    let key = entry.split_once('[').and_then(|(kind, rest)| {
+        let index: usize = rest.trim_end_matches(']').parse().ok()?;
+        let item = loose.get(kind)?.get(index)?;
+        item.get("slug")
+            .or_else(|| item.get("external_id"))?
+            .as_str()
+            .map(str::to_owned)
+    });
+    match key {
+        Some(key) => format!("{entry} ({key})"),
+        None if entry == "." => "catalog".to_owned(),
+        None => entry.to_owned(),
+    }
+}
+
+/// Applies a catalog in one transaction: all of it, or — on the first refused entry — none of it.
+pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
+    let mut report = ApplyReport::default();
+    let mut tx = store.begin().await?;
+    for (i, spec) in file.apis.iter().enumerate() {
+        let (_, outcome) = put_api(&mut tx, spec, Mode::Apply)
+            .await
+            .map_err(|e| in_entry("apis", i, spec.slug.as_str(), e))?;
+        report.count("apis", outcome);
+    }
+    for (i, spec) in file.tiers.iter().enumerate() {
+        let (_, outcome) = put_tier(&mut tx, spec, Mode::Apply)
+            .await
+            .map_err(|e| in_entry("tiers", i, spec.slug.as_str(), e))?;
+        report.count("tiers", outcome);
+    }
+    for (i, spec) in file.subscribers.iter().enumerate() {
+        let (_, outcome) = put_subscriber(&mut tx, spec, Mode::Apply)
+            .await
+            .map_err(|e| in_entry("subscribers", i, spec.external_id.as_str(), e))?;
+        report.count("subscribers", outcome);
+    }
+    for (i, spec) in file.subscriptions.iter().enumerate() {
+        let (_, outcome) = put_subscription(&mut tx, spec, Mode::Apply)
+            .await
+            .map_err(|e| in_entry("subscriptions", i, spec.external_id.as_str(), e))?;
+        report.count("subscriptions", outcome);
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+fn in_entry(kind: &str, index: usize, key: &str, error: CatalogError) -> FileError {
+    let entry = format!("{kind}[{index}] ({key})");
+    match error {
+        CatalogError::Store(store) => FileError::Store(store),
+        other => FileError::Entry {
+            entry,
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_is_named_with_its_entry() {
+        let text = "tiers:\n  - slug: pro\n    api: weather\n    name: Pro\n    currency: usd\n    usage: {model: per_unit, unit_price: \"-1\"}\n";
+        let err = CatalogFile::parse(text).unwrap_err().to_string();
+        assert!(err.starts_with("tiers[0] (pro): usage"), "{err}");
+        assert!(err.contains("negative"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_refused() {
+        let err = CatalogFile::parse("apis: []\nplans: []\n").unwrap_err().to_string();
+        assert!(err.contains("plans"), "{err}");
+    }
+
+    #[test]
+    fn the_shared_example_parses() {
+        // The example sits beside the repository in development and in CI.
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/examples/catalog.yaml"
+        ))
+        .unwrap();
+        let file = CatalogFile::parse(&text).unwrap();
+        assert_eq!(file.tiers.len(), 3);
+        assert_eq!(file.subscriptions[0].consumer_keys[0].as_str(), "acme-app-1");
+    }
+}

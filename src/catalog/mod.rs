@@ -1,0 +1,63 @@
+//! The local catalog: apis, tiers, subscribers, subscriptions and gateways, as the admin API and
+//! `tollbooth catalog apply` create them. Every operation runs inside the caller's unit of work.
+
+mod file;
+mod put;
+
+pub use file::{ApplyReport, CatalogFile, FileError, apply_file};
+pub use put::{create_gateway, put_api, put_subscriber, put_subscription, put_tier};
+
+use crate::domain::FieldError;
+use crate::store::StoreError;
+
+/// What a put did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    /// Changed in place, or — for a tier — a new version written.
+    Updated,
+    Unchanged,
+}
+
+/// How a put treats an existing row with the same key and a different definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The admin API's create: the same definition again is fine, a different one is a conflict
+    /// (except tiers, where a change is how a new version is made).
+    Create,
+    /// A declarative file: the file is the truth, existing rows are brought in line with it.
+    Apply,
+}
+
+/// Why a catalog operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The input names a field with a bad value, or a row that does not exist.
+    #[error("{0}")]
+    Invalid(FieldError),
+    /// The thing asked for does not exist.
+    #[error("{kind} `{key}` does not exist")]
+    NotFound { kind: &'static str, key: String },
+    /// The input contradicts what is stored: a taken key, a different definition.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for CatalogError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(message) => CatalogError::Conflict(message),
+            other => CatalogError::Store(other),
+        }
+    }
+}
+
+impl From<FieldError> for CatalogError {
+    fn from(error: FieldError) -> Self {
+        CatalogError::Invalid(error)
+    }
+}
+
+pub type CatalogResult<T> = Result<T, CatalogError>;

@@ -1,0 +1,90 @@
+//! The command line: `serve`, `migrate`, `catalog apply FILE`.
+
+use crate::catalog::{CatalogFile, apply_file};
+use crate::config::Settings;
+use crate::startup::Application;
+use crate::store::Store;
+use crate::telemetry;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// tollbooth: charge for your API through Stripe.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// A TOML file of settings; environment variables override it.
+    #[arg(long, global = true, env = "TOLLBOOTH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP service (migrates the database first).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Work with the declarative catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Create or bring in line the apis, tiers, subscribers and subscriptions of a YAML or JSON file.
+    Apply { file: PathBuf },
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let settings = Settings::load(self.config.as_deref())?;
+        telemetry::init_logging(settings.log_format);
+        match self.command {
+            Command::Serve => serve(&settings).await,
+            Command::Migrate => {
+                open_store(&settings).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Catalog {
+                command: CatalogCommand::Apply { file },
+            } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let catalog = CatalogFile::parse(&text)
+                    .with_context(|| format!("{} was not applied", file.display()))?;
+                let store = open_store(&settings).await?;
+                let report = apply_file(&store, &catalog)
+                    .await
+                    .with_context(|| format!("{} was not applied", file.display()))?;
+                print!("{report}");
+                if !report.changed() {
+                    println!("nothing changed");
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(settings.database_url.as_str())
+        .await
+        .context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    if let Some(token) = &app.new_admin_token {
+        // Printed once, on stdout, so it can be captured; only its hash is kept.
+        println!("admin token (shown once, keep it safe): {token}");
+    }
+    tracing::info!(listen = %settings.listen, port = app.port(), backend = ?app.store().backend(), "tollbooth serving");
+    app.run_until_stopped().await
+}

@@ -1,0 +1,259 @@
+//! Configuration: defaults, then an optional TOML file, then environment variables
+//! (`TOLLBOOTH_*` and `STRIPE_*`). Checked whole at start; a bad setting is named in the error.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every setting tollbooth reads. Secrets are `SecretString`: `Debug` prints them redacted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://…` (the embedded default) or `postgres://…`.
+    pub database_url: DatabaseUrl,
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API; made at first start and shown once when unset.
+    pub admin_token: Option<SecretString>,
+    /// When the daily billing job fires, in UTC (cron with seconds).
+    pub billing_cron: CronSchedule,
+    /// How long a past-due subscription keeps access.
+    pub payment_grace: HumanDuration,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+    /// Stripe API key; unset means ledger mode (no Stripe calls).
+    pub stripe_secret_key: Option<SecretString>,
+    /// Stripe webhook signing secrets (`whsec_…`, comma-separated while rotating).
+    pub stripe_webhook_secret: Option<SecretString>,
+    /// Where Stripe calls go.
+    pub stripe_api_base: String,
+}
+
+/// The defaults, as the file and environment would write them.
+#[derive(Serialize)]
+struct Defaults {
+    database_url: &'static str,
+    listen: &'static str,
+    billing_cron: &'static str,
+    payment_grace: &'static str,
+    log_format: &'static str,
+    stripe_api_base: &'static str,
+}
+
+const DEFAULTS: Defaults = Defaults {
+    database_url: "sqlite://tollbooth.db",
+    listen: "127.0.0.1:8080",
+    billing_cron: "0 5 0 * * *",
+    payment_grace: "3d",
+    log_format: "text",
+    stripe_api_base: "https://api.stripe.com",
+};
+
+/// The settings read from `TOLLBOOTH_<NAME>`.
+const TOLLBOOTH_VARS: [&str; 6] = [
+    "database_url",
+    "listen",
+    "admin_token",
+    "billing_cron",
+    "payment_grace",
+    "log_format",
+];
+
+/// The settings read from their Stripe names.
+const STRIPE_VARS: [&str; 3] = [
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+];
+
+/// A setting that could not be read, with the setting and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads the settings from the defaults, `file` if given, and the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(DEFAULTS));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("TOLLBOOTH_").only(&TOLLBOOTH_VARS))
+            .merge(Env::raw().only(&STRIPE_VARS).map(|key| key.as_str().to_ascii_lowercase().into()));
+        figment
+            .extract()
+            .map_err(|error| ConfigError(describe(error)))
+    }
+
+    /// The settings with defaults only, for a given database: what tests and embedders start from.
+    pub fn with_database(url: &str) -> Result<Self, ConfigError> {
+        Figment::from(Serialized::defaults(DEFAULTS))
+            .merge(Serialized::default("database_url", url))
+            .extract()
+            .map_err(|error| ConfigError(describe(error)))
+    }
+}
+
+/// Figment's error names the key and the source (file or environment variable) of each problem.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(source) => format!(" (from {} {source})", m.name),
+                    None => format!(" (from {})", m.name),
+                })
+                .unwrap_or_default();
+            let env_name = if key.is_empty() {
+                String::new()
+            } else {
+                format!("{key}: ")
+            };
+            format!("{env_name}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A database URL tollbooth can open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.starts_with("sqlite:") || value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Ok(Self(value))
+        } else {
+            Err("must start with sqlite:, postgres:// or postgresql://".into())
+        }
+    }
+}
+
+/// A cron schedule with seconds (`sec min hour day month weekday`), in UTC.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CronSchedule(String);
+
+impl CronSchedule {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CronSchedule {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .build();
+        parser
+            .parse(&value)
+            .map_err(|e| format!("`{value}` is not a cron schedule with seconds: {e}"))?;
+        Ok(Self(value))
+    }
+}
+
+/// A duration written for people: `3d`, `12h`, `90s`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        humantime::parse_duration(&value)
+            .map(Self)
+            .map_err(|e| format!("`{value}` is not a duration such as 3d or 12h: {e}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn the_defaults_are_the_documented_ones() {
+        figment::Jail::expect_with(|_| {
+            let settings = Settings::load(None).unwrap();
+            assert_eq!(settings.database_url.as_str(), "sqlite://tollbooth.db");
+            assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(settings.billing_cron.as_str(), "0 5 0 * * *");
+            assert_eq!(settings.payment_grace.0, Duration::from_secs(3 * 86_400));
+            assert!(settings.stripe_secret_key.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_beats_file_and_secrets_are_redacted() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "listen = \"127.0.0.1:9000\"\nbilling_cron = \"0 0 1 * * *\"")?;
+            jail.set_env("TOLLBOOTH_LISTEN", "127.0.0.1:9100");
+            jail.set_env("STRIPE_SECRET_KEY", "sk_test_hidden");
+            let settings = Settings::load(Some(Path::new("t.toml"))).unwrap();
+            assert_eq!(settings.listen.port(), 9100);
+            assert_eq!(settings.billing_cron.as_str(), "0 0 1 * * *");
+            let key = settings.stripe_secret_key.as_ref().unwrap();
+            assert_eq!(key.expose_secret(), "sk_test_hidden");
+            assert!(!format!("{settings:?}").contains("sk_test_hidden"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLBOOTH_BILLING_CRON", "every day");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("billing_cron"), "{err}");
+            assert!(err.contains("TOLLBOOTH_BILLING_CRON"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "lissen = \"x\"")?;
+            let err = Settings::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            assert!(err.contains("lissen"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLBOOTH_DATABASE_URL", "mysql://x");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("database_url"), "{err}");
+            Ok(())
+        });
+    }
+}

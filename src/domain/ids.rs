@@ -1,0 +1,75 @@
+//! Identifiers: tollbooth's own ids, and the provider-chosen keys (slugs, external ids) that name rows.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Makes a new tollbooth id such as `api_0190f3c2...`: a kind prefix and a time-ordered UUIDv7,
+/// so ids sort by creation time and list pagination can use them as a cursor.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A provider-chosen key: an api or tier `slug`, a subscriber or subscription `external_id`.
+/// 1 to 64 characters of `a-z`, `A-Z`, `0-9`, `-`, `_`, `.`; it cannot look like a tollbooth id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Key(String);
+
+impl Key {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Key {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.is_empty() || value.len() > 64 {
+            return Err("must be 1 to 64 characters".into());
+        }
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "`{value}` may only hold letters, digits, `-`, `_` and `.`"
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl From<Key> for String {
+    fn from(key: Key) -> Self {
+        key.0
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_accept_slugs_and_refuse_spaces_and_empties() {
+        assert!(Key::try_from("weather-pro".to_owned()).is_ok());
+        assert!(Key::try_from("acme.weather_1".to_owned()).is_ok());
+        assert!(Key::try_from(String::new()).is_err());
+        assert!(Key::try_from("has space".to_owned()).is_err());
+        assert!(Key::try_from("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn ids_carry_their_prefix_and_sort_by_creation() {
+        let first = new_id("api");
+        let second = new_id("api");
+        assert!(first.starts_with("api_"));
+        assert!(first < second);
+    }
+}

@@ -1,0 +1,12 @@
+//! Business types that can only be built valid: parsing them is validating them.
+
+pub mod api;
+pub mod field;
+pub mod ids;
+pub mod money;
+pub mod policy;
+pub mod subscriber;
+pub mod subscription;
+pub mod tier;
+
+pub use field::FieldError;

@@ -1,0 +1,202 @@
+//! Money: currencies, non-negative amounts and percentages, all exact decimals.
+//! Rounding to a currency's minor unit happens in exactly one place: [`Currency::round`].
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Unit prices may carry up to this many decimal places (sub-cent prices such as `0.0005`).
+pub const MAX_PRICE_SCALE: u32 = 12;
+
+/// An ISO 4217 currency that has a minor unit, written in lower case as Stripe writes it (`usd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(iso_currency::Currency);
+
+impl Currency {
+    /// Digits after the decimal point in the smallest unit: 2 for `usd`, 0 for `jpy`, 3 for `kwd`.
+    pub fn minor_unit_digits(self) -> u32 {
+        // Parsing refuses currencies without a minor unit, so this default is never taken.
+        u32::from(self.0.exponent().unwrap_or(2))
+    }
+
+    /// Rounds an amount to this currency's minor unit, half to even. The only rounding tollbooth does.
+    pub fn round(self, amount: Decimal) -> Decimal {
+        amount.round_dp_with_strategy(
+            self.minor_unit_digits(),
+            RoundingStrategy::MidpointNearestEven,
+        )
+    }
+
+    pub fn code(self) -> String {
+        self.0.code().to_ascii_lowercase()
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let currency = iso_currency::Currency::from_code(&value.to_ascii_uppercase())
+            .ok_or_else(|| format!("`{value}` is not an ISO 4217 currency code"))?;
+        if currency.exponent().is_none() {
+            return Err(format!("`{value}` has no minor unit and cannot be billed"));
+        }
+        Ok(Self(currency))
+    }
+}
+
+impl From<Currency> for String {
+    fn from(currency: Currency) -> Self {
+        currency.code()
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.code())
+    }
+}
+
+/// A non-negative decimal amount with at most [`MAX_PRICE_SCALE`] decimal places, written as a
+/// string (`"0.0005"`) so that no float ever touches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Amount(Decimal);
+
+impl Amount {
+    pub const ZERO: Amount = Amount(Decimal::ZERO);
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+}
+
+impl TryFrom<Decimal> for Amount {
+    type Error = String;
+
+    fn try_from(value: Decimal) -> Result<Self, Self::Error> {
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err(format!("`{value}` is negative; amounts must be zero or more"));
+        }
+        if value.scale() > MAX_PRICE_SCALE {
+            return Err(format!(
+                "`{value}` has more than {MAX_PRICE_SCALE} decimal places"
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let decimal = parse_decimal(&value)?;
+        Self::try_from(decimal)
+    }
+}
+
+impl From<Amount> for String {
+    fn from(amount: Amount) -> Self {
+        amount.0.to_string()
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A percentage from 0 to 100 inclusive, written as a decimal string (`"12.5"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Percent(Decimal);
+
+impl Percent {
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+
+    /// The fraction this percentage is of a whole: `"10"` gives `0.10`.
+    pub fn fraction(self) -> Decimal {
+        self.0 / Decimal::ONE_HUNDRED
+    }
+}
+
+impl TryFrom<String> for Percent {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let decimal = parse_decimal(&value)?;
+        if decimal < Decimal::ZERO || decimal > Decimal::ONE_HUNDRED {
+            return Err(format!("`{value}` is not a percentage from 0 to 100"));
+        }
+        Ok(Self(decimal))
+    }
+}
+
+impl From<Percent> for String {
+    fn from(percent: Percent) -> Self {
+        percent.0.to_string()
+    }
+}
+
+fn parse_decimal(value: &str) -> Result<Decimal, String> {
+    let trimmed = value.trim();
+    if trimmed.contains(['e', 'E']) {
+        return Err(format!("`{value}` must be a plain decimal, not scientific notation"));
+    }
+    Decimal::from_str(trimmed).map_err(|_| format!("`{value}` is not a decimal number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal::dec;
+
+    fn currency(code: &str) -> Currency {
+        Currency::try_from(code.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn currencies_parse_case_insensitively_and_print_lower_case() {
+        assert_eq!(currency("USD").to_string(), "usd");
+        assert_eq!(currency("jpy").minor_unit_digits(), 0);
+        assert_eq!(currency("kwd").minor_unit_digits(), 3);
+        assert!(Currency::try_from("zzz".to_owned()).is_err());
+        assert!(Currency::try_from("xau".to_owned()).is_err());
+    }
+
+    #[test]
+    fn rounding_is_half_even_to_the_minor_unit() {
+        assert_eq!(currency("usd").round(dec!(617.2835)), dec!(617.28));
+        assert_eq!(currency("usd").round(dec!(0.125)), dec!(0.12));
+        assert_eq!(currency("usd").round(dec!(0.135)), dec!(0.14));
+        assert_eq!(currency("jpy").round(dec!(102.5)), dec!(102));
+        assert_eq!(currency("jpy").round(dec!(103.5)), dec!(104));
+    }
+
+    #[test]
+    fn amounts_refuse_negatives_floats_and_excess_precision() {
+        assert_eq!(Amount::try_from("0.0005".to_owned()).unwrap().value(), dec!(0.0005));
+        assert_eq!(Amount::try_from("25.00".to_owned()).unwrap().to_string(), "25.00");
+        assert!(Amount::try_from("-1".to_owned()).is_err());
+        assert!(Amount::try_from("1e3".to_owned()).is_err());
+        assert!(Amount::try_from("abc".to_owned()).is_err());
+        assert!(Amount::try_from("0.0000000000001".to_owned()).is_err());
+    }
+
+    #[test]
+    fn percentages_stay_between_zero_and_one_hundred() {
+        assert_eq!(Percent::try_from("10".to_owned()).unwrap().fraction(), dec!(0.10));
+        assert!(Percent::try_from("100.5".to_owned()).is_err());
+        assert!(Percent::try_from("-1".to_owned()).is_err());
+    }
+}

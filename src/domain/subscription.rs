@@ -1,0 +1,92 @@
+//! A subscription: a subscriber on a tier, with the gateway consumer keys that identify its calls.
+
+use super::ids::Key;
+use super::FieldError;
+use serde::{Deserialize, Serialize};
+
+/// A subscription as the provider writes it; `subscriber` and `tier` name them by key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSpec {
+    pub external_id: Key,
+    pub subscriber: Key,
+    pub tier: Key,
+    #[serde(default)]
+    pub consumer_keys: Vec<ConsumerKey>,
+}
+
+impl SubscriptionSpec {
+    pub fn validate(&self) -> Result<(), FieldError> {
+        for (index, key) in self.consumer_keys.iter().enumerate() {
+            if self.consumer_keys[..index].contains(key) {
+                return Err(FieldError::new(
+                    format!("consumer_keys[{index}]"),
+                    format!("`{key}` is listed twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key a gateway uses for one consumer (an API key id, an app id): 1 to 200 printable characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConsumerKey(String);
+
+impl ConsumerKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ConsumerKey {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if value.is_empty() || value.len() > 200 || !value.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("must be 1 to 200 printable characters without spaces".into());
+        }
+        Ok(Self(value))
+    }
+}
+
+impl From<ConsumerKey> for String {
+    fn from(key: ConsumerKey) -> Self {
+        key.0
+    }
+}
+
+impl std::fmt::Display for ConsumerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a subscription stands. Webhooks and the billing job move it; the catalog starts it active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Active,
+    PastDue,
+    Canceled,
+}
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::PastDue => "past_due",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "past_due" => Some(Self::PastDue),
+            "canceled" => Some(Self::Canceled),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The one place errors become HTTP answers: `{"error": {"code", "message", "details"}}`.
+//! Store failures are logged and answered with a plain 500; their text never reaches the caller.
+
+use crate::catalog::CatalogError;
+use crate::domain::FieldError;
+use crate::store::StoreError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// An error answer: status, a stable snake_case code, a message for people, optional details.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// A field with a bad value: 422 naming the field.
+    pub fn invalid_field(error: FieldError) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", error.to_string())
+            .with_details(json!({ "field": error.field }))
+    }
+
+    pub fn not_found(kind: &str, key: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{kind} `{key}` does not exist"),
+        )
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "tollbooth could not complete the request; the failure is in its log",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Conflict(message) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Invalid(field) => Self::invalid_field(field),
+            CatalogError::NotFound { kind, key } => Self::not_found(kind, &key),
+            CatalogError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            CatalogError::Store(store) => store.into(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The HTTP layer: axum lives here and nowhere else. Each resource module owns its routes.
+
+mod apis;
+pub mod error;
+pub mod extract;
+mod gateways;
+mod health;
+mod subscribers;
+mod subscriptions;
+mod tiers;
+
+use crate::auth::AdminToken;
+use crate::store::{Page, Store};
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use std::time::Instant;
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub admin_token: AdminToken,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole HTTP surface of tollbooth.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(apis::router())
+        .merge(tiers::router())
+        .merge(subscribers::router())
+        .merge(subscriptions::router())
+        .merge(gateways::router())
+        .fallback(|| async { error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
+        .layer(axum::middleware::from_fn(record_metrics))
+        .layer(TraceLayer::new_for_http())
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// Counts requests and their latency per route and status, for `/metrics`.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("tollbooth_http_requests_total", &labels).increment(1);
+    metrics::histogram!("tollbooth_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A page of a list as answered: the items, whether more follow, and the cursor to ask for them.
+#[derive(Serialize)]
+pub struct ListBody<T> {
+    data: Vec<T>,
+    has_more: bool,
+    next_after: Option<String>,
+}
+
+impl<T> ListBody<T> {
+    fn from_page<S>(page: Page<S>, id: impl Fn(&S) -> &str, view: impl Fn(S) -> T) -> Self {
+        let next_after = page
+            .has_more
+            .then(|| page.items.last().map(|item| id(item).to_owned()))
+            .flatten();
+        Self {
+            data: page.items.into_iter().map(view).collect(),
+            has_more: page.has_more,
+            next_after,
+        }
+    }
+}
+
+/// Stored Unix milliseconds as RFC 3339 in UTC.
+fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The status of a put: 201 when something was written, 200 when it was already so.
+fn put_status(outcome: crate::catalog::Outcome) -> axum::http::StatusCode {
+    match outcome {
+        crate::catalog::Outcome::Unchanged => axum::http::StatusCode::OK,
+        _ => axum::http::StatusCode::CREATED,
+    }
+}

@@ -1,0 +1,70 @@
+//! `/v1/subscribers`: who pays.
+
+use super::error::ApiError;
+use super::extract::{Admin, JsonBody, Pagination};
+use super::{AppState, ListBody, put_status, timestamp};
+use crate::catalog::{Mode, put_subscriber};
+use crate::domain::subscriber::SubscriberSpec;
+use crate::store::Subscriber;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/subscribers", get(list).post(create))
+        .route("/v1/subscribers/{id}", get(show))
+}
+
+#[derive(Serialize)]
+struct SubscriberView {
+    id: String,
+    #[serde(flatten)]
+    spec: SubscriberSpec,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Subscriber> for SubscriberView {
+    fn from(subscriber: Subscriber) -> Self {
+        Self {
+            id: subscriber.id,
+            spec: subscriber.spec,
+            created_at: timestamp(subscriber.created_at),
+            updated_at: timestamp(subscriber.updated_at),
+        }
+    }
+}
+
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(spec): JsonBody<SubscriberSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Create).await?;
+    tx.commit().await?;
+    Ok((put_status(outcome), Json(SubscriberView::from(subscriber))))
+}
+
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Pagination(page): Pagination,
+) -> Result<Json<ListBody<SubscriberView>>, ApiError> {
+    let page = state.store.begin_read().await?.list_subscribers(&page).await?;
+    Ok(Json(ListBody::from_page(page, |s| &s.id, SubscriberView::from)))
+}
+
+async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriberView>, ApiError> {
+    let subscriber = state.store.begin_read().await?.find_subscriber(&id).await?;
+    subscriber
+        .map(|s| Json(s.into()))
+        .ok_or_else(|| ApiError::not_found("subscriber", &id))
+}

@@ -1,0 +1,83 @@
+//! `/v1/subscriptions`: a subscriber on a tier, with its gateway consumer keys.
+
+use super::error::ApiError;
+use super::extract::{Admin, JsonBody, Pagination};
+use super::{AppState, ListBody, put_status, timestamp};
+use crate::catalog::{Mode, put_subscription};
+use crate::domain::subscription::{SubscriptionSpec, SubscriptionStatus};
+use crate::store::Subscription;
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/subscriptions", get(list).post(create))
+        .route("/v1/subscriptions/{id}", get(show))
+}
+
+#[derive(Serialize)]
+struct SubscriptionView {
+    id: String,
+    external_id: String,
+    subscriber: String,
+    tier: String,
+    tier_version: i64,
+    consumer_keys: Vec<String>,
+    status: SubscriptionStatus,
+    started_at: String,
+    canceled_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Subscription> for SubscriptionView {
+    fn from(s: Subscription) -> Self {
+        Self {
+            id: s.id,
+            external_id: s.external_id,
+            subscriber: s.subscriber,
+            tier: s.tier,
+            tier_version: s.tier_version,
+            consumer_keys: s.consumer_keys,
+            status: s.status,
+            started_at: timestamp(s.started_at),
+            canceled_at: s.canceled_at.map(timestamp),
+            created_at: timestamp(s.created_at),
+            updated_at: timestamp(s.updated_at),
+        }
+    }
+}
+
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(spec): JsonBody<SubscriptionSpec>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
+    tx.commit().await?;
+    Ok((put_status(outcome), Json(SubscriptionView::from(subscription))))
+}
+
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Pagination(page): Pagination,
+) -> Result<Json<ListBody<SubscriptionView>>, ApiError> {
+    let page = state.store.begin_read().await?.list_subscriptions(&page).await?;
+    Ok(Json(ListBody::from_page(page, |s| &s.id, SubscriptionView::from)))
+}
+
+async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SubscriptionView>, ApiError> {
+    let subscription = state.store.begin_read().await?.find_subscription(&id).await?;
+    subscription
+        .map(|s| Json(s.into()))
+        .ok_or_else(|| ApiError::not_found("subscription", &id))
+}

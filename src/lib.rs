@@ -1,0 +1,12 @@
+//! tollbooth: a Stripe-integrated API monetization sidecar.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

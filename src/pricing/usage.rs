@@ -1,0 +1,181 @@
+//! Usage charges. The tier's usage model prices the billable units up to the soft quota (all of
+//! them when there is none); the units beyond it are overage, priced at the overage unit price
+//! instead. Free units are taken first, from the units the model prices.
+
+use super::describe::{Grouped, Noun};
+use super::{Line, LineKind, PeriodUsage, PricingError, bands, quotient};
+use crate::domain::money::{Amount, Currency};
+use crate::domain::tier::{TierSpec, UsagePricing};
+use rust_decimal::Decimal;
+use std::fmt;
+
+/// The units a usage model prices, and how to name them.
+pub(super) struct Metered {
+    /// Units within the soft quota.
+    pub(super) units: Decimal,
+    pub(super) free: Decimal,
+    pub(super) noun: Noun,
+    pub(super) currency: Currency,
+}
+
+impl Metered {
+    /// The units left to price once the free ones are taken.
+    pub(super) fn priced(&self) -> Decimal {
+        (self.units - self.free).max(Decimal::ZERO)
+    }
+}
+
+/// `12,345 API calls, 5,000 included`: the units and, when there are any, the free ones.
+pub(super) struct Counted<'a>(pub(super) &'a Metered);
+
+impl fmt::Display for Counted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let metered = self.0;
+        write!(f, "{} {}", Grouped(metered.units), metered.noun.counted)?;
+        if !metered.free.is_zero() {
+            write!(f, ", {} included", Grouped(metered.free))?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds the usage lines of the tier's model, then the overage line if the soft quota was passed.
+pub(super) fn charge(
+    tier: &TierSpec,
+    usage: &PeriodUsage,
+    lines: &mut Vec<Line>,
+) -> Result<(), PricingError> {
+    let units = usage.billable_units;
+    let overage = tier
+        .quota
+        .and_then(|quota| Some((Decimal::from(quota.soft_limit?), quota.overage_unit_price?)));
+    let within = overage.map_or(units, |(soft_limit, _)| units.min(soft_limit));
+    let metered = Metered {
+        units: within,
+        free: Decimal::from(tier.usage.free_units()),
+        noun: Noun::of(usage),
+        currency: tier.currency,
+    };
+    match &tier.usage {
+        UsagePricing::PerUnit { unit_price, .. } => lines.push(per_unit(&metered, *unit_price)?),
+        UsagePricing::Package {
+            package_size,
+            package_price,
+            ..
+        } => {
+            let size = Decimal::from(package_size.get());
+            lines.push(package(&metered, size, *package_price)?);
+        }
+        UsagePricing::Graduated { bands, .. } => bands::graduated(&metered, bands, lines)?,
+        UsagePricing::Volume { bands, .. } => bands::volume(&metered, bands, lines)?,
+    }
+    if let Some((soft_limit, price)) = overage
+        && units > soft_limit
+    {
+        let beyond = units - soft_limit;
+        lines.push(Line::priced(
+            LineKind::Overage,
+            format!(
+                "{} {} over the soft limit of {}",
+                Grouped(beyond),
+                metered.noun.counted,
+                Grouped(soft_limit)
+            ),
+            beyond,
+            price.value(),
+            tier.currency,
+        )?);
+    }
+    Ok(())
+}
+
+fn per_unit(metered: &Metered, unit_price: Amount) -> Result<Line, PricingError> {
+    Line::priced(
+        LineKind::Usage,
+        Counted(metered).to_string(),
+        metered.priced(),
+        unit_price.value(),
+        metered.currency,
+    )
+}
+
+fn package(metered: &Metered, size: Decimal, price: Amount) -> Result<Line, PricingError> {
+    // A started block is paid whole: counting blocks up, not rounding money.
+    let blocks = quotient(metered.priced(), size)?.ceil();
+    let s = if blocks == Decimal::ONE { "" } else { "s" };
+    Line::priced(
+        LineKind::Usage,
+        format!(
+            "{}: {} block{s} of {}",
+            Counted(metered),
+            Grouped(blocks),
+            Grouped(size)
+        ),
+        blocks,
+        price.value(),
+        metered.currency,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::fixtures::{calls, tier, units};
+    use rust_decimal::dec;
+    use serde_json::json;
+
+    fn usage_lines(tier: &TierSpec, usage: &PeriodUsage) -> Vec<Line> {
+        let mut lines = Vec::new();
+        charge(tier, usage, &mut lines).unwrap();
+        lines
+    }
+
+    #[test]
+    fn per_unit_prices_the_units_after_the_free_ones() {
+        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0.01", "free_units": 1000}}));
+        let lines = usage_lines(&spec, &calls(12_345));
+        assert_eq!(lines[0].description, "12,345 API calls, 1,000 included");
+        assert_eq!((lines[0].quantity, lines[0].amount), (dec!(11345), dec!(113.45)));
+        let within_free = usage_lines(&spec, &calls(999));
+        assert_eq!((within_free[0].quantity, within_free[0].amount), (dec!(0), dec!(0.00)));
+    }
+
+    #[test]
+    fn reported_units_are_priced_and_named_as_units() {
+        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0.5"}}));
+        let lines = usage_lines(&spec, &units(100, dec!(250.5)));
+        assert_eq!(lines[0].description, "250.5 units");
+        assert_eq!(lines[0].amount, dec!(125.25));
+    }
+
+    #[test]
+    fn a_package_counts_a_started_block_whole() {
+        let spec = tier(json!({"usage": {"model": "package", "package_size": 1000, "package_price": "5"}}));
+        let lines = usage_lines(&spec, &calls(1001));
+        assert_eq!(lines[0].description, "1,001 API calls: 2 blocks of 1,000");
+        assert_eq!(lines[0].amount, dec!(10.00));
+        assert_eq!(usage_lines(&spec, &calls(1000))[0].description, "1,000 API calls: 1 block of 1,000");
+    }
+
+    #[test]
+    fn beyond_the_soft_limit_the_overage_price_replaces_the_model() {
+        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0.001", "free_units": 1000},
+                               "quota": {"soft_limit": 10000, "hard_limit": 20000, "overage_unit_price": "0.004"}}));
+        let lines = usage_lines(&spec, &calls(12_500));
+        // 9,000 × 0.001 = 9.00 up to the soft limit, then 2,500 × 0.004 = 10.00.
+        assert_eq!(lines[0].description, "10,000 API calls, 1,000 included");
+        assert_eq!(lines[0].amount, dec!(9.00));
+        assert_eq!(lines[1].kind, LineKind::Overage);
+        assert_eq!(lines[1].description, "2,500 API calls over the soft limit of 10,000");
+        assert_eq!(lines[1].amount, dec!(10.00));
+        assert_eq!(usage_lines(&spec, &calls(10_000)).len(), 1);
+    }
+
+    #[test]
+    fn a_hard_limit_alone_prices_nothing_extra() {
+        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0"}, "quota": {"hard_limit": 1000}}));
+        let lines = usage_lines(&spec, &calls(5000));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].amount, dec!(0.00));
+    }
+}

@@ -1,0 +1,103 @@
+//! Apis and their recording policies.
+
+use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx, to_json};
+use crate::domain::api::ApiSpec;
+use crate::domain::policy::RecordingPolicy;
+
+/// A stored api.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub id: String,
+    pub spec: ApiSpec,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ApiRow {
+    id: String,
+    slug: String,
+    name: String,
+    recording_policy: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ApiRow> for Api {
+    type Error = super::StoreError;
+
+    fn try_from(row: ApiRow) -> StoreResult<Self> {
+        let policy: RecordingPolicy = from_json("apis.recording_policy", &row.recording_policy)?;
+        let slug = row
+            .slug
+            .try_into()
+            .map_err(|e| super::StoreError::Corrupt(format!("apis.slug: {e}")))?;
+        Ok(Api {
+            id: row.id,
+            spec: ApiSpec {
+                slug,
+                name: row.name,
+                recording_policy: policy,
+            },
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, slug, name, recording_policy, created_at, updated_at";
+
+impl Tx {
+    /// Finds an api by its id or its slug.
+    pub async fn find_api(&mut self, id_or_slug: &str) -> StoreResult<Option<Api>> {
+        let sql = const_format::concatcp!(
+            "SELECT ", COLUMNS, " FROM apis WHERE id = $1 OR slug = $1 ORDER BY id = $1 DESC LIMIT 1"
+        );
+        let row: Option<ApiRow> =
+            on_tx!(self, |conn| sqlx::query_as(sql).bind(id_or_slug).fetch_optional(conn).await?);
+        row.map(Api::try_from).transpose()
+    }
+
+    pub async fn list_apis(&mut self, page: &PageRequest) -> StoreResult<Page<Api>> {
+        let sql = const_format::concatcp!(
+            "SELECT ", COLUMNS, " FROM apis WHERE id > $1 ORDER BY id LIMIT $2"
+        );
+        let rows: Vec<ApiRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(page.after())
+            .bind(page.fetch_limit())
+            .fetch_all(conn)
+            .await?);
+        let apis = rows.into_iter().map(Api::try_from).collect::<StoreResult<_>>()?;
+        Ok(Page::from_rows(apis, page.limit))
+    }
+
+    pub async fn insert_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
+        let sql = "INSERT INTO apis (id, slug, name, recording_policy, created_at, updated_at) \
+                   VALUES ($1, $2, $3, $4, $5, $5)";
+        let policy = to_json(&spec.recording_policy)?;
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(id)
+            .bind(spec.slug.as_str())
+            .bind(&spec.name)
+            .bind(&policy)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    pub async fn update_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
+        let sql = "UPDATE apis SET name = $2, recording_policy = $3, updated_at = $4 WHERE id = $1";
+        let policy = to_json(&spec.recording_policy)?;
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(id)
+            .bind(&spec.name)
+            .bind(&policy)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}

@@ -1,0 +1,265 @@
+//! Storage: the only place that speaks SQL. One [`Store`] over SQLite (the embedded default) or
+//! PostgreSQL; where the SQL is the same for both it is written once and run on either pool.
+
+mod apis;
+mod gateways;
+mod subscribers;
+mod subscriptions;
+mod tiers;
+
+pub use apis::Api;
+pub use gateways::Gateway;
+pub use subscribers::Subscriber;
+pub use subscriptions::Subscription;
+pub use tiers::{Tier, TierVersion};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What went wrong in the store. Callers match on `Conflict`; the rest are failures to log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is already taken (a slug, an external id, a live consumer key).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored value no longer parses: the row was written by something other than tollbooth.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.message().to_owned())
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which database is behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The database behind tollbooth. Cheap to clone: it holds a connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// One unit of work: everything done through it commits together or not at all.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs the same expression on whichever connection a [`Tx`] holds: for SQL that both databases
+/// understand (`$1` placeholders work on both).
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::store::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://…` or `postgres://…`); a SQLite file is created if missing.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL with NORMAL is durable against a process crash; FULL also survives power loss.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?,
+            )
+        } else {
+            let options = PgConnectOptions::from_str(url)?;
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?,
+            )
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies the migrations this build carries that the database has not seen yet.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Ready means: the database answers, and every migration of this build has been applied.
+    pub async fn is_ready(&self) -> StoreResult<bool> {
+        let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+        let (expected, applied): (usize, Result<(i64,), sqlx::Error>) = match &self.pool {
+            Pool::Sqlite(pool) => (
+                SQLITE_MIGRATIONS.iter().count(),
+                sqlx::query_as(sql).fetch_one(pool).await,
+            ),
+            Pool::Postgres(pool) => (
+                POSTGRES_MIGRATIONS.iter().count(),
+                sqlx::query_as(sql).fetch_one(pool).await,
+            ),
+        };
+        let applied = match applied {
+            Ok((count,)) => count,
+            // No migrations table yet: the database answers, but nothing is applied.
+            Err(sqlx::Error::Database(_)) => 0,
+            Err(other) => return Err(other.into()),
+        };
+        Ok(usize::try_from(applied).is_ok_and(|applied| applied >= expected))
+    }
+
+    /// Starts a unit of work that reads and writes. On SQLite it takes the write lock at once,
+    /// so two writers queue on the busy timeout instead of failing to upgrade a read lock.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Starts a unit of work that only reads.
+    pub async fn begin_read(&self) -> StoreResult<Tx> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    /// Reads a setting tollbooth keeps for itself.
+    pub async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {
+        let sql = "SELECT value FROM settings WHERE name = $1";
+        let row: Option<(String,)> =
+            on_tx!(self, |conn| sqlx::query_as(sql).bind(name).fetch_optional(conn).await?);
+        Ok(row.map(|(value,)| value))
+    }
+
+    /// Writes a setting unless it is already set; answers whether this call set it.
+    pub async fn set_setting_once(&mut self, name: &str, value: &str) -> StoreResult<bool> {
+        let sql = "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+        let result = on_tx!(self, |conn| sqlx::query(sql)
+            .bind(name)
+            .bind(value)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(result == 1)
+    }
+}
+
+/// The current time as stored: Unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A stored JSON column read back into its domain type.
+fn from_json<T: serde::de::DeserializeOwned>(column: &str, json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// One page of a list, ordered by id, and whether more follow.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_more: bool,
+}
+
+/// Where a page starts and how long it is.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl<T> Page<T> {
+    /// Cuts a fetch of `limit + 1` rows into a page and the `has_more` flag.
+    fn from_rows(mut items: Vec<T>, limit: u32) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let has_more = items.len() > limit;
+        items.truncate(limit);
+        Self { items, has_more }
+    }
+}
+
+impl PageRequest {
+    fn fetch_limit(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
+
+    fn after(&self) -> &str {
+        self.after.as_deref().unwrap_or("")
+    }
+}

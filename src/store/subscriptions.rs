@@ -1,0 +1,180 @@
+//! Subscriptions and the gateway consumer keys that identify their calls.
+
+use super::{Page, PageRequest, StoreResult, Tx, now_ms, on_tx};
+use crate::domain::subscription::SubscriptionStatus;
+
+/// A stored subscription, with the keys it names its subscriber and tier by.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub external_id: String,
+    pub subscriber_id: String,
+    pub subscriber: String,
+    pub tier_version_id: String,
+    pub tier: String,
+    pub tier_version: i64,
+    pub status: SubscriptionStatus,
+    pub consumer_keys: Vec<String>,
+    pub started_at: i64,
+    pub canceled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SubscriptionRow {
+    id: String,
+    external_id: String,
+    subscriber_id: String,
+    subscriber: String,
+    tier_version_id: String,
+    tier: String,
+    tier_version: i64,
+    status: String,
+    started_at: i64,
+    canceled_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const SELECT: &str = "SELECT s.id, s.external_id, s.subscriber_id, b.external_id AS subscriber, \
+     s.tier_version_id, t.slug AS tier, v.version AS tier_version, s.status, s.started_at, \
+     s.canceled_at, s.created_at, s.updated_at \
+     FROM subscriptions s \
+     JOIN subscribers b ON b.id = s.subscriber_id \
+     JOIN tier_versions v ON v.id = s.tier_version_id \
+     JOIN tiers t ON t.id = v.tier_id";
+
+impl Tx {
+    /// Finds a subscription by its id or its external id.
+    pub async fn find_subscription(&mut self, id_or_key: &str) -> StoreResult<Option<Subscription>> {
+        let sql = const_format::concatcp!(
+            SELECT,
+            " WHERE s.id = $1 OR s.external_id = $1 ORDER BY s.id = $1 DESC LIMIT 1"
+        );
+        let row: Option<SubscriptionRow> =
+            on_tx!(self, |conn| sqlx::query_as(sql).bind(id_or_key).fetch_optional(conn).await?);
+        match row {
+            Some(row) => Ok(Some(self.with_keys(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list_subscriptions(&mut self, page: &PageRequest) -> StoreResult<Page<Subscription>> {
+        let sql = const_format::concatcp!(SELECT, " WHERE s.id > $1 ORDER BY s.id LIMIT $2");
+        let rows: Vec<SubscriptionRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(page.after())
+            .bind(page.fetch_limit())
+            .fetch_all(conn)
+            .await?);
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.with_keys(row).await?);
+        }
+        Ok(Page::from_rows(items, page.limit))
+    }
+
+    async fn with_keys(&mut self, row: SubscriptionRow) -> StoreResult<Subscription> {
+        let status = SubscriptionStatus::parse(&row.status).ok_or_else(|| {
+            super::StoreError::Corrupt(format!("subscriptions.status: `{}`", row.status))
+        })?;
+        let consumer_keys = self.live_consumer_keys(&row.id).await?;
+        Ok(Subscription {
+            id: row.id,
+            external_id: row.external_id,
+            subscriber_id: row.subscriber_id,
+            subscriber: row.subscriber,
+            tier_version_id: row.tier_version_id,
+            tier: row.tier,
+            tier_version: row.tier_version,
+            status,
+            consumer_keys,
+            started_at: row.started_at,
+            canceled_at: row.canceled_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+
+    async fn live_consumer_keys(&mut self, subscription_id: &str) -> StoreResult<Vec<String>> {
+        let sql = "SELECT consumer_key FROM consumer_keys \
+                   WHERE subscription_id = $1 AND released_at IS NULL ORDER BY created_at, consumer_key";
+        let rows: Vec<(String,)> =
+            on_tx!(self, |conn| sqlx::query_as(sql).bind(subscription_id).fetch_all(conn).await?);
+        Ok(rows.into_iter().map(|(key,)| key).collect())
+    }
+
+    /// The subscription a live consumer key belongs to, if any.
+    pub async fn consumer_key_owner(&mut self, consumer_key: &str) -> StoreResult<Option<String>> {
+        let sql = "SELECT subscription_id FROM consumer_keys \
+                   WHERE consumer_key = $1 AND released_at IS NULL";
+        let row: Option<(String,)> =
+            on_tx!(self, |conn| sqlx::query_as(sql).bind(consumer_key).fetch_optional(conn).await?);
+        Ok(row.map(|(id,)| id))
+    }
+
+    pub async fn insert_subscription(
+        &mut self,
+        id: &str,
+        external_id: &str,
+        subscriber_id: &str,
+        tier_version_id: &str,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO subscriptions (id, external_id, subscriber_id, tier_version_id, \
+                   status, started_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $6)";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(id)
+            .bind(external_id)
+            .bind(subscriber_id)
+            .bind(tier_version_id)
+            .bind(SubscriptionStatus::Active.as_str())
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Moves a subscription to another tier version.
+    pub async fn set_subscription_tier_version(&mut self, id: &str, tier_version_id: &str) -> StoreResult<()> {
+        let sql = "UPDATE subscriptions SET tier_version_id = $2, updated_at = $3 WHERE id = $1";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(id)
+            .bind(tier_version_id)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Makes `keys` the live consumer keys of a subscription: keys it no longer lists are released,
+    /// new ones are claimed (a key another live subscription holds is a conflict).
+    pub async fn set_consumer_keys(&mut self, subscription_id: &str, keys: &[String]) -> StoreResult<()> {
+        let now = now_ms();
+        let current = self.live_consumer_keys(subscription_id).await?;
+        for gone in current.iter().filter(|key| !keys.contains(key)) {
+            let sql = "UPDATE consumer_keys SET released_at = $3 \
+                       WHERE subscription_id = $1 AND consumer_key = $2 AND released_at IS NULL";
+            on_tx!(self, |conn| sqlx::query(sql)
+                .bind(subscription_id)
+                .bind(gone)
+                .bind(now)
+                .execute(conn)
+                .await?
+                .rows_affected());
+        }
+        for new in keys.iter().filter(|key| !current.contains(key)) {
+            let sql = "INSERT INTO consumer_keys (consumer_key, subscription_id, created_at) \
+                       VALUES ($1, $2, $3)";
+            on_tx!(self, |conn| sqlx::query(sql)
+                .bind(new)
+                .bind(subscription_id)
+                .bind(now)
+                .execute(conn)
+                .await?
+                .rows_affected());
+        }
+        Ok(())
+    }
+}
