@@ -73,7 +73,9 @@ pub async fn admin_token(
     let token = stored
         .as_deref()
         .and_then(AdminToken::from_hash_hex)
-        .ok_or_else(|| crate::store::StoreError::Corrupt(format!("settings.{ADMIN_TOKEN_SETTING}")))?;
+        .ok_or_else(|| {
+            crate::store::StoreError::Corrupt(format!("settings.{ADMIN_TOKEN_SETTING}"))
+        })?;
     Ok((token, made.then_some(fresh)))
 }
 

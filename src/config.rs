@@ -90,7 +90,11 @@ impl Settings {
         }
         figment = figment
             .merge(Env::prefixed("TOLLBOOTH_").only(&TOLLBOOTH_VARS))
-            .merge(Env::raw().only(&STRIPE_VARS).map(|key| key.as_str().to_ascii_lowercase().into()));
+            .merge(
+                Env::raw()
+                    .only(&STRIPE_VARS)
+                    .map(|key| key.as_str().to_ascii_lowercase().into()),
+            );
         figment
             .extract()
             .map_err(|error| ConfigError(describe(error)))
@@ -111,23 +115,35 @@ fn describe(error: figment::Error) -> String {
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let source = e
-                .metadata
-                .as_ref()
-                .map(|m| match &m.source {
+            let source = match &e.metadata {
+                Some(m) if m.name.contains("environment") => {
+                    format!(" (from environment variable {})", env_name(&key))
+                }
+                Some(m) => match &m.source {
                     Some(source) => format!(" (from {} {source})", m.name),
                     None => format!(" (from {})", m.name),
-                })
-                .unwrap_or_default();
-            let env_name = if key.is_empty() {
+                },
+                None => String::new(),
+            };
+            let setting = if key.is_empty() {
                 String::new()
             } else {
                 format!("{key}: ")
             };
-            format!("{env_name}{}{source}", e.kind)
+            format!("{setting}{}{source}", e.kind)
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The environment variable a setting is read from.
+fn env_name(key: &str) -> String {
+    let upper = key.to_ascii_uppercase();
+    if upper.starts_with("STRIPE_") {
+        upper
+    } else {
+        format!("TOLLBOOTH_{upper}")
+    }
 }
 
 /// A database URL tollbooth can open.
@@ -145,7 +161,10 @@ impl TryFrom<String> for DatabaseUrl {
     type Error = String;
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        if value.starts_with("sqlite:") || value.starts_with("postgres://") || value.starts_with("postgresql://") {
+        if value.starts_with("sqlite:")
+            || value.starts_with("postgres://")
+            || value.starts_with("postgresql://")
+        {
             Ok(Self(value))
         } else {
             Err("must start with sqlite:, postgres:// or postgresql://".into())
@@ -201,6 +220,8 @@ pub enum LogFormat {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment's own large error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
@@ -221,7 +242,10 @@ mod tests {
     #[test]
     fn environment_beats_file_and_secrets_are_redacted() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("t.toml", "listen = \"127.0.0.1:9000\"\nbilling_cron = \"0 0 1 * * *\"")?;
+            jail.create_file(
+                "t.toml",
+                "listen = \"127.0.0.1:9000\"\nbilling_cron = \"0 0 1 * * *\"",
+            )?;
             jail.set_env("TOLLBOOTH_LISTEN", "127.0.0.1:9100");
             jail.set_env("STRIPE_SECRET_KEY", "sk_test_hidden");
             let settings = Settings::load(Some(Path::new("t.toml"))).unwrap();
@@ -245,7 +269,9 @@ mod tests {
         });
         figment::Jail::expect_with(|jail| {
             jail.create_file("t.toml", "lissen = \"x\"")?;
-            let err = Settings::load(Some(Path::new("t.toml"))).unwrap_err().to_string();
+            let err = Settings::load(Some(Path::new("t.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("lissen"), "{err}");
             Ok(())
         });

@@ -183,7 +183,9 @@ mod tests {
 
     #[test]
     fn an_unknown_top_level_key_is_refused() {
-        let err = CatalogFile::parse("apis: []\nplans: []\n").unwrap_err().to_string();
+        let err = CatalogFile::parse("apis: []\nplans: []\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("plans"), "{err}");
     }
 
@@ -197,6 +199,9 @@ mod tests {
         .unwrap();
         let file = CatalogFile::parse(&text).unwrap();
         assert_eq!(file.tiers.len(), 3);
-        assert_eq!(file.subscriptions[0].consumer_keys[0].as_str(), "acme-app-1");
+        assert_eq!(
+            file.subscriptions[0].consumer_keys[0].as_str(),
+            "acme-app-1"
+        );
     }
 }

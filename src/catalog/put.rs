@@ -37,9 +37,10 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
 /// version is never edited.
 pub async fn put_tier(tx: &mut Tx, spec: &TierSpec, _mode: Mode) -> CatalogResult<(Tier, Outcome)> {
     spec.validate()?;
-    let api = tx.find_api(spec.api.as_str()).await?.ok_or_else(|| {
-        FieldError::new("api", format!("api `{}` does not exist", spec.api))
-    })?;
+    let api = tx
+        .find_api(spec.api.as_str())
+        .await?
+        .ok_or_else(|| FieldError::new("api", format!("api `{}` does not exist", spec.api)))?;
     let outcome = match tx.find_tier(spec.slug.as_str()).await? {
         None => {
             tx.insert_tier(&new_id("tier"), &api.id, &new_id("tierv"), spec)
@@ -95,18 +96,30 @@ pub async fn put_subscription(
 ) -> CatalogResult<(Subscription, Outcome)> {
     spec.validate()?;
     let key = spec.external_id.as_str();
-    let subscriber = tx.find_subscriber(spec.subscriber.as_str()).await?.ok_or_else(|| {
-        FieldError::new("subscriber", format!("subscriber `{}` does not exist", spec.subscriber))
-    })?;
-    let tier = tx.find_tier(spec.tier.as_str()).await?.ok_or_else(|| {
-        FieldError::new("tier", format!("tier `{}` does not exist", spec.tier))
-    })?;
-    let keys: Vec<String> = spec.consumer_keys.iter().map(|k| k.as_str().to_owned()).collect();
+    let subscriber = tx
+        .find_subscriber(spec.subscriber.as_str())
+        .await?
+        .ok_or_else(|| {
+            FieldError::new(
+                "subscriber",
+                format!("subscriber `{}` does not exist", spec.subscriber),
+            )
+        })?;
+    let tier = tx
+        .find_tier(spec.tier.as_str())
+        .await?
+        .ok_or_else(|| FieldError::new("tier", format!("tier `{}` does not exist", spec.tier)))?;
+    let keys: Vec<String> = spec
+        .consumer_keys
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
 
     let Some(existing) = tx.find_subscription(key).await? else {
         let id = new_id("subn");
         claim_keys(tx, &id, &keys).await?;
-        tx.insert_subscription(&id, key, &subscriber.id, &tier.latest.id).await?;
+        tx.insert_subscription(&id, key, &subscriber.id, &tier.latest.id)
+            .await?;
         tx.set_consumer_keys(&id, &keys).await?;
         return Ok((found(tx.find_subscription(&id).await?)?, Outcome::Created));
     };
@@ -124,11 +137,15 @@ pub async fn put_subscription(
         return Err(differs("subscription", key));
     }
     if !same_tier {
-        tx.set_subscription_tier_version(&existing.id, &tier.latest.id).await?;
+        tx.set_subscription_tier_version(&existing.id, &tier.latest.id)
+            .await?;
     }
     claim_keys(tx, &existing.id, &keys).await?;
     tx.set_consumer_keys(&existing.id, &keys).await?;
-    Ok((found(tx.find_subscription(&existing.id).await?)?, Outcome::Updated))
+    Ok((
+        found(tx.find_subscription(&existing.id).await?)?,
+        Outcome::Updated,
+    ))
 }
 
 /// Refuses keys that another live subscription holds, naming the first such key.
@@ -157,7 +174,9 @@ pub async fn create_gateway(tx: &mut Tx, name: &str) -> CatalogResult<(Gateway, 
     }
     let id = new_id("gw");
     let key = auth::new_secret("tbg");
-    let gateway = tx.insert_gateway(&id, name, &auth::hash_secret(&key)).await?;
+    let gateway = tx
+        .insert_gateway(&id, name, &auth::hash_secret(&key))
+        .await?;
     Ok((gateway, key))
 }
 

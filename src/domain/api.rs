@@ -1,8 +1,8 @@
 //! An api: one monetized API of the provider, with its recording policy.
 
+use super::FieldError;
 use super::ids::Key;
 use super::policy::RecordingPolicy;
-use super::FieldError;
 use serde::{Deserialize, Serialize};
 
 /// An api as the provider writes it.

@@ -82,7 +82,9 @@ impl TryFrom<Decimal> for Amount {
 
     fn try_from(value: Decimal) -> Result<Self, Self::Error> {
         if value.is_sign_negative() && !value.is_zero() {
-            return Err(format!("`{value}` is negative; amounts must be zero or more"));
+            return Err(format!(
+                "`{value}` is negative; amounts must be zero or more"
+            ));
         }
         if value.scale() > MAX_PRICE_SCALE {
             return Err(format!(
@@ -151,7 +153,9 @@ impl From<Percent> for String {
 fn parse_decimal(value: &str) -> Result<Decimal, String> {
     let trimmed = value.trim();
     if trimmed.contains(['e', 'E']) {
-        return Err(format!("`{value}` must be a plain decimal, not scientific notation"));
+        return Err(format!(
+            "`{value}` must be a plain decimal, not scientific notation"
+        ));
     }
     Decimal::from_str(trimmed).map_err(|_| format!("`{value}` is not a decimal number"))
 }
@@ -185,8 +189,14 @@ mod tests {
 
     #[test]
     fn amounts_refuse_negatives_floats_and_excess_precision() {
-        assert_eq!(Amount::try_from("0.0005".to_owned()).unwrap().value(), dec!(0.0005));
-        assert_eq!(Amount::try_from("25.00".to_owned()).unwrap().to_string(), "25.00");
+        assert_eq!(
+            Amount::try_from("0.0005".to_owned()).unwrap().value(),
+            dec!(0.0005)
+        );
+        assert_eq!(
+            Amount::try_from("25.00".to_owned()).unwrap().to_string(),
+            "25.00"
+        );
         assert!(Amount::try_from("-1".to_owned()).is_err());
         assert!(Amount::try_from("1e3".to_owned()).is_err());
         assert!(Amount::try_from("abc".to_owned()).is_err());
@@ -195,7 +205,10 @@ mod tests {
 
     #[test]
     fn percentages_stay_between_zero_and_one_hundred() {
-        assert_eq!(Percent::try_from("10".to_owned()).unwrap().fraction(), dec!(0.10));
+        assert_eq!(
+            Percent::try_from("10".to_owned()).unwrap().fraction(),
+            dec!(0.10)
+        );
         assert!(Percent::try_from("100.5".to_owned()).is_err());
         assert!(Percent::try_from("-1".to_owned()).is_err());
     }

@@ -55,7 +55,10 @@ impl RecordingPolicy {
             Some(path) => {
                 (self.path_prefixes.is_empty()
                     || self.path_prefixes.iter().any(|p| path.starts_with(&p.0)))
-                    && !self.exclude_path_prefixes.iter().any(|p| path.starts_with(&p.0))
+                    && !self
+                        .exclude_path_prefixes
+                        .iter()
+                        .any(|p| path.starts_with(&p.0))
             }
             None => self.path_prefixes.is_empty(),
         };
@@ -100,7 +103,9 @@ impl StatusMatch {
 fn status_code(text: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
         Ok(code) if (100..=599).contains(&code) => Ok(code),
-        _ => Err(format!("`{text}` is not an HTTP status code from 100 to 599")),
+        _ => Err(format!(
+            "`{text}` is not an HTTP status code from 100 to 599"
+        )),
     }
 }
 
@@ -267,16 +272,27 @@ mod tests {
     #[test]
     fn rules_read_back_as_written() {
         let written = json!({"billable_status": ["2xx", "304", "200-299"], "exclude_methods": ["OPTIONS"], "units_header": "x-usage-units"});
-        assert_eq!(serde_json::to_value(policy(written.clone())).unwrap(), written);
+        assert_eq!(
+            serde_json::to_value(policy(written.clone())).unwrap(),
+            written
+        );
     }
 
     #[test]
     fn bad_rules_are_refused() {
-        for bad in [json!({"billable_status": ["6xx"]}), json!({"billable_status": ["299-200"]}),
-                    json!({"billable_status": ["abc"]}), json!({"methods": ["GET POST"]}),
-                    json!({"path_prefixes": ["v1"]}), json!({"units_header": "x units"}),
-                    json!({"unknown": 1})] {
-            assert!(serde_json::from_value::<RecordingPolicy>(bad.clone()).is_err(), "{bad}");
+        for bad in [
+            json!({"billable_status": ["6xx"]}),
+            json!({"billable_status": ["299-200"]}),
+            json!({"billable_status": ["abc"]}),
+            json!({"methods": ["GET POST"]}),
+            json!({"path_prefixes": ["v1"]}),
+            json!({"units_header": "x units"}),
+            json!({"unknown": 1}),
+        ] {
+            assert!(
+                serde_json::from_value::<RecordingPolicy>(bad.clone()).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -1,8 +1,8 @@
 //! A subscriber: the app developer who pays.
 
+use super::FieldError;
 use super::api::non_empty_name;
 use super::ids::Key;
-use super::FieldError;
 use serde::{Deserialize, Serialize};
 
 /// A subscriber as the provider writes it.

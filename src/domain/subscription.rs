@@ -1,7 +1,7 @@
 //! A subscription: a subscriber on a tier, with the gateway consumer keys that identify its calls.
 
-use super::ids::Key;
 use super::FieldError;
+use super::ids::Key;
 use serde::{Deserialize, Serialize};
 
 /// A subscription as the provider writes it; `subscriber` and `tier` name them by key.

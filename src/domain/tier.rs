@@ -1,9 +1,9 @@
 //! A tier: the priced plan of one api. What a provider writes is a [`TierSpec`]; each accepted
 //! change of a tier is stored as a new version of it, and rating reads that version.
 
+use super::FieldError;
 use super::ids::Key;
 use super::money::{Amount, Currency, Percent};
-use super::FieldError;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU64;
 
@@ -456,7 +456,12 @@ mod tests {
 
     #[test]
     fn bands_must_ascend_and_end_open() {
-        assert!(parse(graduated(json!([{"up_to": 10, "unit_price": "1"}, {"up_to": null, "unit_price": "0.5"}]))).is_ok());
+        assert!(
+            parse(graduated(
+                json!([{"up_to": 10, "unit_price": "1"}, {"up_to": null, "unit_price": "0.5"}])
+            ))
+            .is_ok()
+        );
         let err = parse(graduated(json!([{"up_to": 10, "unit_price": "1"}, {"up_to": 5, "unit_price": "1"}, {"up_to": null, "unit_price": "1"}]))).unwrap_err();
         assert!(err.contains("bands[1].up_to"), "{err}");
         let err = parse(graduated(json!([{"up_to": 10, "unit_price": "1"}]))).unwrap_err();
@@ -467,22 +472,28 @@ mod tests {
 
     #[test]
     fn a_model_refuses_fields_of_another_model() {
-        let err = parse(json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
-            "usage": {"model": "per_unit", "unit_price": "1", "package_size": 10}}))
+        let err = parse(
+            json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
+            "usage": {"model": "per_unit", "unit_price": "1", "package_size": 10}}),
+        )
         .unwrap_err();
         assert!(err.contains("package_size"), "{err}");
     }
 
     #[test]
     fn the_period_follows_the_recurring_fee_else_a_month() {
-        let spec = parse(json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
+        let spec = parse(
+            json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
             "fixed_fee": {"amount": "5", "interval": "week", "interval_count": 2},
-            "usage": {"model": "per_unit", "unit_price": "0"}}))
+            "usage": {"model": "per_unit", "unit_price": "0"}}),
+        )
         .unwrap();
         assert_eq!(spec.period().interval, Interval::Week);
         assert_eq!(spec.period().interval_count.get(), 2);
-        let free = parse(json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
-            "usage": {"model": "per_unit", "unit_price": "0"}}))
+        let free = parse(
+            json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
+            "usage": {"model": "per_unit", "unit_price": "0"}}),
+        )
         .unwrap();
         assert_eq!(free.period(), BillingPeriod::default());
         assert!(free.is_free());
@@ -491,8 +502,10 @@ mod tests {
 
     #[test]
     fn a_soft_limit_needs_its_overage_price() {
-        let err = parse(json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
-            "usage": {"model": "per_unit", "unit_price": "0"}, "quota": {"soft_limit": 10}}))
+        let err = parse(
+            json!({"slug": "s", "api": "a", "name": "S", "currency": "usd",
+            "usage": {"model": "per_unit", "unit_price": "0"}, "quota": {"soft_limit": 10}}),
+        )
         .unwrap_err();
         assert!(err.contains("quota.overage_unit_price"), "{err}");
     }

@@ -35,8 +35,12 @@ impl ApiError {
 
     /// A field with a bad value: 422 naming the field.
     pub fn invalid_field(error: FieldError) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", error.to_string())
-            .with_details(json!({ "field": error.field }))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            error.to_string(),
+        )
+        .with_details(json!({ "field": error.field }))
     }
 
     pub fn not_found(kind: &str, key: &str) -> Self {
@@ -73,9 +77,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(message) => {
-                Self::new(StatusCode::CONFLICT, "conflict", message)
-            }
+            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
             other => {
                 tracing::error!(error = %other, "store failure");
                 Self::internal()

@@ -49,7 +49,10 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (gateway, key) = create_gateway(&mut tx, &body.name).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(GatewayView::new(gateway, Some(key)))))
+    Ok((
+        StatusCode::CREATED,
+        Json(GatewayView::new(gateway, Some(key))),
+    ))
 }
 
 async fn list(
@@ -58,5 +61,9 @@ async fn list(
     Pagination(page): Pagination,
 ) -> Result<Json<ListBody<GatewayView>>, ApiError> {
     let page = state.store.begin_read().await?.list_gateways(&page).await?;
-    Ok(Json(ListBody::from_page(page, |g| &g.id, |g| GatewayView::new(g, None))))
+    Ok(Json(ListBody::from_page(
+        page,
+        |g| &g.id,
+        |g| GatewayView::new(g, None),
+    )))
 }

@@ -37,7 +37,13 @@ pub fn router(state: AppState) -> Router {
         .merge(subscribers::router())
         .merge(subscriptions::router())
         .merge(gateways::router())
-        .fallback(|| async { error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", "no such endpoint") })
+        .fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_route",
+                "no such endpoint",
+            )
+        })
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))

@@ -54,8 +54,17 @@ async fn list(
     State(state): State<AppState>,
     Pagination(page): Pagination,
 ) -> Result<Json<ListBody<SubscriberView>>, ApiError> {
-    let page = state.store.begin_read().await?.list_subscribers(&page).await?;
-    Ok(Json(ListBody::from_page(page, |s| &s.id, SubscriberView::from)))
+    let page = state
+        .store
+        .begin_read()
+        .await?
+        .list_subscribers(&page)
+        .await?;
+    Ok(Json(ListBody::from_page(
+        page,
+        |s| &s.id,
+        SubscriberView::from,
+    )))
 }
 
 async fn show(

@@ -59,7 +59,10 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
-    Ok((put_status(outcome), Json(SubscriptionView::from(subscription))))
+    Ok((
+        put_status(outcome),
+        Json(SubscriptionView::from(subscription)),
+    ))
 }
 
 async fn list(
@@ -67,8 +70,17 @@ async fn list(
     State(state): State<AppState>,
     Pagination(page): Pagination,
 ) -> Result<Json<ListBody<SubscriptionView>>, ApiError> {
-    let page = state.store.begin_read().await?.list_subscriptions(&page).await?;
-    Ok(Json(ListBody::from_page(page, |s| &s.id, SubscriptionView::from)))
+    let page = state
+        .store
+        .begin_read()
+        .await?
+        .list_subscriptions(&page)
+        .await?;
+    Ok(Json(ListBody::from_page(
+        page,
+        |s| &s.id,
+        SubscriptionView::from,
+    )))
 }
 
 async fn show(
@@ -76,7 +88,12 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
-    let subscription = state.store.begin_read().await?.find_subscription(&id).await?;
+    let subscription = state
+        .store
+        .begin_read()
+        .await?
+        .find_subscription(&id)
+        .await?;
     subscription
         .map(|s| Json(s.into()))
         .ok_or_else(|| ApiError::not_found("subscription", &id))

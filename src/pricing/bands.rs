@@ -2,7 +2,7 @@
 //! count from the first unit, so with 5,000 free the first band of 100,000 reads `5,001 to 105,000`.
 //! A band is reached when at least one priced unit falls in it; only a reached band's flat fee is due.
 
-use super::describe::Span;
+use super::describe::{Span, text};
 use super::usage::{Counted, Metered};
 use super::{Line, LineKind, PricingError};
 use crate::domain::money::Amount;
@@ -22,7 +22,7 @@ pub(super) fn graduated(
     let (free, currency) = (metered.free, metered.currency);
     if !free.is_zero() {
         let span = Span { after: Decimal::ZERO, up_to: Some(free) };
-        let description = format!("{} {span}, included", metered.noun.heading);
+        let description = text!(metered.noun.heading, " ", span, ", included");
         lines.push(Line::priced(LineKind::Usage, description, free, Decimal::ZERO, currency)?);
     }
     let mut lower = Decimal::ZERO;
@@ -35,7 +35,7 @@ pub(super) fn graduated(
         let span = Span { after: free + lower, up_to: Some(free + reached) };
         lines.push(Line::priced(
             LineKind::Usage,
-            format!("{} {span}", metered.noun.heading),
+            text!(metered.noun.heading, " ", span),
             reached - lower,
             band.unit_price.value(),
             currency,
@@ -74,7 +74,7 @@ pub(super) fn volume(
         };
         lines.push(Line::priced(
             LineKind::Usage,
-            format!("{}: volume price for {span}", Counted(metered)),
+            text!(Counted(metered), ": volume price for ", span),
             priced,
             band.unit_price.value(),
             metered.currency,
@@ -93,7 +93,7 @@ fn nothing_priced(
     let price = bands.first().map_or(Amount::ZERO, |band| band.unit_price);
     lines.push(Line::priced(
         LineKind::Usage,
-        Counted(metered).to_string(),
+        text!(Counted(metered)),
         Decimal::ZERO,
         price.value(),
         metered.currency,
@@ -116,7 +116,7 @@ fn flat_fee(
     };
     lines.push(Line::priced(
         LineKind::Usage,
-        format!("Flat fee for the band of {} {span}", metered.noun.counted),
+        text!("Flat fee for the band of ", metered.noun.counted, " ", span),
         Decimal::ONE,
         fee.value(),
         metered.currency,

@@ -1,7 +1,8 @@
 //! Fixed fees: a recurring fee once per billing period, by the day when only part of the period was
 //! on the tier, and a one-time fee with the subscription's first period.
 
-use super::describe::Length;
+use super::describe::{Length, text};
+use super::figures::Grouped;
 use super::{Line, LineKind, PricingError, RatedPeriod, product, quotient};
 use crate::domain::tier::{FeeInterval, Proration, TierSpec};
 use rust_decimal::Decimal;
@@ -23,7 +24,7 @@ pub(super) fn charge(
         // A one-time fee pays for starting, not for time on the tier, so it is never prorated.
         FeeInterval::OneTime if period.is_first_period() => lines.push(Line::priced(
             LineKind::OneTimeFee,
-            format!("{}: one-time fee", tier.name),
+            text!(tier.name, ": one-time fee"),
             Decimal::ONE,
             amount,
             tier.currency,
@@ -45,17 +46,18 @@ fn recurring(
     if tier.proration == Proration::None || active == days {
         return Line::priced(
             LineKind::FixedFee,
-            format!("{}: fixed fee for {}", tier.name, Length(tier.period())),
+            text!(tier.name, ": fixed fee for ", Length(tier.period())),
             Decimal::ONE,
             amount,
             tier.currency,
         );
     }
-    let share = quotient(product(amount, Decimal::from(active))?, Decimal::from(days))?;
+    let (active, days) = (Decimal::from(active), Decimal::from(days));
+    let share = quotient(product(amount, active)?, days)?;
     Ok(Line::worked(
         LineKind::FixedFee,
-        format!("{}: fixed fee for {active} of {days} days", tier.name),
-        Decimal::from(active),
+        text!(tier.name, ": fixed fee for ", Grouped(active), " of ", Grouped(days), " days"),
+        active,
         share,
         tier.currency,
     ))

@@ -6,6 +6,7 @@ mod bands;
 mod calendar;
 mod describe;
 mod fee;
+mod figures;
 mod period;
 mod usage;
 
@@ -131,7 +132,8 @@ pub fn rate(
     if let Some(day) = usage.days.iter().find(|d| !period.covers(d.day)) {
         return Err(PricingError::DayOutsideActive(day.day));
     }
-    let mut lines = Vec::with_capacity(8);
+    // Room for the usual lines and a few SLA credits, so the list is not regrown while rated.
+    let mut lines = Vec::with_capacity(12);
     fee::charge(tier, period, &mut lines)?;
     usage::charge(tier, usage, &mut lines)?;
     adjust::volume_discount(tier, usage, &mut lines)?;

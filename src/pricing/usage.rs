@@ -2,12 +2,12 @@
 //! them when there is none); the units beyond it are overage, priced at the overage unit price
 //! instead. Free units are taken first, from the units the model prices.
 
-use super::describe::{Grouped, Noun};
+use super::describe::{Noun, Piece, text};
+use super::figures::Grouped;
 use super::{Line, LineKind, PeriodUsage, PricingError, bands, quotient};
 use crate::domain::money::{Amount, Currency};
 use crate::domain::tier::{TierSpec, UsagePricing};
 use rust_decimal::Decimal;
-use std::fmt;
 
 /// The units a usage model prices, and how to name them.
 pub(super) struct Metered {
@@ -28,14 +28,17 @@ impl Metered {
 /// `12,345 API calls, 5,000 included`: the units and, when there are any, the free ones.
 pub(super) struct Counted<'a>(pub(super) &'a Metered);
 
-impl fmt::Display for Counted<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Piece for Counted<'_> {
+    fn push_to(&self, text: &mut String) {
         let metered = self.0;
-        write!(f, "{} {}", Grouped(metered.units), metered.noun.counted)?;
+        Grouped(metered.units).push_to(text);
+        text.push(' ');
+        text.push_str(metered.noun.counted);
         if !metered.free.is_zero() {
-            write!(f, ", {} included", Grouped(metered.free))?;
+            text.push_str(", ");
+            Grouped(metered.free).push_to(text);
+            text.push_str(" included");
         }
-        Ok(())
     }
 }
 
@@ -75,10 +78,11 @@ pub(super) fn charge(
         let beyond = units - soft_limit;
         lines.push(Line::priced(
             LineKind::Overage,
-            format!(
-                "{} {} over the soft limit of {}",
+            text!(
                 Grouped(beyond),
+                " ",
                 metered.noun.counted,
+                " over the soft limit of ",
                 Grouped(soft_limit)
             ),
             beyond,
@@ -92,7 +96,7 @@ pub(super) fn charge(
 fn per_unit(metered: &Metered, unit_price: Amount) -> Result<Line, PricingError> {
     Line::priced(
         LineKind::Usage,
-        Counted(metered).to_string(),
+        text!(Counted(metered)),
         metered.priced(),
         unit_price.value(),
         metered.currency,
@@ -105,12 +109,7 @@ fn package(metered: &Metered, size: Decimal, price: Amount) -> Result<Line, Pric
     let s = if blocks == Decimal::ONE { "" } else { "s" };
     Line::priced(
         LineKind::Usage,
-        format!(
-            "{}: {} block{s} of {}",
-            Counted(metered),
-            Grouped(blocks),
-            Grouped(size)
-        ),
+        text!(Counted(metered), ": ", Grouped(blocks), " block", s, " of ", Grouped(size)),
         blocks,
         price.value(),
         metered.currency,

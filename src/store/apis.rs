@@ -51,23 +51,32 @@ impl Tx {
     /// Finds an api by its id or its slug.
     pub async fn find_api(&mut self, id_or_slug: &str) -> StoreResult<Option<Api>> {
         let sql = const_format::concatcp!(
-            "SELECT ", COLUMNS, " FROM apis WHERE id = $1 OR slug = $1 ORDER BY id = $1 DESC LIMIT 1"
+            "SELECT ",
+            COLUMNS,
+            " FROM apis WHERE id = $1 OR slug = $1 ORDER BY id = $1 DESC LIMIT 1"
         );
-        let row: Option<ApiRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(id_or_slug).fetch_optional(conn).await?);
+        let row: Option<ApiRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(id_or_slug)
+            .fetch_optional(conn)
+            .await?);
         row.map(Api::try_from).transpose()
     }
 
     pub async fn list_apis(&mut self, page: &PageRequest) -> StoreResult<Page<Api>> {
         let sql = const_format::concatcp!(
-            "SELECT ", COLUMNS, " FROM apis WHERE id > $1 ORDER BY id LIMIT $2"
+            "SELECT ",
+            COLUMNS,
+            " FROM apis WHERE id > $1 ORDER BY id LIMIT $2"
         );
         let rows: Vec<ApiRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())
             .fetch_all(conn)
             .await?);
-        let apis = rows.into_iter().map(Api::try_from).collect::<StoreResult<_>>()?;
+        let apis = rows
+            .into_iter()
+            .map(Api::try_from)
+            .collect::<StoreResult<_>>()?;
         Ok(Page::from_rows(apis, page.limit))
     }
 

@@ -11,7 +11,12 @@ pub struct Gateway {
 }
 
 impl Tx {
-    pub async fn insert_gateway(&mut self, id: &str, name: &str, key_hash: &str) -> StoreResult<Gateway> {
+    pub async fn insert_gateway(
+        &mut self,
+        id: &str,
+        name: &str,
+        key_hash: &str,
+    ) -> StoreResult<Gateway> {
         let sql = "INSERT INTO gateways (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)";
         let created_at = now_ms();
         on_tx!(self, |conn| sqlx::query(sql)
@@ -40,8 +45,14 @@ impl Tx {
     }
 
     /// The gateway whose key hashes to `key_hash`, if any.
-    pub async fn find_gateway_by_key_hash(&mut self, key_hash: &str) -> StoreResult<Option<Gateway>> {
+    pub async fn find_gateway_by_key_hash(
+        &mut self,
+        key_hash: &str,
+    ) -> StoreResult<Option<Gateway>> {
         let sql = "SELECT id, name, created_at FROM gateways WHERE key_hash = $1";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql).bind(key_hash).fetch_optional(conn).await?))
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(key_hash)
+            .fetch_optional(conn)
+            .await?))
     }
 }

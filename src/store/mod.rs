@@ -198,14 +198,17 @@ impl Tx {
     /// Reads a setting tollbooth keeps for itself.
     pub async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {
         let sql = "SELECT value FROM settings WHERE name = $1";
-        let row: Option<(String,)> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(name).fetch_optional(conn).await?);
+        let row: Option<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(name)
+            .fetch_optional(conn)
+            .await?);
         Ok(row.map(|(value,)| value))
     }
 
     /// Writes a setting unless it is already set; answers whether this call set it.
     pub async fn set_setting_once(&mut self, name: &str, value: &str) -> StoreResult<bool> {
-        let sql = "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+        let sql =
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
         let result = on_tx!(self, |conn| sqlx::query(sql)
             .bind(name)
             .bind(value)

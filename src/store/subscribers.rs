@@ -26,11 +26,15 @@ impl TryFrom<SubscriberRow> for Subscriber {
     type Error = StoreError;
 
     fn try_from(row: SubscriberRow) -> StoreResult<Self> {
-        let corrupt = |column: &str, e: String| StoreError::Corrupt(format!("subscribers.{column}: {e}"));
+        let corrupt =
+            |column: &str, e: String| StoreError::Corrupt(format!("subscribers.{column}: {e}"));
         Ok(Subscriber {
             id: row.id,
             spec: SubscriberSpec {
-                external_id: row.external_id.try_into().map_err(|e| corrupt("external_id", e))?,
+                external_id: row
+                    .external_id
+                    .try_into()
+                    .map_err(|e| corrupt("external_id", e))?,
                 name: row.name,
                 email: row.email.try_into().map_err(|e| corrupt("email", e))?,
             },
@@ -46,24 +50,32 @@ impl Tx {
     /// Finds a subscriber by its id or its external id.
     pub async fn find_subscriber(&mut self, id_or_key: &str) -> StoreResult<Option<Subscriber>> {
         let sql = const_format::concatcp!(
-            "SELECT ", COLUMNS,
+            "SELECT ",
+            COLUMNS,
             " FROM subscribers WHERE id = $1 OR external_id = $1 ORDER BY id = $1 DESC LIMIT 1"
         );
-        let row: Option<SubscriberRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(id_or_key).fetch_optional(conn).await?);
+        let row: Option<SubscriberRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(id_or_key)
+            .fetch_optional(conn)
+            .await?);
         row.map(Subscriber::try_from).transpose()
     }
 
     pub async fn list_subscribers(&mut self, page: &PageRequest) -> StoreResult<Page<Subscriber>> {
         let sql = const_format::concatcp!(
-            "SELECT ", COLUMNS, " FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
+            "SELECT ",
+            COLUMNS,
+            " FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
         );
         let rows: Vec<SubscriberRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())
             .fetch_all(conn)
             .await?);
-        let items = rows.into_iter().map(Subscriber::try_from).collect::<StoreResult<_>>()?;
+        let items = rows
+            .into_iter()
+            .map(Subscriber::try_from)
+            .collect::<StoreResult<_>>()?;
         Ok(Page::from_rows(items, page.limit))
     }
 

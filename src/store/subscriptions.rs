@@ -47,20 +47,28 @@ const SELECT: &str = "SELECT s.id, s.external_id, s.subscriber_id, b.external_id
 
 impl Tx {
     /// Finds a subscription by its id or its external id.
-    pub async fn find_subscription(&mut self, id_or_key: &str) -> StoreResult<Option<Subscription>> {
+    pub async fn find_subscription(
+        &mut self,
+        id_or_key: &str,
+    ) -> StoreResult<Option<Subscription>> {
         let sql = const_format::concatcp!(
             SELECT,
             " WHERE s.id = $1 OR s.external_id = $1 ORDER BY s.id = $1 DESC LIMIT 1"
         );
-        let row: Option<SubscriptionRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(id_or_key).fetch_optional(conn).await?);
+        let row: Option<SubscriptionRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(id_or_key)
+            .fetch_optional(conn)
+            .await?);
         match row {
             Some(row) => Ok(Some(self.with_keys(row).await?)),
             None => Ok(None),
         }
     }
 
-    pub async fn list_subscriptions(&mut self, page: &PageRequest) -> StoreResult<Page<Subscription>> {
+    pub async fn list_subscriptions(
+        &mut self,
+        page: &PageRequest,
+    ) -> StoreResult<Page<Subscription>> {
         let sql = const_format::concatcp!(SELECT, " WHERE s.id > $1 ORDER BY s.id LIMIT $2");
         let rows: Vec<SubscriptionRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
@@ -99,8 +107,10 @@ impl Tx {
     async fn live_consumer_keys(&mut self, subscription_id: &str) -> StoreResult<Vec<String>> {
         let sql = "SELECT consumer_key FROM consumer_keys \
                    WHERE subscription_id = $1 AND released_at IS NULL ORDER BY created_at, consumer_key";
-        let rows: Vec<(String,)> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(subscription_id).fetch_all(conn).await?);
+        let rows: Vec<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subscription_id)
+            .fetch_all(conn)
+            .await?);
         Ok(rows.into_iter().map(|(key,)| key).collect())
     }
 
@@ -108,8 +118,10 @@ impl Tx {
     pub async fn consumer_key_owner(&mut self, consumer_key: &str) -> StoreResult<Option<String>> {
         let sql = "SELECT subscription_id FROM consumer_keys \
                    WHERE consumer_key = $1 AND released_at IS NULL";
-        let row: Option<(String,)> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(consumer_key).fetch_optional(conn).await?);
+        let row: Option<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(consumer_key)
+            .fetch_optional(conn)
+            .await?);
         Ok(row.map(|(id,)| id))
     }
 
@@ -136,7 +148,11 @@ impl Tx {
     }
 
     /// Moves a subscription to another tier version.
-    pub async fn set_subscription_tier_version(&mut self, id: &str, tier_version_id: &str) -> StoreResult<()> {
+    pub async fn set_subscription_tier_version(
+        &mut self,
+        id: &str,
+        tier_version_id: &str,
+    ) -> StoreResult<()> {
         let sql = "UPDATE subscriptions SET tier_version_id = $2, updated_at = $3 WHERE id = $1";
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
@@ -150,7 +166,11 @@ impl Tx {
 
     /// Makes `keys` the live consumer keys of a subscription: keys it no longer lists are released,
     /// new ones are claimed (a key another live subscription holds is a conflict).
-    pub async fn set_consumer_keys(&mut self, subscription_id: &str, keys: &[String]) -> StoreResult<()> {
+    pub async fn set_consumer_keys(
+        &mut self,
+        subscription_id: &str,
+        keys: &[String],
+    ) -> StoreResult<()> {
         let now = now_ms();
         let current = self.live_consumer_keys(subscription_id).await?;
         for gone in current.iter().filter(|key| !keys.contains(key)) {

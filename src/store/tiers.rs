@@ -86,8 +86,10 @@ impl Tx {
             TIER_SELECT,
             " WHERE t.id = $1 OR t.slug = $1 ORDER BY t.id = $1 DESC LIMIT 1"
         );
-        let row: Option<TierRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(id_or_slug).fetch_optional(conn).await?);
+        let row: Option<TierRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(id_or_slug)
+            .fetch_optional(conn)
+            .await?);
         row.map(Tier::try_from).transpose()
     }
 
@@ -98,14 +100,19 @@ impl Tx {
             .bind(page.fetch_limit())
             .fetch_all(conn)
             .await?);
-        let tiers = rows.into_iter().map(Tier::try_from).collect::<StoreResult<_>>()?;
+        let tiers = rows
+            .into_iter()
+            .map(Tier::try_from)
+            .collect::<StoreResult<_>>()?;
         Ok(Page::from_rows(tiers, page.limit))
     }
 
     pub async fn find_tier_version(&mut self, id: &str) -> StoreResult<Option<TierVersion>> {
         let sql = "SELECT id, tier_id, version, spec, created_at FROM tier_versions WHERE id = $1";
-        let row: Option<VersionRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(id).fetch_optional(conn).await?);
+        let row: Option<VersionRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?);
         row.map(TierVersion::try_from).transpose()
     }
 
@@ -113,8 +120,10 @@ impl Tx {
     pub async fn list_tier_versions(&mut self, tier_id: &str) -> StoreResult<Vec<TierVersion>> {
         let sql = "SELECT id, tier_id, version, spec, created_at FROM tier_versions \
                    WHERE tier_id = $1 ORDER BY version";
-        let rows: Vec<VersionRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).bind(tier_id).fetch_all(conn).await?);
+        let rows: Vec<VersionRow> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(tier_id)
+            .fetch_all(conn)
+            .await?);
         rows.into_iter().map(TierVersion::try_from).collect()
     }
 
@@ -147,7 +156,8 @@ impl Tx {
         version: i64,
         spec: &TierSpec,
     ) -> StoreResult<()> {
-        self.insert_tier_version(tier_id, version_id, version, spec).await?;
+        self.insert_tier_version(tier_id, version_id, version, spec)
+            .await?;
         let sql = "UPDATE tiers SET latest_version = $2 WHERE id = $1";
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(tier_id)

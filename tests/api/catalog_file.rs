@@ -1,0 +1,122 @@
+use crate::helpers::{TestApp, on_both_databases};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::process::Output;
+
+on_both_databases!(
+    the_example_catalog_applies_reads_back_and_reapplies_as_no_change,
+    a_bad_catalog_file_names_the_entry_and_changes_nothing,
+);
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/examples/catalog.yaml"
+);
+
+fn apply(app: &TestApp, file: &str) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .args(["catalog", "apply", file])
+        .env("TOLLBOOTH_DATABASE_URL", &app.database_url)
+        .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+        .output()
+        .expect("run tollbooth catalog apply")
+}
+
+/// Every field the file wrote is in what the API answers, with the same value.
+fn assert_written_back(written: &Value, answered: &Value, at: &str) {
+    match written {
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                let answer = answered
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{at}.{key} missing in {answered}"));
+                assert_written_back(value, answer, &format!("{at}.{key}"));
+            }
+        }
+        Value::Array(items) => {
+            let answers = answered
+                .as_array()
+                .unwrap_or_else(|| panic!("{at} is not a list: {answered}"));
+            assert_eq!(items.len(), answers.len(), "{at}");
+            for (i, (item, answer)) in items.iter().zip(answers).enumerate() {
+                assert_written_back(item, answer, &format!("{at}[{i}]"));
+            }
+        }
+        scalar => assert_eq!(scalar, answered, "{at}"),
+    }
+}
+
+async fn the_example_catalog_applies_reads_back_and_reapplies_as_no_change(app: TestApp) {
+    let first = apply(&app, EXAMPLE);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("tiers: 3 created, 0 updated, 0 unchanged"),
+        "{stdout}"
+    );
+
+    let file: Value = serde_norway::from_str(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+    for (kind, key) in [
+        ("apis", "slug"),
+        ("tiers", "slug"),
+        ("subscribers", "external_id"),
+        ("subscriptions", "external_id"),
+    ] {
+        for entry in file[kind].as_array().unwrap() {
+            let id = entry[key].as_str().unwrap();
+            let (status, answered) = app.get(&format!("/v1/{kind}/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{kind}/{id}: {answered}");
+            assert_written_back(entry, &answered, &format!("{kind}/{id}"));
+        }
+    }
+    let snapshot = app.catalog_snapshot().await;
+
+    let second = apply(&app, EXAMPLE);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+    assert_eq!(app.catalog_snapshot().await, snapshot);
+}
+
+async fn a_bad_catalog_file_names_the_entry_and_changes_nothing(app: TestApp) {
+    assert!(apply(&app, EXAMPLE).status.success());
+    let before = app.catalog_snapshot().await;
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+
+    // A type error inside an entry.
+    let bad_type = dir.path().join("bad-type.yaml");
+    std::fs::write(
+        &bad_type,
+        example.replace("package_size: 1000", "package_size: lots"),
+    )
+    .unwrap();
+    let output = apply(&app, bad_type.to_str().unwrap());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("tiers[1] (weather-pro): usage.package_size"),
+        "{stderr}"
+    );
+
+    // A reference to a tier that does not exist, after entries that would otherwise change.
+    let bad_reference = dir.path().join("bad-reference.yaml");
+    let text = example
+        .replace("name: Acme Corp", "name: Acme Renamed")
+        .replace("tier: weather-pro", "tier: weather-gold");
+    std::fs::write(&bad_reference, text).unwrap();
+    let output = apply(&app, bad_reference.to_str().unwrap());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("subscriptions[0] (acme-weather): tier:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("weather-gold"), "{stderr}");
+
+    assert_eq!(app.catalog_snapshot().await, before);
+}

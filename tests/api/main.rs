@@ -1,0 +1,11 @@
+//! All integration tests, linked into one binary. Each runs on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod admin_auth;
+mod apis;
+mod catalog_file;
+mod health;
+mod serve;
+mod subscriptions;
+mod tiers;

@@ -1,0 +1,123 @@
+use crate::helpers::{Backend, TestApp, fresh_database, on_both_databases, spawn_app_on};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+on_both_databases!(a_restart_keeps_the_catalog);
+
+async fn a_restart_keeps_the_catalog(mut app: TestApp) {
+    let (status, created) = app
+        .post(
+            "/v1/apis",
+            &json!({"slug": "weather", "name": "Weather API"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    app.stop().await;
+    let again = spawn_app_on(&app.database_url).await;
+    let (status, read) = again.get("/v1/apis/weather").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, created);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `tollbooth serve` as users do, waits until it answers, stops it with SIGTERM, and
+/// answers what it printed on stdout.
+async fn serve_until_sigterm(database_url: &str) -> String {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .arg("serve")
+        .env("TOLLBOOTH_DATABASE_URL", database_url)
+        .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            ready = response.status() == StatusCode::OK;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "tollbooth serve did not answer /healthz");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "tollbooth serve exited with {status} on SIGTERM"
+    );
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    stdout
+}
+
+/// With no admin token configured, the first start makes one and prints it once; the next start
+/// prints nothing, and the token printed works.
+#[tokio::test]
+async fn first_start_prints_an_admin_token_once_and_sigterm_stops_cleanly() {
+    let database = fresh_database(Backend::Sqlite).await.unwrap();
+    let first = serve_until_sigterm(&database.url).await;
+    let token = first
+        .lines()
+        .find_map(|line| line.strip_prefix("admin token (shown once, keep it safe): "))
+        .unwrap_or_else(|| panic!("no admin token printed: {first}"))
+        .to_owned();
+    let second = serve_until_sigterm(&database.url).await;
+    assert!(!second.contains("admin token"), "{second}");
+    assert!(!second.contains(&token));
+
+    // The printed token is the one the service checks.
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .arg("serve")
+        .env("TOLLBOOTH_DATABASE_URL", &database.url)
+        .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/v1/apis"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        {
+            answered = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(answered, Some(StatusCode::OK));
+}

@@ -1,0 +1,150 @@
+use crate::helpers::{TestApp, assert_error, on_both_databases};
+use crate::tiers::{create_weather_api, pro_tier};
+use reqwest::StatusCode;
+use serde_json::json;
+
+on_both_databases!(
+    a_subscription_keeps_its_tier_version_and_its_consumer_keys,
+    bad_subscriber_and_subscription_input_is_refused_and_changes_nothing,
+    gateways_are_created_with_a_key_shown_once,
+);
+
+async fn setup(app: &TestApp) {
+    create_weather_api(app).await;
+    let (status, _) = app.post("/v1/tiers", &pro_tier("5.00")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "acme", "name": "Acme Corp", "email": "billing@acme.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn a_subscription_keeps_its_tier_version_and_its_consumer_keys(app: TestApp) {
+    setup(&app).await;
+    let subscription = json!({"external_id": "acme-weather", "subscriber": "acme", "tier": "weather-pro",
+                              "consumer_keys": ["acme-app-1", "acme-app-2"]});
+    let (status, created) = app.post("/v1/subscriptions", &subscription).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["tier_version"], 1);
+    assert_eq!(created["status"], "active");
+    assert_eq!(
+        created["consumer_keys"],
+        json!(["acme-app-1", "acme-app-2"])
+    );
+    let (status, again) = app.post("/v1/subscriptions", &subscription).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["id"], created["id"]);
+
+    // A new tier version leaves the existing subscription on its own.
+    let (status, _) = app.post("/v1/tiers", &pro_tier("4.00")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, read) = app.get("/v1/subscriptions/acme-weather").await;
+    assert_eq!(read["tier_version"], 1);
+    assert_eq!(read["subscriber"], "acme");
+    assert_eq!(read["tier"], "weather-pro");
+    let (_, by_id) = app
+        .get(&format!(
+            "/v1/subscriptions/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(by_id["external_id"], "acme-weather");
+
+    // A new subscription gets the newest version.
+    let (status, second) = app
+        .post("/v1/subscriptions", &json!({"external_id": "acme-2", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": ["acme-app-3"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(second["tier_version"], 2);
+}
+
+async fn bad_subscriber_and_subscription_input_is_refused_and_changes_nothing(app: TestApp) {
+    setup(&app).await;
+    let (status, _) = app
+        .post("/v1/subscriptions", &json!({"external_id": "first", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": ["k1"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = app.catalog_snapshot().await;
+
+    let bad_email = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "x", "name": "X", "email": "not-an-email"}),
+        )
+        .await;
+    assert_error(
+        &bad_email,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("email"),
+    );
+    let changed = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "acme", "name": "Other", "email": "a@b.example"}),
+        )
+        .await;
+    assert_error(&changed, StatusCode::CONFLICT, "conflict", None);
+
+    let cases = [
+        (
+            json!({"external_id": "s", "subscriber": "nobody", "tier": "weather-pro"}),
+            "subscriber",
+        ),
+        (
+            json!({"external_id": "s", "subscriber": "acme", "tier": "nothing"}),
+            "tier",
+        ),
+        (
+            json!({"external_id": "s", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": ["a", "a"]}),
+            "consumer_keys[1]",
+        ),
+        (
+            json!({"external_id": "s", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": [""]}),
+            "consumer_keys[0]",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = app.post("/v1/subscriptions", &body).await;
+        assert_error(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(field),
+        );
+    }
+    // A consumer key belongs to at most one live subscription.
+    let taken = app
+        .post("/v1/subscriptions", &json!({"external_id": "second", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": ["k2", "k1"]}))
+        .await;
+    assert_error(&taken, StatusCode::CONFLICT, "conflict", None);
+    assert!(
+        taken.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`k1`"),
+        "{}",
+        taken.1
+    );
+    assert_eq!(app.catalog_snapshot().await, before);
+}
+
+async fn gateways_are_created_with_a_key_shown_once(app: TestApp) {
+    let (status, created) = app.post("/v1/gateways", &json!({"name": "kong-eu"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with("tbg_") && key.len() > 40, "{key}");
+    let (_, list) = app.get("/v1/gateways").await;
+    assert_eq!(list["data"][0]["name"], "kong-eu");
+    assert!(list["data"][0].get("key").is_none(), "{list}");
+    let blank = app.post("/v1/gateways", &json!({"name": " "})).await;
+    assert_error(
+        &blank,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("name"),
+    );
+}
