@@ -26,6 +26,8 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Delete raw call records older than the retention window (aggregates are kept).
+    Purge,
     /// Work with the declarative catalog.
     Catalog {
         #[command(subcommand)]
@@ -48,6 +50,17 @@ impl Cli {
             Command::Migrate => {
                 open_store(&settings).await?;
                 println!("migrations applied");
+                Ok(())
+            }
+            Command::Purge => {
+                let store = open_store(&settings).await?;
+                let deleted = crate::metering::purge_expired(
+                    &store,
+                    settings.retention.0,
+                    crate::store::now_ms(),
+                )
+                .await?;
+                println!("purged {deleted} raw call records older than the retention window");
                 Ok(())
             }
             Command::Catalog {

@@ -23,6 +23,16 @@ pub struct Settings {
     pub billing_cron: CronSchedule,
     /// How long a past-due subscription keeps access.
     pub payment_grace: HumanDuration,
+    /// How long raw call records are kept for audit and dedupe; older records are refused.
+    pub retention: HumanDuration,
+    /// Largest `POST /v1/events` body, in bytes.
+    pub events_max_bytes: usize,
+    /// Most records in one `POST /v1/events`.
+    pub events_max_records: usize,
+    /// Records that may wait for the writer; past that, `POST /v1/events` answers 503.
+    pub ingest_queue_records: u32,
+    /// Most records the writer commits in one transaction.
+    pub ingest_batch_records: usize,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
     /// Stripe API key; unset means ledger mode (no Stripe calls).
@@ -40,6 +50,11 @@ struct Defaults {
     listen: &'static str,
     billing_cron: &'static str,
     payment_grace: &'static str,
+    retention: &'static str,
+    events_max_bytes: usize,
+    events_max_records: usize,
+    ingest_queue_records: u32,
+    ingest_batch_records: usize,
     log_format: &'static str,
     stripe_api_base: &'static str,
 }
@@ -49,17 +64,27 @@ const DEFAULTS: Defaults = Defaults {
     listen: "127.0.0.1:8080",
     billing_cron: "0 5 0 * * *",
     payment_grace: "3d",
+    retention: "35d",
+    events_max_bytes: 8 * 1024 * 1024,
+    events_max_records: 10_000,
+    ingest_queue_records: 200_000,
+    ingest_batch_records: 10_000,
     log_format: "text",
     stripe_api_base: "https://api.stripe.com",
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 6] = [
+const TOLLBOOTH_VARS: [&str; 11] = [
     "database_url",
     "listen",
     "admin_token",
     "billing_cron",
     "payment_grace",
+    "retention",
+    "events_max_bytes",
+    "events_max_records",
+    "ingest_queue_records",
+    "ingest_batch_records",
     "log_format",
 ];
 
@@ -96,16 +121,35 @@ impl Settings {
                     .map(|key| key.as_str().to_ascii_lowercase().into()),
             );
         figment
-            .extract()
-            .map_err(|error| ConfigError(describe(error)))
+            .extract::<Self>()
+            .map_err(|error| ConfigError(describe(error)))?
+            .check()
+    }
+
+    /// The rules that span settings.
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.events_max_records == 0 || self.ingest_batch_records == 0 {
+            return Err(ConfigError(
+                "events_max_records and ingest_batch_records must be at least 1".into(),
+            ));
+        }
+        if usize::try_from(self.ingest_queue_records).unwrap_or(usize::MAX)
+            < self.events_max_records
+        {
+            return Err(ConfigError(
+                "ingest_queue_records must be at least events_max_records, or a full batch could never be queued".into(),
+            ));
+        }
+        Ok(self)
     }
 
     /// The settings with defaults only, for a given database: what tests and embedders start from.
     pub fn with_database(url: &str) -> Result<Self, ConfigError> {
         Figment::from(Serialized::defaults(DEFAULTS))
             .merge(Serialized::default("database_url", url))
-            .extract()
-            .map_err(|error| ConfigError(describe(error)))
+            .extract::<Self>()
+            .map_err(|error| ConfigError(describe(error)))?
+            .check()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metering;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

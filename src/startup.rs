@@ -3,15 +3,24 @@
 use crate::auth;
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::metering::directory::Directory;
+use crate::metering::writer::{Ingestor, WriterLimits};
 use crate::store::Store;
 use crate::telemetry;
 use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// How often the consumer directory is read again, for changes made by other replicas or the CLI.
+const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
 
 /// A built tollbooth, bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    writer: tokio::task::JoinHandle<()>,
+    refresh: tokio::task::JoinHandle<()>,
     /// The admin token made at this start, if this start made one: shown once, never again.
     pub new_admin_token: Option<String>,
 }
@@ -31,14 +40,30 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let directory = Directory::load(store.clone())
+            .await
+            .context("loading the consumer directory")?;
+        let refresh = directory.spawn_refresh(DIRECTORY_REFRESH);
+        let (ingestor, writer) = Ingestor::start(
+            store.clone(),
+            WriterLimits {
+                queue_records: settings.ingest_queue_records,
+                batch_records: settings.ingest_batch_records,
+            },
+        );
         let state = AppState {
             store,
             admin_token,
             metrics: telemetry::metrics_handle(),
+            settings: Arc::new(settings.clone()),
+            directory,
+            ingestor,
         };
         Ok(Self {
             listener,
             state,
+            writer,
+            refresh,
             new_admin_token,
         })
     }
@@ -51,19 +76,25 @@ impl Application {
         &self.state.store
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests under way and closes the store.
+    /// Serves until `shutdown` completes, then finishes the requests under way, lets the writer
+    /// commit what is queued, and closes the store.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
         let app = http::router(self.state);
-        axum::serve(self.listener, app)
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving HTTP")?;
+            .context("serving HTTP");
+        // The router, and with it every handle to the queue, is gone: the writer drains and ends.
+        self.refresh.abort();
+        if let Err(error) = self.writer.await {
+            tracing::error!(%error, "the ingestion writer failed");
+        }
         store.close().await;
-        Ok(())
+        served
     }
 
     /// Serves until SIGTERM or SIGINT.

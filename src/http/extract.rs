@@ -38,6 +38,45 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// Proof that the request carries a gateway key; holds the gateway's id.
+pub struct GatewayCaller(pub String);
+
+impl FromRequestParts<AppState> for GatewayCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("send a gateway key as `Authorization: Bearer <key>`")
+        })?;
+        let hash = crate::auth::hash_secret(key);
+        let known = |state: &AppState| state.directory.view().gateway(&hash).map(str::to_owned);
+        if let Some(id) = known(state) {
+            return Ok(GatewayCaller(id));
+        }
+        // A gateway made by another replica since the last reload.
+        if state.directory.reload_after_miss().await
+            && let Some(id) = known(state)
+        {
+            return Ok(GatewayCaller(id));
+        }
+        Err(ApiError::unauthorized("the gateway key is not valid"))
+    }
+}
+
+/// The raw body, with a too-large body answered as a JSON 413.
+pub async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "unreadable_body"
+            };
+            ApiError::new(rejection.status(), code, rejection.body_text())
+        })
+}
+
 /// A JSON body parsed into `T`: malformed JSON is a 400 naming the position, a bad value a 422
 /// naming the field (`usage.bands[1].up_to`).
 pub struct JsonBody<T>(pub T);

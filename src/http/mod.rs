@@ -2,14 +2,19 @@
 
 mod apis;
 pub mod error;
+mod events;
 pub mod extract;
 mod gateways;
 mod health;
 mod subscribers;
 mod subscriptions;
 mod tiers;
+mod usage;
 
 use crate::auth::AdminToken;
+use crate::config::Settings;
+use crate::metering::directory::Directory;
+use crate::metering::writer::Ingestor;
 use crate::store::{Page, Store};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -17,6 +22,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Instant;
 use tower_http::trace::TraceLayer;
 
@@ -26,11 +32,17 @@ pub struct AppState {
     pub store: Store,
     pub admin_token: AdminToken,
     pub metrics: PrometheusHandle,
+    pub settings: Arc<Settings>,
+    /// The in-memory copy of consumer keys, apis and gateways that the hot paths read.
+    pub directory: Directory,
+    pub ingestor: Ingestor,
 }
 
 /// The whole HTTP surface of tollbooth.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(events::router(state.settings.events_max_bytes))
+        .merge(usage::router())
         .merge(health::router())
         .merge(apis::router())
         .merge(tiers::router())
@@ -46,7 +58,6 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
-        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
 

@@ -59,6 +59,7 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
+    state.directory.reload().await?;
     Ok((
         put_status(outcome),
         Json(SubscriptionView::from(subscription)),

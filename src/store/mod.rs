@@ -2,13 +2,17 @@
 //! PostgreSQL; where the SQL is the same for both it is written once and run on either pool.
 
 mod apis;
+mod directory;
 mod gateways;
+mod metering;
 mod subscribers;
 mod subscriptions;
 mod tiers;
 
 pub use apis::Api;
+pub use directory::{ApiPolicyRow, ConsumerRow};
 pub use gateways::Gateway;
+pub use metering::{StoredRecord, UsageIncrement, UsageRow};
 pub use subscribers::Subscriber;
 pub use subscriptions::Subscription;
 pub use tiers::{Tier, TierVersion};

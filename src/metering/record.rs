@@ -1,0 +1,201 @@
+//! A call record as the gateway posts it, and its checks. Each record is parsed on its own so that
+//! one bad record is rejected without failing its batch.
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// One record of `POST /v1/events`, borrowed from the request body where it can be.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallRecordInput<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub consumer: Cow<'a, str>,
+    #[serde(borrow)]
+    pub api: Cow<'a, str>,
+    #[serde(borrow)]
+    pub timestamp: Cow<'a, str>,
+    pub status: u16,
+    #[serde(default, borrow)]
+    pub method: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub path: Option<Cow<'a, str>>,
+    /// A non-negative decimal, as a JSON number or string; 1 when absent.
+    #[serde(default, borrow)]
+    pub units: Option<&'a RawValue>,
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Response headers the gateway passes on, for a policy's `units_header`.
+    #[serde(default, borrow)]
+    pub response_headers: Option<HashMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// Why one record was not taken: a stable code and a message naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses one record; the error names the field (`status: invalid type…`).
+pub fn parse_record(raw: &RawValue) -> Result<CallRecordInput<'_>, Rejection> {
+    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
+    let record: CallRecordInput<'_> =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.inner().to_string();
+            let inner = inner
+                .rfind(" at line ")
+                .map_or(inner.as_str(), |i| &inner[..i]);
+            let message = if path == "." {
+                inner.to_owned()
+            } else {
+                format!("{path}: {inner}")
+            };
+            Rejection::new("invalid_record", message)
+        })?;
+    if record.id.is_empty() || record.id.len() > 200 {
+        return Err(Rejection::new(
+            "invalid_record",
+            "id: must be 1 to 200 characters",
+        ));
+    }
+    if !(100..=599).contains(&record.status) {
+        return Err(Rejection::new(
+            "invalid_record",
+            "status: must be an HTTP status from 100 to 599",
+        ));
+    }
+    Ok(record)
+}
+
+/// The record's time in Unix milliseconds.
+pub fn occurred_at(record: &CallRecordInput<'_>) -> Result<i64, Rejection> {
+    chrono::DateTime::parse_from_rfc3339(&record.timestamp)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            Rejection::new(
+                "invalid_record",
+                format!("timestamp: `{}` is not an RFC 3339 time", record.timestamp),
+            )
+        })
+}
+
+/// Units are stored as whole millionths.
+const MICROS: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
+/// The units of a billable call in millionths: the policy's header if the gateway passed it, else
+/// the record's `units`, else 1.
+pub fn units_micros(
+    record: &CallRecordInput<'_>,
+    units_header: Option<&str>,
+) -> Result<i64, Rejection> {
+    let from_header = units_header.and_then(|name| {
+        record
+            .response_headers
+            .as_ref()?
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| (format!("response_headers.{name}"), value.trim().to_owned()))
+    });
+    let (field, text) = match (from_header, record.units) {
+        (Some(found), _) => found,
+        (None, Some(raw)) => ("units".to_owned(), raw.get().trim_matches('"').to_owned()),
+        (None, None) => return Ok(1_000_000),
+    };
+    let invalid = || {
+        Rejection::new(
+            "invalid_units",
+            format!(
+                "{field}: `{text}` is not a non-negative decimal with at most 6 decimal places"
+            ),
+        )
+    };
+    let units: Decimal = text.parse().map_err(|_| invalid())?;
+    if units.is_sign_negative() || units.scale() > 6 {
+        return Err(invalid());
+    }
+    let micros = units.checked_mul(MICROS).ok_or_else(invalid)?;
+    i64::try_from(micros).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<(i64, i64), Rejection> {
+        let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
+        let record = parse_record(&raw)?;
+        Ok((
+            occurred_at(&record)?,
+            units_micros(&record, Some("x-usage-units"))?,
+        ))
+    }
+
+    const BASE: &str = r#""id": "r1", "consumer": "c", "api": "a", "timestamp": "2026-11-22T10:00:00Z", "status": 200"#;
+
+    #[test]
+    fn units_come_from_the_header_then_the_field_then_one() {
+        assert_eq!(parse(&format!("{{{BASE}}}")).unwrap().1, 1_000_000);
+        assert_eq!(
+            parse(&format!("{{{BASE}, \"units\": 2.5}}")).unwrap().1,
+            2_500_000
+        );
+        assert_eq!(
+            parse(&format!("{{{BASE}, \"units\": \"3\"}}")).unwrap().1,
+            3_000_000
+        );
+        assert_eq!(
+            parse(&format!(
+                "{{{BASE}, \"units\": 2, \"response_headers\": {{\"X-Usage-Units\": \"7\"}}}}"
+            ))
+            .unwrap()
+            .1,
+            7_000_000
+        );
+        assert_eq!(
+            parse(&format!("{{{BASE}, \"units\": -1}}"))
+                .unwrap_err()
+                .code,
+            "invalid_units"
+        );
+        assert_eq!(
+            parse(&format!("{{{BASE}, \"units\": 0.0000001}}"))
+                .unwrap_err()
+                .code,
+            "invalid_units"
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_named() {
+        let err = parse(
+            r#"{"id": "r1", "consumer": "c", "api": "a", "timestamp": "yesterday", "status": 200}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("timestamp"), "{err:?}");
+        let err = parse(
+            r#"{"id": "r1", "consumer": "c", "api": "a", "timestamp": "2026-11-22T10:00:00Z"}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("status"), "{err:?}");
+        let err =
+            parse(&format!("{{{BASE}, \"status\": 200}}").replace("200}", "\"ok\"}")).unwrap_err();
+        assert_eq!(err.code, "invalid_record");
+        let err = parse(r#"{"id": "r1", "consumer": "c", "api": "a", "timestamp": "2026-11-22T10:00:00Z", "status": 700}"#).unwrap_err();
+        assert!(err.message.starts_with("status"), "{err:?}");
+    }
+}

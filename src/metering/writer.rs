@@ -1,0 +1,183 @@
+//! The write path: requests hand validated records to a bounded queue; one writer task takes what
+//! is waiting and commits it in one transaction (raw records deduplicated, hourly increments
+//! upserted), then answers every request of that batch. Nothing is answered before its commit.
+
+use crate::store::{Store, StoreError, StoredRecord, UsageIncrement, now_ms};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// Hours in Unix milliseconds.
+const HOUR_MS: i64 = 3_600_000;
+
+/// Why a batch could not be queued or written.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The queue holds as many records as it may: the caller should retry shortly.
+    #[error("the ingestion queue is full")]
+    QueueFull,
+    /// The writer has stopped (shutdown).
+    #[error("tollbooth is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Store(#[from] Arc<StoreError>),
+}
+
+struct Job {
+    records: Vec<StoredRecord>,
+    reply: oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The handle requests submit through. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    queue: mpsc::UnboundedSender<Job>,
+    room: Arc<Semaphore>,
+}
+
+/// Limits of the write path.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterLimits {
+    /// Records that may wait in the queue; past that, requests get 503.
+    pub queue_records: u32,
+    /// Records one transaction takes at most.
+    pub batch_records: usize,
+}
+
+impl Ingestor {
+    /// Starts the writer task; it ends once every `Ingestor` clone is dropped and the queue is drained.
+    pub fn start(store: Store, limits: WriterLimits) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(
+            usize::try_from(limits.queue_records).unwrap_or(usize::MAX),
+        ));
+        let writer = tokio::spawn(run_writer(store, jobs, limits.batch_records));
+        (Self { queue, room }, writer)
+    }
+
+    /// Queues records and waits for their commit; answers, per record, whether it was new.
+    pub async fn submit(&self, records: Vec<StoredRecord>) -> Result<Vec<bool>, IngestError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let needed = u32::try_from(records.len()).map_err(|_| IngestError::QueueFull)?;
+        let permit = self
+            .room
+            .clone()
+            .try_acquire_many_owned(needed)
+            .map_err(|_| IngestError::QueueFull)?;
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job {
+                records,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|_| IngestError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| IngestError::Stopped)?
+            .map_err(IngestError::Store)
+    }
+}
+
+async fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>, batch_records: usize) {
+    while let Some(first) = jobs.recv().await {
+        let mut count = first.records.len();
+        let mut batch = vec![first];
+        while count < batch_records {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    count += job.records.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = write_batch(&store, &batch).await;
+        metrics::histogram!("tollbooth_ingest_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("tollbooth_ingest_records_total")
+            .increment(u64::try_from(count).unwrap_or(0));
+        match result {
+            Ok(mut fresh) => {
+                for job in batch.into_iter().rev() {
+                    let mine = fresh.split_off(fresh.len() - job.records.len());
+                    let _ = job.reply.send(Ok(mine));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, records = count, "an ingestion batch was not written");
+                let error = Arc::new(error);
+                for job in batch {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Writes a batch in one transaction; answers, for every record in order, whether it was new.
+async fn write_batch(store: &Store, batch: &[Job]) -> Result<Vec<bool>, StoreError> {
+    let all: Vec<&StoredRecord> = batch.iter().flat_map(|job| &job.records).collect();
+    // The first of several records with one id in the batch is the one that may be new.
+    let mut seen = HashSet::with_capacity(all.len());
+    let first_seen: Vec<bool> = all
+        .iter()
+        .map(|r| seen.insert(r.record_key.as_slice()))
+        .collect();
+    let unique: Vec<&StoredRecord> = all
+        .iter()
+        .zip(&first_seen)
+        .filter(|(_, first)| **first)
+        .map(|(r, _)| *r)
+        .collect();
+
+    let mut tx = store.begin().await?;
+    let new_keys = tx.insert_call_records(&unique, now_ms()).await?;
+    let fresh: Vec<bool> = all
+        .iter()
+        .zip(&first_seen)
+        .map(|(r, first)| *first && new_keys.contains(&r.record_key))
+        .collect();
+    let increments = fold_increments(
+        all.iter()
+            .zip(&fresh)
+            .filter(|(_, new)| **new)
+            .map(|(r, _)| *r),
+    );
+    tx.add_usage(&increments).await?;
+    tx.commit().await?;
+    Ok(fresh)
+}
+
+/// Sums new records into one increment per subscription and hour.
+fn fold_increments<'a>(records: impl Iterator<Item = &'a StoredRecord>) -> Vec<UsageIncrement> {
+    let mut by_hour: HashMap<(&str, i64), UsageIncrement> = HashMap::new();
+    for record in records {
+        let hour = record.occurred_at.div_euclid(HOUR_MS) * HOUR_MS;
+        let increment = by_hour
+            .entry((record.subscription_id.as_str(), hour))
+            .or_insert_with(|| UsageIncrement {
+                subscription_id: record.subscription_id.clone(),
+                hour,
+                ..UsageIncrement::default()
+            });
+        increment.total_calls += 1;
+        if record.status >= 500 {
+            increment.failed_calls += 1;
+        }
+        if record.billable {
+            increment.billable_calls += 1;
+            increment.billable_units_micros += record.units_micros;
+        }
+    }
+    let mut increments: Vec<UsageIncrement> = by_hour.into_values().collect();
+    // A stable order keeps concurrent writers' row locks in one order on PostgreSQL.
+    increments.sort_by(|a, b| {
+        (a.subscription_id.as_str(), a.hour).cmp(&(b.subscription_id.as_str(), b.hour))
+    });
+    increments
+}
