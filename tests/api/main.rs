@@ -5,6 +5,7 @@ mod helpers;
 mod admin_auth;
 mod apis;
 mod catalog_file;
+mod crash;
 mod events;
 mod health;
 mod serve;
