@@ -58,7 +58,7 @@ pub async fn post_events(app: &TestApp, key: &str, body: String) -> (StatusCode,
 /// The subscription's usage summed over the series.
 pub async fn usage_totals(app: &TestApp) -> (i64, String, i64, i64) {
     let (status, usage) = app
-        .get("/v1/usage?subscription=acme-weather&granularity=day")
+        .get("/v1/usage?subscription=acme-weather&granularity=day&from=2000-01-01")
         .await;
     assert_eq!(status, StatusCode::OK, "{usage}");
     let rows = usage["data"].as_array().unwrap();
@@ -269,4 +269,47 @@ async fn the_export_cursor_sees_every_change_once_while_records_arrive(app: Test
         1000,
         "the last change of each subscription-hour adds up to every record"
     );
+}
+
+on_both_databases!(the_purge_deletes_expired_raw_records_and_keeps_the_aggregates);
+
+async fn the_purge_deletes_expired_raw_records_and_keeps_the_aggregates(app: TestApp) {
+    let key = metered_setup(&app).await;
+    let old = (chrono::Utc::now() - chrono::Duration::days(30)).to_rfc3339();
+    let mut aging = record("aging", 200);
+    aging["timestamp"] = json!(old);
+    let batch = json!([aging, record("fresh", 200)]).to_string();
+    let (status, _) = post_events(&app, &key, batch).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let store = tollbooth::store::Store::connect(&app.database_url)
+        .await
+        .unwrap();
+    let retention = std::time::Duration::from_secs(35 * 86_400);
+    let count = async || {
+        store
+            .begin_read()
+            .await
+            .unwrap()
+            .count_call_records()
+            .await
+            .unwrap()
+    };
+    let now = tollbooth::store::now_ms();
+    assert_eq!(
+        tollbooth::metering::purge_expired(&store, retention, now)
+            .await
+            .unwrap(),
+        0
+    );
+    // Six days on, the 30-day-old record is past the 35-day window; the fresh one is not.
+    let later = now + 6 * 86_400_000;
+    assert_eq!(
+        tollbooth::metering::purge_expired(&store, retention, later)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(count().await, 1);
+    assert_eq!(usage_totals(&app).await.3, 2, "aggregates are kept");
 }
