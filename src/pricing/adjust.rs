@@ -2,9 +2,8 @@
 
 use super::describe::text;
 use super::figures::{Day, FailureRate, Grouped};
-use super::{
-    Line, LineKind, PeriodUsage, PricingError, RatedPeriod, in_minor_units, product, quotient, sum,
-};
+use super::invoice::in_minor_units;
+use super::{Line, LineKind, PeriodUsage, PricingError, RatedPeriod, product, quotient, sum};
 use crate::domain::tier::{FeeInterval, TierSpec};
 use rust_decimal::Decimal;
 
@@ -66,15 +65,23 @@ pub(super) fn sla_credits(
     {
         return Ok(());
     }
-    let days = Decimal::from(period.period().days());
-    let share = quotient(product(fee.amount.value(), sla.credit_percent.fraction())?, days)?;
-    // Every credited day gets the same amount: round it once and give it to each day's line.
-    let credit = in_minor_units(tier.currency, Decimal::ZERO - share);
     let limit = FailureLimit::new(sla.failure_rate_over.value());
+    // Worked out at the first bad day, as most periods have none; every credited day gets the
+    // same amount, rounded once and given to each day's line.
+    let mut credit = None;
     for day in &usage.days {
         if !limit.exceeded_by(day.failed_calls, day.total_calls)? {
             continue;
         }
+        let amount = match credit {
+            Some(amount) => amount,
+            None => {
+                let days = Decimal::from(period.period().days());
+                let share = product(fee.amount.value(), sla.credit_percent.fraction())?;
+                let amount = in_minor_units(tier.currency, Decimal::ZERO - quotient(share, days)?);
+                *credit.insert(amount)
+            }
+        };
         let rate = FailureRate {
             failed: day.failed_calls,
             total: day.total_calls,
@@ -84,7 +91,7 @@ pub(super) fn sla_credits(
             description: text!("SLA credit for ", Day(day.day), ": ", rate, " failed calls"),
             quantity: Decimal::ONE,
             unit_price: None,
-            amount: credit,
+            amount,
         });
     }
     Ok(())
@@ -92,20 +99,22 @@ pub(super) fn sla_credits(
 
 /// A failure-rate limit as a ratio of integers, so the daily series is walked without decimal
 /// arithmetic: `failed × 100 × 10^scale > mantissa × total` is `failed ÷ total > limit %`.
+/// Both sides are products of two u64, which cannot overflow a u128.
 struct FailureLimit {
     percent: Decimal,
-    mantissa: Option<u128>,
-    hundred_scaled: Option<u128>,
+    /// `(mantissa, 100 × 10^scale)`, when both fit a u64 (up to 17 decimals).
+    ratio: Option<(u64, u64)>,
 }
 
 impl FailureLimit {
     fn new(percent: Decimal) -> Self {
+        let mantissa = u64::try_from(percent.mantissa()).ok();
+        let hundred_scaled = 10u64
+            .checked_pow(percent.scale())
+            .and_then(|power| power.checked_mul(100));
         Self {
             percent,
-            mantissa: u128::try_from(percent.mantissa()).ok(),
-            hundred_scaled: 10u128
-                .checked_pow(percent.scale())
-                .and_then(|power| power.checked_mul(100)),
+            ratio: mantissa.zip(hundred_scaled),
         }
     }
 
@@ -114,14 +123,9 @@ impl FailureLimit {
         if failed == 0 || total == 0 {
             return Ok(false);
         }
-        let failed_side = self
-            .hundred_scaled
-            .and_then(|hundred| hundred.checked_mul(u128::from(failed)));
-        let limit_side = self
-            .mantissa
-            .and_then(|mantissa| mantissa.checked_mul(u128::from(total)));
-        if let (Some(failed_side), Some(limit_side)) = (failed_side, limit_side) {
-            return Ok(failed_side > limit_side);
+        if let Some((mantissa, hundred_scaled)) = self.ratio {
+            let failed_side = u128::from(failed) * u128::from(hundred_scaled);
+            return Ok(failed_side > u128::from(mantissa) * u128::from(total));
         }
         let failed_percent = product(Decimal::from(failed), Decimal::ONE_HUNDRED)?;
         Ok(failed_percent > product(self.percent, Decimal::from(total))?)
@@ -158,10 +162,19 @@ mod tests {
         ])
         .unwrap();
         // 31 ÷ 30 days × 50% = 0.51666… a day.
-        assert_eq!(credits(&usage), [
-            ("SLA credit for 2026-11-03: 7.5% failed calls".to_owned(), dec!(-0.52)),
-            ("SLA credit for 2026-11-05: 33.33% failed calls".to_owned(), dec!(-0.52)),
-        ]);
+        assert_eq!(
+            credits(&usage),
+            [
+                (
+                    "SLA credit for 2026-11-03: 7.5% failed calls".to_owned(),
+                    dec!(-0.52)
+                ),
+                (
+                    "SLA credit for 2026-11-05: 33.33% failed calls".to_owned(),
+                    dec!(-0.52)
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -172,7 +185,11 @@ mod tests {
         assert!(!limit.exceeded_by(0, 0).unwrap());
         let fine = super::FailureLimit::new(dec!(0.0000000000000000000000000001));
         assert!(fine.exceeded_by(1, u64::MAX).unwrap());
-        assert!(!super::FailureLimit::new(dec!(100)).exceeded_by(u64::MAX, u64::MAX).unwrap());
+        assert!(
+            !super::FailureLimit::new(dec!(100))
+                .exceeded_by(u64::MAX, u64::MAX)
+                .unwrap()
+        );
     }
 
     #[test]
@@ -184,7 +201,10 @@ mod tests {
         assert_eq!(at_threshold.lines.len(), 1);
         let past = rate(&spec, &whole, &calls(1001)).unwrap();
         // 1,001 × 0.01 = 10.01; 12.5% of it is 1.25125, rounded to 1.25.
-        assert_eq!(past.lines[1].description, "Volume discount: 12.5% off usage for over 1,000 API calls");
+        assert_eq!(
+            past.lines[1].description,
+            "Volume discount: 12.5% off usage for over 1,000 API calls"
+        );
         assert_eq!(past.lines[1].amount, dec!(-1.25));
         assert_eq!(past.total, dec!(8.76));
     }

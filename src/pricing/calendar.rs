@@ -58,7 +58,11 @@ pub fn period_after(
 }
 
 /// The first day of the `index`-th period (the anchor's own period is the 0th).
-fn nth_start(anchor: NaiveDate, period: BillingPeriod, index: u64) -> Result<NaiveDate, PricingError> {
+fn nth_start(
+    anchor: NaiveDate,
+    period: BillingPeriod,
+    index: u64,
+) -> Result<NaiveDate, PricingError> {
     let steps = index
         .checked_mul(period.interval_count.get())
         .ok_or(PricingError::CalendarOverflow)?;
@@ -103,19 +107,62 @@ mod tests {
     #[test]
     fn months_clamp_to_a_shorter_month_and_come_back() {
         let month = every(Interval::Month, 1);
-        assert_eq!(span("2026-01-31", month, "2026-01-31T00:00:00Z"), (date("2026-01-31"), date("2026-02-28")));
-        assert_eq!(span("2026-01-31", month, "2026-02-15T08:00:00Z"), (date("2026-01-31"), date("2026-02-28")));
-        assert_eq!(span("2026-01-31", month, "2026-03-01T00:00:00Z"), (date("2026-02-28"), date("2026-03-31")));
-        assert_eq!(span("2028-01-31", month, "2028-02-29T23:59:59Z"), (date("2028-02-29"), date("2028-03-31")));
-        assert_eq!(span("2026-11-01", month, "2026-11-30T23:59:59Z"), (date("2026-11-01"), date("2026-12-01")));
+        assert_eq!(
+            span("2026-01-31", month, "2026-01-31T00:00:00Z"),
+            (date("2026-01-31"), date("2026-02-28"))
+        );
+        assert_eq!(
+            span("2026-01-31", month, "2026-02-15T08:00:00Z"),
+            (date("2026-01-31"), date("2026-02-28"))
+        );
+        assert_eq!(
+            span("2026-01-31", month, "2026-03-01T00:00:00Z"),
+            (date("2026-02-28"), date("2026-03-31"))
+        );
+        assert_eq!(
+            span("2028-01-31", month, "2028-02-29T23:59:59Z"),
+            (date("2028-02-29"), date("2028-03-31"))
+        );
+        assert_eq!(
+            span("2026-11-01", month, "2026-11-30T23:59:59Z"),
+            (date("2026-11-01"), date("2026-12-01"))
+        );
     }
 
     #[test]
     fn days_weeks_and_years_repeat_from_the_anchor() {
-        assert_eq!(span("2026-11-01", every(Interval::Day, 1), "2026-11-07T13:00:00Z"), (date("2026-11-07"), date("2026-11-08")));
-        assert_eq!(span("2026-11-02", every(Interval::Week, 2), "2026-11-20T00:00:00Z"), (date("2026-11-16"), date("2026-11-30")));
-        assert_eq!(span("2024-02-29", every(Interval::Year, 1), "2026-06-01T00:00:00Z"), (date("2026-02-28"), date("2027-02-28")));
-        assert_eq!(span("2026-01-15", every(Interval::Month, 3), "2026-04-14T00:00:00Z"), (date("2026-01-15"), date("2026-04-15")));
+        assert_eq!(
+            span(
+                "2026-11-01",
+                every(Interval::Day, 1),
+                "2026-11-07T13:00:00Z"
+            ),
+            (date("2026-11-07"), date("2026-11-08"))
+        );
+        assert_eq!(
+            span(
+                "2026-11-02",
+                every(Interval::Week, 2),
+                "2026-11-20T00:00:00Z"
+            ),
+            (date("2026-11-16"), date("2026-11-30"))
+        );
+        assert_eq!(
+            span(
+                "2024-02-29",
+                every(Interval::Year, 1),
+                "2026-06-01T00:00:00Z"
+            ),
+            (date("2026-02-28"), date("2027-02-28"))
+        );
+        assert_eq!(
+            span(
+                "2026-01-15",
+                every(Interval::Month, 3),
+                "2026-04-14T00:00:00Z"
+            ),
+            (date("2026-01-15"), date("2026-04-15"))
+        );
     }
 
     #[test]
@@ -128,12 +175,19 @@ mod tests {
             current = period_after(anchor, month, &current).unwrap();
             ends.push(current.end().date_naive());
         }
-        assert_eq!(ends, [date("2026-03-31"), date("2026-04-30"), date("2026-05-31")]);
+        assert_eq!(
+            ends,
+            [date("2026-03-31"), date("2026-04-30"), date("2026-05-31")]
+        );
     }
 
     #[test]
     fn an_instant_before_the_anchor_has_no_period() {
-        let err = period_containing(date("2026-11-01"), every(Interval::Month, 1), at("2026-10-31T23:00:00Z"));
+        let err = period_containing(
+            date("2026-11-01"),
+            every(Interval::Month, 1),
+            at("2026-10-31T23:00:00Z"),
+        );
         assert!(matches!(err, Err(PricingError::BeforeAnchor(_))));
     }
 }

@@ -115,11 +115,26 @@ mod tests {
 
     #[test]
     fn spans_and_lengths_read_as_written() {
-        let span = Span { after: dec!(5000), up_to: Some(dec!(105000)) };
+        let span = Span {
+            after: dec!(5000),
+            up_to: Some(dec!(105000)),
+        };
         assert_eq!(text!(span), "5,001 to 105,000");
-        assert_eq!(text!(Span { after: dec!(1000000), up_to: None }), "over 1,000,000");
-        let weeks = BillingPeriod { interval: Interval::Week, interval_count: NonZeroU64::new(2).unwrap() };
+        assert_eq!(
+            text!(Span {
+                after: dec!(1000000),
+                up_to: None
+            }),
+            "over 1,000,000"
+        );
+        let weeks = BillingPeriod {
+            interval: Interval::Week,
+            interval_count: NonZeroU64::new(2).unwrap(),
+        };
         assert_eq!(text!(Length(weeks)), "2 weeks");
-        assert_eq!(text!("every ", Length(BillingPeriod::default())), "every 1 month");
+        assert_eq!(
+            text!("every ", Length(BillingPeriod::default())),
+            "every 1 month"
+        );
     }
 }

@@ -7,18 +7,22 @@ use rust_decimal::{Decimal, dec};
 use serde_json::{Value, json};
 
 fn total(tier: &TierSpec, usage: &PeriodUsage) -> Decimal {
-    rate(tier, &RatedPeriod::whole(november()), usage).unwrap().total
+    rate(tier, &RatedPeriod::whole(november()), usage)
+        .unwrap()
+        .total
 }
 
 fn weather_scale() -> TierSpec {
     // As in shared/examples/catalog.yaml.
-    tier(json!({"name": "Scale", "fixed_fee": {"amount": "99.00", "interval": "month"},
+    tier(
+        json!({"name": "Scale", "fixed_fee": {"amount": "99.00", "interval": "month"},
         "usage": {"model": "graduated", "bands": [
             {"up_to": 100000, "unit_price": "0.002"},
             {"up_to": 1000000, "unit_price": "0.001"},
             {"up_to": null, "unit_price": "0.0005"}]},
         "volume_discount": {"after_calls": 500000, "percent": "10"},
-        "sla_credit": {"failure_rate_over": "5", "credit_percent": "10"}}))
+        "sla_credit": {"failure_rate_over": "5", "credit_percent": "10"}}),
+    )
 }
 
 fn bands(model: &str) -> Value {
@@ -34,7 +38,10 @@ fn five_dollars_per_thousand_calls_after_five_thousand_free() {
         "package_size": 1000, "package_price": "5.00"}}));
     // 12,345 − 5,000 = 7,345 calls: 8 started blocks × $5.
     let invoice = rate(&package, &RatedPeriod::whole(november()), &calls(12_345)).unwrap();
-    assert_eq!(invoice.lines[0].description, "12,345 API calls, 5,000 included: 8 blocks of 1,000");
+    assert_eq!(
+        invoice.lines[0].description,
+        "12,345 API calls, 5,000 included: 8 blocks of 1,000"
+    );
     assert_eq!(invoice.total.to_string(), "40.00");
     assert_eq!(total(&package, &calls(5000)).to_string(), "0.00");
 }
@@ -58,8 +65,14 @@ fn graduated_and_volume_bands_price_the_same_usage_differently() {
     // Graduated: 100,000 × 0.002 + 150,000 × 0.001 = 200 + 150 = 350.00.
     // Volume: 250,000 reaches the second band, so all of it × 0.001 = 250.00.
     let usage = calls(250_000);
-    assert_eq!(total(&tier(json!({"usage": bands("graduated")})), &usage), dec!(350.00));
-    assert_eq!(total(&tier(json!({"usage": bands("volume")})), &usage), dec!(250.00));
+    assert_eq!(
+        total(&tier(json!({"usage": bands("graduated")})), &usage),
+        dec!(350.00)
+    );
+    assert_eq!(
+        total(&tier(json!({"usage": bands("volume")})), &usage),
+        dec!(250.00)
+    );
 }
 
 #[test]
@@ -67,7 +80,8 @@ fn yen_round_to_whole_yen_half_to_even() {
     let yen = tier(json!({"currency": "jpy", "usage": {"model": "per_unit", "unit_price": "0.5"}}));
     assert_eq!(total(&yen, &calls(205)).to_string(), "102");
     assert_eq!(total(&yen, &calls(207)).to_string(), "104");
-    let sub_yen = tier(json!({"currency": "jpy", "usage": {"model": "per_unit", "unit_price": "0.35"}}));
+    let sub_yen =
+        tier(json!({"currency": "jpy", "usage": {"model": "per_unit", "unit_price": "0.35"}}));
     assert_eq!(total(&sub_yen, &calls(1234)), dec!(432));
 }
 
@@ -94,15 +108,21 @@ fn the_weather_scale_tier_in_a_month_with_two_bad_days() {
         .iter()
         .map(|line| (line.description.as_str(), line.amount))
         .collect();
-    assert_eq!(lines, [
-        ("Scale: fixed fee for 1 month", dec!(99.00)),
-        ("API calls 1 to 100,000", dec!(200.00)),
-        ("API calls 100,001 to 1,000,000", dec!(900.00)),
-        ("API calls 1,000,001 to 1,234,567", dec!(117.28)),
-        ("Volume discount: 10% off usage for over 500,000 API calls", dec!(-121.73)),
-        ("SLA credit for 2026-11-03: 7.5% failed calls", dec!(-0.33)),
-        ("SLA credit for 2026-11-20: 12% failed calls", dec!(-0.33)),
-    ]);
+    assert_eq!(
+        lines,
+        [
+            ("Scale: fixed fee for 1 month", dec!(99.00)),
+            ("API calls 1 to 100,000", dec!(200.00)),
+            ("API calls 100,001 to 1,000,000", dec!(900.00)),
+            ("API calls 1,000,001 to 1,234,567", dec!(117.28)),
+            (
+                "Volume discount: 10% off usage for over 500,000 API calls",
+                dec!(-121.73)
+            ),
+            ("SLA credit for 2026-11-03: 7.5% failed calls", dec!(-0.33)),
+            ("SLA credit for 2026-11-20: 12% failed calls", dec!(-0.33)),
+        ]
+    );
     assert_eq!(invoice.total, dec!(1193.89));
 }
 
@@ -111,17 +131,20 @@ fn the_invoice_reads_as_json_with_amounts_as_strings() {
     let monthly = tier(json!({"fixed_fee": {"amount": "25", "interval": "month"},
         "usage": {"model": "per_unit", "unit_price": "0.0005"}}));
     let invoice = rate(&monthly, &RatedPeriod::whole(november()), &calls(1_234_567)).unwrap();
-    assert_eq!(serde_json::to_value(&invoice).unwrap(), json!({
-        "currency": "usd",
-        "period_start": "2026-11-01T00:00:00Z",
-        "period_end": "2026-12-01T00:00:00Z",
-        "lines": [
-            {"kind": "fixed_fee", "description": "Test: fixed fee for 1 month",
-             "quantity": "1", "unit_price": "25", "amount": "25.00"},
-            {"kind": "usage", "description": "1,234,567 API calls",
-             "quantity": "1234567", "unit_price": "0.0005", "amount": "617.28"}],
-        "total": "642.28"
-    }));
+    assert_eq!(
+        serde_json::to_value(&invoice).unwrap(),
+        json!({
+            "currency": "usd",
+            "period_start": "2026-11-01T00:00:00Z",
+            "period_end": "2026-12-01T00:00:00Z",
+            "lines": [
+                {"kind": "fixed_fee", "description": "Test: fixed fee for 1 month",
+                 "quantity": "1", "unit_price": "25", "amount": "25.00"},
+                {"kind": "usage", "description": "1,234,567 API calls",
+                 "quantity": "1234567", "unit_price": "0.0005", "amount": "617.28"}],
+            "total": "642.28"
+        })
+    );
 }
 
 #[test]
@@ -141,8 +164,15 @@ fn credits_never_take_the_total_below_zero() {
     .unwrap();
     let invoice = rate(&generous, &period, &usage).unwrap();
     let amounts: Vec<Decimal> = invoice.lines.iter().map(|line| line.amount).collect();
-    assert_eq!(amounts, [dec!(0.04), dec!(0.00), dec!(-0.02), dec!(-0.02), dec!(0.00)]);
-    assert!(invoice.lines[4].description.ends_with("(limited to the amount due)"));
+    assert_eq!(
+        amounts,
+        [dec!(0.04), dec!(0.00), dec!(-0.02), dec!(-0.02), dec!(0.00)]
+    );
+    assert!(
+        invoice.lines[4]
+            .description
+            .ends_with("(limited to the amount due)")
+    );
     assert_eq!(invoice.lines[4].kind, LineKind::SlaCredit);
     assert_eq!(invoice.total.to_string(), "0.00");
 }
@@ -153,5 +183,8 @@ fn usage_outside_the_active_days_is_refused() {
         RatedPeriod::partial(november(), at("2026-11-10T08:00:00Z"), november().end()).unwrap();
     let usage = PeriodUsage::from_days(vec![day("2026-11-09", 10, 0)]).unwrap();
     let refused = rate(&weather_scale(), &period, &usage);
-    assert_eq!(refused, Err(super::PricingError::DayOutsideActive(usage.days[0].day)));
+    assert_eq!(
+        refused,
+        Err(super::PricingError::DayOutsideActive(usage.days[0].day))
+    );
 }

@@ -36,11 +36,7 @@ pub(super) fn charge(
     Ok(())
 }
 
-fn recurring(
-    tier: &TierSpec,
-    amount: Decimal,
-    period: &RatedPeriod,
-) -> Result<Line, PricingError> {
+fn recurring(tier: &TierSpec, amount: Decimal, period: &RatedPeriod) -> Result<Line, PricingError> {
     let days = period.period().days();
     let active = period.active_days();
     if tier.proration == Proration::None || active == days {
@@ -56,7 +52,14 @@ fn recurring(
     let share = quotient(product(amount, active)?, days)?;
     Ok(Line::worked(
         LineKind::FixedFee,
-        text!(tier.name, ": fixed fee for ", Grouped(active), " of ", Grouped(days), " days"),
+        text!(
+            tier.name,
+            ": fixed fee for ",
+            Grouped(active),
+            " of ",
+            Grouped(days),
+            " days"
+        ),
         active,
         share,
         tier.currency,
@@ -71,8 +74,10 @@ mod tests {
     use serde_json::json;
 
     fn monthly(amount: &str, proration: &str) -> TierSpec {
-        tier(json!({"fixed_fee": {"amount": amount, "interval": "month"}, "proration": proration,
-                    "usage": {"model": "per_unit", "unit_price": "0"}}))
+        tier(
+            json!({"fixed_fee": {"amount": amount, "interval": "month"}, "proration": proration,
+                    "usage": {"model": "per_unit", "unit_price": "0"}}),
+        )
     }
 
     fn fee_lines(tier: &TierSpec, period: &RatedPeriod) -> Vec<Line> {
@@ -115,8 +120,10 @@ mod tests {
 
     #[test]
     fn a_one_time_fee_comes_only_with_the_first_period() {
-        let setup = tier(json!({"fixed_fee": {"amount": "100", "interval": "one_time"},
-                                "usage": {"model": "per_unit", "unit_price": "0"}}));
+        let setup = tier(
+            json!({"fixed_fee": {"amount": "100", "interval": "one_time"},
+                                "usage": {"model": "per_unit", "unit_price": "0"}}),
+        );
         let first = RatedPeriod::partial(november(), at("2026-11-20T00:00:00Z"), november().end())
             .unwrap()
             .as_first_period();

@@ -1,6 +1,6 @@
 //! Builders shared by the pricing tests.
 
-use super::{DailyUsage, Period, PeriodUsage};
+use super::{DailyUsage, Line, Period, PeriodUsage};
 use crate::domain::tier::TierSpec;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -55,4 +55,12 @@ pub(super) fn day(text: &str, total: u64, failed: u64) -> DailyUsage {
         failed_calls: failed,
         total_calls: total,
     }
+}
+
+/// Lines as a reader sees them: `API calls 1 to 1,000 = 10.00`.
+pub(super) fn shown(lines: &[Line]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| format!("{} = {}", line.description, line.amount))
+        .collect()
 }

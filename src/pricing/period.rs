@@ -9,6 +9,8 @@ use serde::Serialize;
 pub struct Period {
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    #[serde(skip)]
+    days: i64,
 }
 
 impl Period {
@@ -17,7 +19,8 @@ impl Period {
         if start >= end || !is_midnight(start) || !is_midnight(end) {
             return Err(PricingError::PeriodNotWholeDays);
         }
-        Ok(Self { start, end })
+        let days = (end.date_naive() - start.date_naive()).num_days();
+        Ok(Self { start, end, days })
     }
 
     /// The period covering the days from `first` up to (not including) `end`.
@@ -37,7 +40,7 @@ impl Period {
 
     /// How many days it has: 28 to 31 for a month.
     pub fn days(&self) -> i64 {
-        (self.end.date_naive() - self.start.date_naive()).num_days()
+        self.days
     }
 }
 
@@ -50,6 +53,7 @@ pub struct RatedPeriod {
     active_to: DateTime<Utc>,
     first_active_day: NaiveDate,
     end_active_day: NaiveDate,
+    active_days: i64,
     first_period: bool,
 }
 
@@ -62,6 +66,7 @@ impl RatedPeriod {
             active_to: period.end,
             first_active_day: period.start.date_naive(),
             end_active_day: period.end.date_naive(),
+            active_days: period.days,
             first_period: false,
         }
     }
@@ -84,12 +89,14 @@ impl RatedPeriod {
                 .succ_opt()
                 .ok_or(PricingError::CalendarOverflow)?
         };
+        let first_active_day = active_from.date_naive();
         Ok(Self {
             period,
             active_from,
             active_to,
-            first_active_day: active_from.date_naive(),
+            first_active_day,
             end_active_day,
+            active_days: (end_active_day - first_active_day).num_days(),
             first_period: false,
         })
     }
@@ -124,7 +131,7 @@ impl RatedPeriod {
 
     /// The days the subscription was active, each started day counting whole.
     pub fn active_days(&self) -> i64 {
-        (self.end_active_day - self.first_active_day).num_days()
+        self.active_days
     }
 
     /// Whether `day` is one of the active days.
@@ -163,8 +170,8 @@ mod tests {
 
     #[test]
     fn a_started_day_counts_whole() {
-        let joined = RatedPeriod::partial(november(), at("2026-11-18T15:00:00Z"), november().end())
-            .unwrap();
+        let joined =
+            RatedPeriod::partial(november(), at("2026-11-18T15:00:00Z"), november().end()).unwrap();
         assert_eq!(joined.active_days(), 13);
         assert!(joined.covers(date("2026-11-18")) && !joined.covers(date("2026-11-17")));
         let left = RatedPeriod::partial(november(), november().start(), at("2026-11-03T00:00:01Z"))

@@ -1,7 +1,7 @@
 //! Properties every rating keeps, whatever the tier and the usage.
 
 use super::fixtures::november;
-use super::{DailyUsage, PeriodUsage, Period, RatedPeriod, rate};
+use super::{DailyUsage, Period, PeriodUsage, RatedPeriod, rate};
 use crate::domain::ids::Key;
 use crate::domain::money::{Amount, Currency, Percent};
 use crate::domain::tier::{
@@ -14,15 +14,13 @@ use rust_decimal::Decimal;
 use std::num::NonZeroU64;
 
 fn amount() -> impl Strategy<Value = Amount> {
-    (0i64..=2_000_000, 0u32..=6).prop_map(|(mantissa, scale)| {
-        Amount::try_from(Decimal::new(mantissa, scale)).unwrap()
-    })
+    (0i64..=2_000_000, 0u32..=6)
+        .prop_map(|(mantissa, scale)| Amount::try_from(Decimal::new(mantissa, scale)).unwrap())
 }
 
 fn percent() -> impl Strategy<Value = Percent> {
-    (0i64..=10_000).prop_map(|hundredths| {
-        Percent::try_from(Decimal::new(hundredths, 2).to_string()).unwrap()
-    })
+    (0i64..=10_000)
+        .prop_map(|hundredths| Percent::try_from(Decimal::new(hundredths, 2).to_string()).unwrap())
 }
 
 fn bands() -> impl Strategy<Value = Vec<Band>> {
@@ -34,7 +32,11 @@ fn bands() -> impl Strategy<Value = Vec<Band>> {
             for (index, (width, unit_price, flat_fee)) in widths.into_iter().enumerate() {
                 up_to += width;
                 let up_to = (index < last).then_some(up_to);
-                bands.push(Band { up_to, unit_price, flat_fee });
+                bands.push(Band {
+                    up_to,
+                    unit_price,
+                    flat_fee,
+                });
             }
             bands
         },
@@ -44,10 +46,18 @@ fn bands() -> impl Strategy<Value = Vec<Band>> {
 /// Usage models whose price can only rise with usage: every one but volume.
 fn rising_usage() -> impl Strategy<Value = UsagePricing> {
     prop_oneof![
-        (amount(), 0u64..10_000).prop_map(|(unit_price, free_units)| UsagePricing::PerUnit { unit_price, free_units }),
-        (bands(), 0u64..10_000).prop_map(|(bands, free_units)| UsagePricing::Graduated { bands, free_units }),
+        (amount(), 0u64..10_000).prop_map(|(unit_price, free_units)| UsagePricing::PerUnit {
+            unit_price,
+            free_units
+        }),
+        (bands(), 0u64..10_000)
+            .prop_map(|(bands, free_units)| UsagePricing::Graduated { bands, free_units }),
         (1u64..5_000, amount(), 0u64..10_000).prop_map(|(size, package_price, free_units)| {
-            UsagePricing::Package { package_size: NonZeroU64::new(size).unwrap(), package_price, free_units }
+            UsagePricing::Package {
+                package_size: NonZeroU64::new(size).unwrap(),
+                package_price,
+                free_units,
+            }
         }),
     ]
 }
@@ -78,7 +88,11 @@ fn plain(usage: UsagePricing) -> TierSpec {
 fn fixed_fee() -> impl Strategy<Value = FixedFee> {
     (amount(), any::<bool>()).prop_map(|(amount, recurring)| FixedFee {
         amount,
-        interval: if recurring { FeeInterval::Every(Interval::Month) } else { FeeInterval::OneTime },
+        interval: if recurring {
+            FeeInterval::Every(Interval::Month)
+        } else {
+            FeeInterval::OneTime
+        },
         interval_count: NonZeroU64::MIN,
     })
 }
@@ -94,18 +108,36 @@ fn overage() -> impl Strategy<Value = Quota> {
 /// Any tier: a usage model, with or without each of the other ways of pricing.
 fn any_tier() -> impl Strategy<Value = TierSpec> {
     let currency = prop::sample::select(vec!["usd", "jpy", "kwd"]);
-    let discount = (0u64..500_000, percent()).prop_map(|(after_calls, percent)| VolumeDiscount { after_calls, percent });
-    let sla = (percent(), percent()).prop_map(|(failure_rate_over, credit_percent)| SlaCredit { failure_rate_over, credit_percent });
-    let options = (prop::option::of(fixed_fee()), prop::option::of(discount), prop::option::of(sla), prop::option::of(overage()), any::<bool>());
-    (any_usage(), currency, options).prop_map(|(usage, code, (fee, discount, sla, quota, by_day))| TierSpec {
-        currency: Currency::try_from(code.to_owned()).unwrap(),
-        fixed_fee: fee,
-        volume_discount: discount,
-        sla_credit: sla,
-        quota,
-        proration: if by_day { Proration::ByDay } else { Proration::None },
-        ..plain(usage)
-    })
+    let discount = (0u64..500_000, percent()).prop_map(|(after_calls, percent)| VolumeDiscount {
+        after_calls,
+        percent,
+    });
+    let sla = (percent(), percent()).prop_map(|(failure_rate_over, credit_percent)| SlaCredit {
+        failure_rate_over,
+        credit_percent,
+    });
+    let options = (
+        prop::option::of(fixed_fee()),
+        prop::option::of(discount),
+        prop::option::of(sla),
+        prop::option::of(overage()),
+        any::<bool>(),
+    );
+    (any_usage(), currency, options).prop_map(
+        |(usage, code, (fee, discount, sla, quota, by_day))| TierSpec {
+            currency: Currency::try_from(code.to_owned()).unwrap(),
+            fixed_fee: fee,
+            volume_discount: discount,
+            sla_credit: sla,
+            quota,
+            proration: if by_day {
+                Proration::ByDay
+            } else {
+                Proration::None
+            },
+            ..plain(usage)
+        },
+    )
 }
 
 /// A part of November and a daily series inside it.
@@ -117,21 +149,24 @@ fn period_and_usage() -> impl Strategy<Value = (RatedPeriod, PeriodUsage)> {
             let start = november().start().date_naive();
             let shifted = |offset| start.checked_add_days(Days::new(offset)).unwrap();
             let active = Period::of_days(shifted(first), shifted(end)).unwrap();
-            let mut period = RatedPeriod::partial(november(), active.start(), active.end()).unwrap();
+            let mut period =
+                RatedPeriod::partial(november(), active.start(), active.end()).unwrap();
             if opening {
                 period = period.as_first_period();
             }
-            let series = days.into_iter().map(|(offset, total, failed_percent, units_each)| {
-                let failed = total * failed_percent / 100;
-                let billable = total - failed;
-                DailyUsage {
-                    day: shifted(offset),
-                    billable_calls: billable,
-                    billable_units: Decimal::from(billable * units_each.max(1)),
-                    failed_calls: failed,
-                    total_calls: total,
-                }
-            });
+            let series = days
+                .into_iter()
+                .map(|(offset, total, failed_percent, units_each)| {
+                    let failed = total * failed_percent / 100;
+                    let billable = total - failed;
+                    DailyUsage {
+                        day: shifted(offset),
+                        billable_calls: billable,
+                        billable_units: Decimal::from(billable * units_each.max(1)),
+                        failed_calls: failed,
+                        total_calls: total,
+                    }
+                });
             (period, PeriodUsage::from_days(series.collect()).unwrap())
         })
     })
@@ -144,7 +179,9 @@ fn usage_total(tier: &TierSpec, units: u64) -> Decimal {
         total_calls: units,
         ..PeriodUsage::default()
     };
-    rate(tier, &RatedPeriod::whole(november()), &usage).unwrap().total
+    rate(tier, &RatedPeriod::whole(november()), &usage)
+        .unwrap()
+        .total
 }
 
 proptest! {

@@ -23,6 +23,22 @@ impl Metered {
     pub(super) fn priced(&self) -> Decimal {
         (self.units - self.free).max(Decimal::ZERO)
     }
+
+    /// A usage line at a price the tier states.
+    pub(super) fn line(
+        &self,
+        description: String,
+        quantity: Decimal,
+        unit_price: Decimal,
+    ) -> Result<Line, PricingError> {
+        Line::priced(
+            LineKind::Usage,
+            description,
+            quantity,
+            unit_price,
+            self.currency,
+        )
+    }
 }
 
 /// `12,345 API calls, 5,000 included`: the units and, when there are any, the free ones.
@@ -60,7 +76,10 @@ pub(super) fn charge(
         currency: tier.currency,
     };
     match &tier.usage {
-        UsagePricing::PerUnit { unit_price, .. } => lines.push(per_unit(&metered, *unit_price)?),
+        UsagePricing::PerUnit { unit_price, .. } => {
+            let description = text!(Counted(&metered));
+            lines.push(metered.line(description, metered.priced(), unit_price.value())?);
+        }
         UsagePricing::Package {
             package_size,
             package_price,
@@ -93,27 +112,22 @@ pub(super) fn charge(
     Ok(())
 }
 
-fn per_unit(metered: &Metered, unit_price: Amount) -> Result<Line, PricingError> {
-    Line::priced(
-        LineKind::Usage,
-        text!(Counted(metered)),
-        metered.priced(),
-        unit_price.value(),
-        metered.currency,
-    )
-}
-
 fn package(metered: &Metered, size: Decimal, price: Amount) -> Result<Line, PricingError> {
     // A started block is paid whole: counting blocks up, not rounding money.
     let blocks = quotient(metered.priced(), size)?.ceil();
-    let s = if blocks == Decimal::ONE { "" } else { "s" };
-    Line::priced(
-        LineKind::Usage,
-        text!(Counted(metered), ": ", Grouped(blocks), " block", s, " of ", Grouped(size)),
-        blocks,
-        price.value(),
-        metered.currency,
-    )
+    let blocks_of = if blocks == Decimal::ONE {
+        " block of "
+    } else {
+        " blocks of "
+    };
+    let description = text!(
+        Counted(metered),
+        ": ",
+        Grouped(blocks),
+        blocks_of,
+        Grouped(size)
+    );
+    metered.line(description, blocks, price.value())
 }
 
 #[cfg(test)]
@@ -131,12 +145,19 @@ mod tests {
 
     #[test]
     fn per_unit_prices_the_units_after_the_free_ones() {
-        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0.01", "free_units": 1000}}));
+        let spec =
+            tier(json!({"usage": {"model": "per_unit", "unit_price": "0.01", "free_units": 1000}}));
         let lines = usage_lines(&spec, &calls(12_345));
         assert_eq!(lines[0].description, "12,345 API calls, 1,000 included");
-        assert_eq!((lines[0].quantity, lines[0].amount), (dec!(11345), dec!(113.45)));
+        assert_eq!(
+            (lines[0].quantity, lines[0].amount),
+            (dec!(11345), dec!(113.45))
+        );
         let within_free = usage_lines(&spec, &calls(999));
-        assert_eq!((within_free[0].quantity, within_free[0].amount), (dec!(0), dec!(0.00)));
+        assert_eq!(
+            (within_free[0].quantity, within_free[0].amount),
+            (dec!(0), dec!(0.00))
+        );
     }
 
     #[test]
@@ -149,30 +170,42 @@ mod tests {
 
     #[test]
     fn a_package_counts_a_started_block_whole() {
-        let spec = tier(json!({"usage": {"model": "package", "package_size": 1000, "package_price": "5"}}));
+        let spec = tier(
+            json!({"usage": {"model": "package", "package_size": 1000, "package_price": "5"}}),
+        );
         let lines = usage_lines(&spec, &calls(1001));
         assert_eq!(lines[0].description, "1,001 API calls: 2 blocks of 1,000");
         assert_eq!(lines[0].amount, dec!(10.00));
-        assert_eq!(usage_lines(&spec, &calls(1000))[0].description, "1,000 API calls: 1 block of 1,000");
+        assert_eq!(
+            usage_lines(&spec, &calls(1000))[0].description,
+            "1,000 API calls: 1 block of 1,000"
+        );
     }
 
     #[test]
     fn beyond_the_soft_limit_the_overage_price_replaces_the_model() {
-        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0.001", "free_units": 1000},
-                               "quota": {"soft_limit": 10000, "hard_limit": 20000, "overage_unit_price": "0.004"}}));
+        let spec = tier(
+            json!({"usage": {"model": "per_unit", "unit_price": "0.001", "free_units": 1000},
+                               "quota": {"soft_limit": 10000, "hard_limit": 20000, "overage_unit_price": "0.004"}}),
+        );
         let lines = usage_lines(&spec, &calls(12_500));
         // 9,000 × 0.001 = 9.00 up to the soft limit, then 2,500 × 0.004 = 10.00.
         assert_eq!(lines[0].description, "10,000 API calls, 1,000 included");
         assert_eq!(lines[0].amount, dec!(9.00));
         assert_eq!(lines[1].kind, LineKind::Overage);
-        assert_eq!(lines[1].description, "2,500 API calls over the soft limit of 10,000");
+        assert_eq!(
+            lines[1].description,
+            "2,500 API calls over the soft limit of 10,000"
+        );
         assert_eq!(lines[1].amount, dec!(10.00));
         assert_eq!(usage_lines(&spec, &calls(10_000)).len(), 1);
     }
 
     #[test]
     fn a_hard_limit_alone_prices_nothing_extra() {
-        let spec = tier(json!({"usage": {"model": "per_unit", "unit_price": "0"}, "quota": {"hard_limit": 1000}}));
+        let spec = tier(
+            json!({"usage": {"model": "per_unit", "unit_price": "0"}, "quota": {"hard_limit": 1000}}),
+        );
         let lines = usage_lines(&spec, &calls(5000));
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].amount, dec!(0.00));
