@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metering;
+pub mod pricing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -36,8 +36,24 @@ impl TryFrom<String> for Key {
                 "`{value}` may only hold letters, digits, `-`, `_` and `.`"
             ));
         }
+        if looks_like_id(&value) {
+            return Err(format!(
+                "`{value}` has the form of a tollbooth id; choose a key that does not"
+            ));
+        }
         Ok(Self(value))
     }
+}
+
+/// Whether `text` has the form [`new_id`] gives (`prefix_` and 32 lower-case hex digits), so that
+/// a lookup "by id or key" can never be ambiguous.
+fn looks_like_id(text: &str) -> bool {
+    text.split_once('_').is_some_and(|(prefix, rest)| {
+        !prefix.is_empty()
+            && prefix.chars().all(|c| c.is_ascii_lowercase())
+            && rest.len() == 32
+            && rest.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+    })
 }
 
 impl From<Key> for String {
@@ -63,6 +79,8 @@ mod tests {
         assert!(Key::try_from(String::new()).is_err());
         assert!(Key::try_from("has space".to_owned()).is_err());
         assert!(Key::try_from("x".repeat(65)).is_err());
+        assert!(Key::try_from(new_id("api")).is_err());
+        assert!(Key::try_from("api_v2".to_owned()).is_ok());
     }
 
     #[test]

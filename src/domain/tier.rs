@@ -397,8 +397,9 @@ pub struct SlaCredit {
     pub credit_percent: Percent,
 }
 
-/// Limits per billing period, in billable calls. A hard limit is enforced by the access decision;
-/// calls beyond a soft limit are priced at `overage_unit_price`.
+/// Limits per billing period. `hard_limit` counts billable calls and is enforced by the access
+/// decision; `soft_limit` counts billable units (the calls, unless the api records units), and
+/// units beyond it are priced at `overage_unit_price` instead of the usage model's price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {

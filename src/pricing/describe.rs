@@ -1,5 +1,5 @@
 //! Line descriptions: `12,345 API calls, 5,000 included`. Each is written from its pieces into
-//! one String sized up front, by [`text!`], because descriptions are written on every rating.
+//! one String sized up front, by `text!`, because descriptions are written on every rating.
 
 use super::PeriodUsage;
 use super::figures::Grouped;

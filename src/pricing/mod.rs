@@ -98,7 +98,7 @@ pub fn rate(
         return Err(PricingError::DayOutsideActive(day.day));
     }
     // Room for the usual lines and a few SLA credits, so the list is not regrown while rated.
-    let mut lines = Vec::with_capacity(16);
+    let mut lines = Vec::with_capacity(12);
     fee::charge(tier, period, &mut lines)?;
     usage::charge(tier, usage, &mut lines)?;
     adjust::volume_discount(tier, usage, &mut lines)?;
