@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub struct Consumer {
     pub subscription_id: Arc<str>,
     pub api_id: Arc<str>,
+    /// Midnight UTC of the day the subscription started, in Unix milliseconds: its first billing
+    /// period starts there, and calls before it are not its calls.
+    pub first_day_ms: i64,
 }
 
 /// An api as ingestion needs it.
@@ -36,6 +39,8 @@ pub struct Directory {
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     last_miss_reload: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
+
+const DAY_MS: i64 = 86_400_000;
 
 /// How often a miss may reload the directory from the database.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -67,6 +72,7 @@ impl Directory {
                     let consumer = Consumer {
                         subscription_id: c.subscription_id.into(),
                         api_id: c.api_id.into(),
+                        first_day_ms: c.started_at.div_euclid(DAY_MS) * DAY_MS,
                     };
                     (c.consumer_key, consumer)
                 })

@@ -122,6 +122,12 @@ fn prepare_one(
             ),
         ));
     }
+    if occurred_at < consumer.first_day_ms {
+        return Err(Rejection::new(
+            "before_subscription",
+            "timestamp: before the day the consumer's subscription started",
+        ));
+    }
     let billable = api.policy.is_billable(
         record.status,
         record.method.as_deref(),

@@ -10,6 +10,7 @@ pub struct ConsumerRow {
     pub subscription_id: String,
     pub api_id: String,
     pub status: String,
+    pub started_at: i64,
 }
 
 /// An api's id, slug and recording policy.
@@ -22,7 +23,7 @@ pub struct ApiPolicyRow {
 
 impl Tx {
     pub async fn live_consumers(&mut self) -> StoreResult<Vec<ConsumerRow>> {
-        let sql = "SELECT k.consumer_key, s.id AS subscription_id, t.api_id, s.status \
+        let sql = "SELECT k.consumer_key, s.id AS subscription_id, t.api_id, s.status, s.started_at \
                    FROM consumer_keys k \
                    JOIN subscriptions s ON s.id = k.subscription_id \
                    JOIN tier_versions v ON v.id = s.tier_version_id \

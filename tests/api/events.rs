@@ -84,6 +84,7 @@ pub async fn usage_totals(app: &TestApp) -> (i64, String, i64, i64) {
 async fn a_mixed_batch_is_counted_exactly(app: TestApp) {
     let key = metered_setup(&app).await;
     let old = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
     let mut options = record("r4", 200);
     options["method"] = json!("OPTIONS");
     let mut units = record("r8", 201);
@@ -102,6 +103,7 @@ async fn a_mixed_batch_is_counted_exactly(app: TestApp) {
         {"id": "r9", "consumer": "k1", "api": "weather", "timestamp": old, "status": 200},
         header_units,
         {"id": "r11", "consumer": "k1", "api": "maps", "timestamp": now(), "status": 200},
+        {"id": "r12", "consumer": "k1", "api": "weather", "timestamp": yesterday, "status": 200},
     ]);
     let (status, answer) = post_events(&app, &key, batch.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -120,7 +122,8 @@ async fn a_mixed_batch_is_counted_exactly(app: TestApp) {
             (4, "invalid_record"),
             (5, "unknown_consumer"),
             (8, "too_old"),
-            (10, "unknown_api")
+            (10, "unknown_api"),
+            (11, "before_subscription")
         ]
     );
     assert!(
@@ -208,8 +211,18 @@ async fn refused_requests_leave_the_tables_unchanged(app: TestApp) {
 
 async fn the_export_cursor_sees_every_change_once_while_records_arrive(app: TestApp) {
     let key = metered_setup(&app).await;
+    // Hours of today only: the subscription started today, and earlier calls are not its calls.
+    let midnight = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
     let hours: Vec<String> = (0..4)
-        .map(|h| (chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339())
+        .map(|h| {
+            (chrono::Utc::now() - chrono::Duration::hours(h))
+                .max(midnight)
+                .to_rfc3339()
+        })
         .collect();
     let writer = {
         let client = app.client.clone();
@@ -275,11 +288,7 @@ on_both_databases!(the_purge_deletes_expired_raw_records_and_keeps_the_aggregate
 
 async fn the_purge_deletes_expired_raw_records_and_keeps_the_aggregates(app: TestApp) {
     let key = metered_setup(&app).await;
-    let old = (chrono::Utc::now() - chrono::Duration::days(30)).to_rfc3339();
-    let mut aging = record("aging", 200);
-    aging["timestamp"] = json!(old);
-    let batch = json!([aging, record("fresh", 200)]).to_string();
-    let (status, _) = post_events(&app, &key, batch).await;
+    let (status, _) = post_events(&app, &key, json!([record("call", 200)]).to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     let store = tollbooth::store::Store::connect(&app.database_url)
@@ -296,20 +305,21 @@ async fn the_purge_deletes_expired_raw_records_and_keeps_the_aggregates(app: Tes
             .unwrap()
     };
     let now = tollbooth::store::now_ms();
+    let day = 86_400_000;
     assert_eq!(
-        tollbooth::metering::purge_expired(&store, retention, now)
+        tollbooth::metering::purge_expired(&store, retention, now + 34 * day)
             .await
             .unwrap(),
         0
     );
-    // Six days on, the 30-day-old record is past the 35-day window; the fresh one is not.
-    let later = now + 6 * 86_400_000;
+    assert_eq!(count().await, 1);
+    // Past the 35-day window the raw record goes; the aggregate stays.
     assert_eq!(
-        tollbooth::metering::purge_expired(&store, retention, later)
+        tollbooth::metering::purge_expired(&store, retention, now + 36 * day)
             .await
             .unwrap(),
         1
     );
-    assert_eq!(count().await, 1);
-    assert_eq!(usage_totals(&app).await.3, 2, "aggregates are kept");
+    assert_eq!(count().await, 0);
+    assert_eq!(usage_totals(&app).await.3, 1, "aggregates are kept");
 }
