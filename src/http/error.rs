@@ -107,3 +107,18 @@ impl From<CatalogError> for ApiError {
         }
     }
 }
+
+impl From<crate::billing::BillingError> for ApiError {
+    fn from(error: crate::billing::BillingError) -> Self {
+        use crate::billing::BillingError;
+        match error {
+            BillingError::UnknownSubscription(key) => Self::not_found("subscription", &key),
+            BillingError::Invalid(field) => Self::invalid_field(field),
+            BillingError::Store(store) => store.into(),
+            BillingError::Pricing(pricing) => {
+                tracing::error!(error = %pricing, "rating failed");
+                Self::internal()
+            }
+        }
+    }
+}

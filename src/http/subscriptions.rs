@@ -16,6 +16,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/subscriptions", get(list).post(create))
         .route("/v1/subscriptions/{id}", get(show))
+        .route(
+            "/v1/subscriptions/{id}/invoice-preview",
+            get(invoice_preview),
+        )
 }
 
 #[derive(Serialize)]
@@ -98,4 +102,32 @@ async fn show(
     subscription
         .map(|s| Json(s.into()))
         .ok_or_else(|| ApiError::not_found("subscription", &id))
+}
+
+#[derive(serde::Deserialize)]
+struct PreviewQuery {
+    period_start: Option<String>,
+}
+
+/// The open period rated on the usage so far, or a past period with `?period_start=YYYY-MM-DD`.
+async fn invoice_preview(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<PreviewQuery>,
+) -> Result<Json<crate::billing::InvoicePreview>, ApiError> {
+    let period_start = query
+        .period_start
+        .map(|text| {
+            chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").map_err(|_| {
+                ApiError::invalid_field(crate::domain::FieldError::new(
+                    "period_start",
+                    format!("`{text}` is not a YYYY-MM-DD date"),
+                ))
+            })
+        })
+        .transpose()?;
+    let preview =
+        crate::billing::preview(&state.store, &id, period_start, chrono::Utc::now()).await?;
+    Ok(Json(preview))
 }

@@ -8,6 +8,7 @@ mod catalog_file;
 mod crash;
 mod events;
 mod health;
+mod preview;
 mod serve;
 mod subscriptions;
 mod tiers;

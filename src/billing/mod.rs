@@ -1,0 +1,25 @@
+//! Billing: what a subscription owes for a period. The invoice preview here is the rating engine on
+//! the usage recorded so far; the daily job will use the same path.
+
+mod preview;
+
+pub use preview::{InvoicePreview, preview};
+
+use crate::domain::FieldError;
+use crate::pricing::PricingError;
+use crate::store::StoreError;
+
+/// Why a bill could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("subscription `{0}` does not exist")]
+    UnknownSubscription(String),
+    /// The caller asked for a period that does not exist.
+    #[error("{0}")]
+    Invalid(FieldError),
+    /// The stored tier and usage could not be rated: a fault, not the caller's.
+    #[error("rating failed: {0}")]
+    Pricing(#[from] PricingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

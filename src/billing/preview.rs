@@ -1,0 +1,162 @@
+//! The invoice preview: a subscription's billing period rated on the usage recorded so far.
+
+use super::BillingError;
+use crate::domain::FieldError;
+use crate::pricing::{self, DailyUsage, Invoice, Period, PeriodUsage, RatedPeriod};
+use crate::store::{Store, Subscription, UsageRow};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A rated period of one subscription, with the usage it was rated on.
+#[derive(Debug, Serialize)]
+pub struct InvoicePreview {
+    pub subscription: String,
+    pub external_id: String,
+    pub tier: String,
+    pub tier_version: i64,
+    pub active_from: DateTime<Utc>,
+    pub active_to: DateTime<Utc>,
+    pub usage: UsageFigures,
+    #[serde(flatten)]
+    pub invoice: Invoice,
+}
+
+/// The period's usage totals, as rated.
+#[derive(Debug, Serialize)]
+pub struct UsageFigures {
+    pub billable_calls: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub billable_units: Decimal,
+    pub failed_calls: u64,
+    pub total_calls: u64,
+}
+
+/// Rates the period of `subscription` that holds `now`, or the one starting on `period_start`.
+pub async fn preview(
+    store: &Store,
+    subscription: &str,
+    period_start: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> Result<InvoicePreview, BillingError> {
+    let mut tx = store.begin_read().await?;
+    let subscription = tx
+        .find_subscription(subscription)
+        .await?
+        .ok_or_else(|| BillingError::UnknownSubscription(subscription.to_owned()))?;
+    let version = tx
+        .find_tier_version(&subscription.tier_version_id)
+        .await?
+        .ok_or_else(|| {
+            crate::store::StoreError::Corrupt("subscription without its tier version".into())
+        })?;
+    let tier = &version.spec;
+    let started_at = from_ms(subscription.started_at);
+    let anchor = started_at.date_naive();
+    let period = match period_start {
+        None => pricing::period_containing(anchor, tier.period(), now)?,
+        Some(start) => chosen_period(anchor, tier.period(), start, now)?,
+    };
+    let rated = rated_period(&subscription, period, started_at)?;
+    let rows = tx
+        .usage_hours(
+            &subscription.id,
+            period.start().timestamp_millis(),
+            period.end().timestamp_millis(),
+        )
+        .await?;
+    let usage = PeriodUsage::from_days(daily(&rows))?;
+    let invoice = pricing::rate(tier, &rated, &usage)?;
+    Ok(InvoicePreview {
+        subscription: subscription.id,
+        external_id: subscription.external_id,
+        tier: subscription.tier,
+        tier_version: subscription.tier_version,
+        active_from: rated.active_from(),
+        active_to: rated.active_to(),
+        usage: UsageFigures {
+            billable_calls: usage.billable_calls,
+            billable_units: usage.billable_units.normalize(),
+            failed_calls: usage.failed_calls,
+            total_calls: usage.total_calls,
+        },
+        invoice,
+    })
+}
+
+/// The period starting on `start`, which must be one of the subscription's period starts and begun.
+fn chosen_period(
+    anchor: NaiveDate,
+    length: crate::domain::tier::BillingPeriod,
+    start: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Period, BillingError> {
+    let invalid = |message: String| BillingError::Invalid(FieldError::new("period_start", message));
+    let at = start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    if at > now {
+        return Err(invalid(format!(
+            "the period starting {start} has not begun"
+        )));
+    }
+    let period = pricing::period_containing(anchor, length, at).map_err(|_| {
+        invalid(format!(
+            "the subscription's first period starts on {anchor}"
+        ))
+    })?;
+    if period.start() != at {
+        return Err(invalid(format!(
+            "{start} is not the start of a billing period; the period holding it starts on {}",
+            period.start().date_naive()
+        )));
+    }
+    Ok(period)
+}
+
+/// The part of `period` the subscription was on its tier: from its start, up to its cancellation.
+fn rated_period(
+    subscription: &Subscription,
+    period: Period,
+    started_at: DateTime<Utc>,
+) -> Result<RatedPeriod, BillingError> {
+    let active_from = started_at.max(period.start());
+    let active_to = subscription
+        .canceled_at
+        .map(from_ms)
+        .map_or(period.end(), |canceled| canceled.min(period.end()));
+    let rated = if active_from == period.start() && active_to == period.end() {
+        RatedPeriod::whole(period)
+    } else {
+        RatedPeriod::partial(period, active_from, active_to)?
+    };
+    // The period the subscription started in is its first: a one-time fee is charged there.
+    Ok(if period.start().date_naive() == started_at.date_naive() {
+        rated.as_first_period()
+    } else {
+        rated
+    })
+}
+
+/// Hourly rows summed by UTC day.
+fn daily(rows: &[UsageRow]) -> Vec<DailyUsage> {
+    let mut days: BTreeMap<NaiveDate, DailyUsage> = BTreeMap::new();
+    for row in rows {
+        let day = from_ms(row.hour).date_naive();
+        let entry = days.entry(day).or_insert_with(|| DailyUsage {
+            day,
+            billable_calls: 0,
+            billable_units: Decimal::ZERO,
+            failed_calls: 0,
+            total_calls: 0,
+        });
+        entry.billable_calls += u64::try_from(row.billable_calls).unwrap_or(0);
+        entry.billable_units += Decimal::new(row.billable_units_micros, 6);
+        entry.failed_calls += u64::try_from(row.failed_calls).unwrap_or(0);
+        entry.total_calls += u64::try_from(row.total_calls).unwrap_or(0);
+    }
+    days.into_values().collect()
+}
+
+fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
