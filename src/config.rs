@@ -126,8 +126,16 @@ impl Settings {
             .check()
     }
 
-    /// The rules that span settings.
+    /// The rules that span settings, and those serde cannot say.
     fn check(self) -> Result<Self, ConfigError> {
+        use secrecy::ExposeSecret;
+        if let Some(token) = &self.admin_token
+            && token.expose_secret().trim().len() < 16
+        {
+            return Err(ConfigError(
+                "admin_token: must be at least 16 characters (from environment variable TOLLBOOTH_ADMIN_TOKEN or the file)".into(),
+            ));
+        }
         if self.events_max_records == 0 || self.ingest_batch_records == 0 {
             return Err(ConfigError(
                 "events_max_records and ingest_batch_records must be at least 1".into(),
@@ -317,6 +325,13 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("lissen"), "{err}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLBOOTH_ADMIN_TOKEN", "short");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("admin_token"), "{err}");
+            assert!(!err.contains("short"), "the secret is not echoed: {err}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
