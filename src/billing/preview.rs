@@ -2,6 +2,8 @@
 
 use super::BillingError;
 use crate::domain::FieldError;
+use crate::domain::time::from_ms;
+use crate::domain::units::units_from_micros;
 use crate::pricing::{self, DailyUsage, Invoice, Period, PeriodUsage, RatedPeriod};
 use crate::store::{Store, Subscription, UsageRow};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -150,13 +152,9 @@ fn daily(rows: &[UsageRow]) -> Vec<DailyUsage> {
             total_calls: 0,
         });
         entry.billable_calls += u64::try_from(row.billable_calls).unwrap_or(0);
-        entry.billable_units += Decimal::new(row.billable_units_micros, 6);
+        entry.billable_units += units_from_micros(row.billable_units_micros);
         entry.failed_calls += u64::try_from(row.failed_calls).unwrap_or(0);
         entry.total_calls += u64::try_from(row.total_calls).unwrap_or(0);
     }
     days.into_values().collect()
-}
-
-fn from_ms(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }

@@ -30,6 +30,14 @@ impl FieldError {
     }
 }
 
+/// A serde_json error message without the ` at line 1 column 42` it appends: where a field name is
+/// given, it says more.
+pub fn without_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |i| &message[..i])
+}
+
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.field.is_empty() {

@@ -8,5 +8,7 @@ pub mod policy;
 pub mod subscriber;
 pub mod subscription;
 pub mod tier;
+pub mod time;
+pub mod units;
 
 pub use field::FieldError;

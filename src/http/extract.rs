@@ -103,7 +103,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             return malformed(inner);
         }
         let field = field_path(&error.path().to_string(), &inner.to_string());
-        let message = strip_position(&inner.to_string());
+        let message = crate::domain::field::without_position(&inner.to_string()).to_owned();
         ApiError::invalid_field(FieldError::new(field, message))
     })?;
     deserializer.end().map_err(|e| malformed(&e))?;
@@ -130,14 +130,6 @@ fn field_path(path: &str, message: &str) -> String {
         Some(name) if path.is_empty() => name.to_owned(),
         Some(name) => format!("{path}.{name}"),
         None => path.to_owned(),
-    }
-}
-
-/// serde_json appends ` at line 1 column 42` to data errors; the field name says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
     }
 }
 

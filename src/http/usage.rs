@@ -4,12 +4,15 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::Admin;
+use super::timestamp;
 use crate::domain::FieldError;
+use crate::domain::time::{DAY_MS, HOUR_MS, floor_to};
+use crate::domain::units::units_from_micros;
 use crate::store::UsageRow;
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -18,14 +21,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/usage", get(series))
         .route("/v1/usage/export", get(export))
-}
-
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// Units are stored in millionths; they are answered as decimal strings.
-pub fn units_from_micros(micros: i64) -> Decimal {
-    Decimal::new(micros, 6).normalize()
 }
 
 #[derive(Deserialize)]
@@ -70,12 +65,6 @@ fn bad(field: &str, message: &str) -> ApiError {
     ApiError::invalid_field(FieldError::new(field, message))
 }
 
-fn rfc3339(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 async fn series(
     _: Admin,
     State(state): State<AppState>,
@@ -113,9 +102,9 @@ async fn series(
     let rows = tx.usage_hours(&subscription.id, from, to).await?;
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     for row in rows {
-        let start = row.hour.div_euclid(step) * step;
+        let start = floor_to(row.hour, step);
         let bucket = buckets.entry(start).or_insert_with(|| Bucket {
-            start: rfc3339(start),
+            start: timestamp(start),
             ..Bucket::default()
         });
         bucket.billable_calls += row.billable_calls;
@@ -127,8 +116,8 @@ async fn series(
         "subscription": subscription.id,
         "external_id": subscription.external_id,
         "granularity": if step == HOUR_MS { "hour" } else { "day" },
-        "from": rfc3339(from),
-        "to": rfc3339(to),
+        "from": timestamp(from),
+        "to": timestamp(to),
         "data": buckets.into_values().collect::<Vec<_>>(),
     })))
 }
@@ -155,7 +144,7 @@ impl From<UsageRow> for ExportRow {
     fn from(row: UsageRow) -> Self {
         Self {
             subscription: row.subscription_id,
-            hour: rfc3339(row.hour),
+            hour: timestamp(row.hour),
             billable_calls: row.billable_calls,
             billable_units: units_from_micros(row.billable_units_micros),
             failed_calls: row.failed_calls,

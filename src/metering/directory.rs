@@ -3,6 +3,7 @@
 //! catalog write of this process, on a miss (at most once a second), and in the background.
 
 use crate::domain::policy::RecordingPolicy;
+use crate::domain::time::{DAY_MS, floor_to};
 use crate::store::{Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -40,8 +41,6 @@ pub struct Directory {
     last_miss_reload: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
-const DAY_MS: i64 = 86_400_000;
-
 /// How often a miss may reload the directory from the database.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -72,7 +71,7 @@ impl Directory {
                     let consumer = Consumer {
                         subscription_id: c.subscription_id.into(),
                         api_id: c.api_id.into(),
-                        first_day_ms: c.started_at.div_euclid(DAY_MS) * DAY_MS,
+                        first_day_ms: floor_to(c.started_at, DAY_MS),
                     };
                     (c.consumer_key, consumer)
                 })

@@ -1,6 +1,7 @@
 //! A call record as the gateway posts it, and its checks. Each record is parsed on its own so that
 //! one bad record is rejected without failing its batch.
 
+use crate::domain::units::micros_from_units;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -57,9 +58,7 @@ pub fn parse_record(raw: &RawValue) -> Result<CallRecordInput<'_>, Rejection> {
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
             let path = error.path().to_string();
             let inner = error.inner().to_string();
-            let inner = inner
-                .rfind(" at line ")
-                .map_or(inner.as_str(), |i| &inner[..i]);
+            let inner = crate::domain::field::without_position(&inner);
             let message = if path == "." {
                 inner.to_owned()
             } else {
@@ -94,9 +93,6 @@ pub fn occurred_at(record: &CallRecordInput<'_>) -> Result<i64, Rejection> {
         })
 }
 
-/// Units are stored as whole millionths.
-const MICROS: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
-
 /// The units of a billable call in millionths: the policy's header if the gateway passed it, else
 /// the record's `units`, else 1.
 pub fn units_micros(
@@ -125,11 +121,7 @@ pub fn units_micros(
         )
     };
     let units: Decimal = text.parse().map_err(|_| invalid())?;
-    if units.is_sign_negative() || units.scale() > 6 {
-        return Err(invalid());
-    }
-    let micros = units.checked_mul(MICROS).ok_or_else(invalid)?;
-    i64::try_from(micros).map_err(|_| invalid())
+    micros_from_units(units).ok_or_else(invalid)
 }
 
 #[cfg(test)]

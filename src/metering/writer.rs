@@ -2,13 +2,11 @@
 //! is waiting and commits it in one transaction (raw records deduplicated, hourly increments
 //! upserted), then answers every request of that batch. Nothing is answered before its commit.
 
+use crate::domain::time::{HOUR_MS, floor_to};
 use crate::store::{Store, StoreError, StoredRecord, UsageIncrement, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-
-/// Hours in Unix milliseconds.
-const HOUR_MS: i64 = 3_600_000;
 
 /// Why a batch could not be queued or written.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +155,7 @@ async fn write_batch(store: &Store, batch: &[Job]) -> Result<Vec<bool>, StoreErr
 fn fold_increments<'a>(records: impl Iterator<Item = &'a StoredRecord>) -> Vec<UsageIncrement> {
     let mut by_hour: HashMap<(&str, i64), UsageIncrement> = HashMap::new();
     for record in records {
-        let hour = record.occurred_at.div_euclid(HOUR_MS) * HOUR_MS;
+        let hour = floor_to(record.occurred_at, HOUR_MS);
         let increment = by_hour
             .entry((record.subscription_id.as_str(), hour))
             .or_insert_with(|| UsageIncrement {
