@@ -33,6 +33,8 @@ pub struct Settings {
     pub ingest_queue_records: u32,
     /// Most records the writer commits in one transaction.
     pub ingest_batch_records: usize,
+    /// Writer tasks; unset means 1 on SQLite (one writer at a time) and 4 on PostgreSQL.
+    pub ingest_writers: Option<usize>,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
     /// Stripe API key; unset means ledger mode (no Stripe calls).
@@ -74,7 +76,7 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 11] = [
+const TOLLBOOTH_VARS: [&str; 12] = [
     "database_url",
     "listen",
     "admin_token",
@@ -85,6 +87,7 @@ const TOLLBOOTH_VARS: [&str; 11] = [
     "events_max_records",
     "ingest_queue_records",
     "ingest_batch_records",
+    "ingest_writers",
     "log_format",
 ];
 

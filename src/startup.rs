@@ -5,7 +5,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metering::directory::Directory;
 use crate::metering::writer::{Ingestor, WriterLimits};
-use crate::store::Store;
+use crate::store::{Backend, Store};
 use crate::telemetry;
 use anyhow::Context;
 use std::sync::Arc;
@@ -49,6 +49,10 @@ impl Application {
             WriterLimits {
                 queue_records: settings.ingest_queue_records,
                 batch_records: settings.ingest_batch_records,
+                writers: settings.ingest_writers.unwrap_or(match store.backend() {
+                    Backend::Sqlite => 1,
+                    Backend::Postgres => 4,
+                }),
             },
         );
         let state = AppState {

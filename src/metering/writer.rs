@@ -1,12 +1,14 @@
 //! The write path: requests hand validated records to a bounded queue; one writer task takes what
 //! is waiting and commits it in one transaction (raw records deduplicated, hourly increments
 //! upserted), then answers every request of that batch. Nothing is answered before its commit.
+//! SQLite has one writer (it allows one write transaction at a time); PostgreSQL may have several,
+//! whose raw-record inserts run side by side.
 
 use crate::domain::time::{HOUR_MS, floor_to};
 use crate::store::{Store, StoreError, StoredRecord, UsageIncrement, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Why a batch could not be queued or written.
 #[derive(Debug, thiserror::Error)]
@@ -41,17 +43,36 @@ pub struct WriterLimits {
     pub queue_records: u32,
     /// Records one transaction takes at most.
     pub batch_records: usize,
+    /// Writer tasks, each with its own transaction.
+    pub writers: usize,
 }
 
 impl Ingestor {
-    /// Starts the writer task; it ends once every `Ingestor` clone is dropped and the queue is drained.
+    /// Starts the writer tasks; they end once every `Ingestor` clone is dropped and the queue is
+    /// drained. The handle completes when all of them have.
     pub fn start(store: Store, limits: WriterLimits) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, jobs) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(
             usize::try_from(limits.queue_records).unwrap_or(usize::MAX),
         ));
-        let writer = tokio::spawn(run_writer(store, jobs, limits.batch_records));
-        (Self { queue, room }, writer)
+        let jobs = Arc::new(Mutex::new(jobs));
+        let writers: Vec<_> = (0..limits.writers.max(1))
+            .map(|_| {
+                tokio::spawn(run_writer(
+                    store.clone(),
+                    jobs.clone(),
+                    limits.batch_records,
+                ))
+            })
+            .collect();
+        let all = tokio::spawn(async move {
+            for writer in writers {
+                if let Err(error) = writer.await {
+                    tracing::error!(%error, "an ingestion writer failed");
+                }
+            }
+        });
+        (Self { queue, room }, all)
     }
 
     /// Queues records and waits for their commit; answers, per record, whether it was new.
@@ -80,19 +101,31 @@ impl Ingestor {
     }
 }
 
-async fn run_writer(store: Store, mut jobs: mpsc::UnboundedReceiver<Job>, batch_records: usize) {
-    while let Some(first) = jobs.recv().await {
-        let mut count = first.records.len();
-        let mut batch = vec![first];
-        while count < batch_records {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    count += job.records.len();
-                    batch.push(job);
+/// Takes what is waiting (up to `batch_records`, at least one job), writes it, answers it; again.
+async fn run_writer(
+    store: Store,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    batch_records: usize,
+) {
+    loop {
+        let (batch, count) = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else {
+                return;
+            };
+            let mut count = first.records.len();
+            let mut batch = vec![first];
+            while count < batch_records {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        count += job.records.len();
+                        batch.push(job);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
+            (batch, count)
+        };
         let started = std::time::Instant::now();
         let result = write_batch(&store, &batch).await;
         metrics::histogram!("tollbooth_ingest_commit_seconds")
@@ -126,12 +159,15 @@ async fn write_batch(store: &Store, batch: &[Job]) -> Result<Vec<bool>, StoreErr
         .iter()
         .map(|r| seen.insert(r.record_key.as_slice()))
         .collect();
-    let unique: Vec<&StoredRecord> = all
+    let mut unique: Vec<&StoredRecord> = all
         .iter()
         .zip(&first_seen)
         .filter(|(_, first)| **first)
         .map(|(r, _)| *r)
         .collect();
+    // Key order: concurrent writers lock shared ids in one order (no deadlock), and the index
+    // is walked once from left to right.
+    unique.sort_unstable_by(|a, b| a.record_key.cmp(&b.record_key));
 
     let mut tx = store.begin().await?;
     let new_keys = tx.insert_call_records(&unique, now_ms()).await?;

@@ -323,3 +323,48 @@ async fn the_purge_deletes_expired_raw_records_and_keeps_the_aggregates(app: Tes
     assert_eq!(count().await, 0);
     assert_eq!(usage_totals(&app).await.3, 1, "aggregates are kept");
 }
+
+on_both_databases!(concurrent_batches_sharing_ids_count_each_record_once);
+
+/// Gateways retrying at once send the same ids in different orders; every id counts once, and no
+/// request fails (on PostgreSQL several writers commit side by side).
+async fn concurrent_batches_sharing_ids_count_each_record_once(app: TestApp) {
+    let key = metered_setup(&app).await;
+    let ids: Vec<String> = (0..400).map(|i| format!("shared-{i}")).collect();
+    let mut senders = Vec::new();
+    for worker in 0..8usize {
+        let (client, url, key) = (app.client.clone(), app.url("/v1/events"), key.clone());
+        let mut order = ids.clone();
+        order.rotate_left(worker * 37);
+        if worker % 2 == 1 {
+            order.reverse();
+        }
+        senders.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for chunk in order.chunks(100) {
+                let records: Vec<Value> = chunk.iter().map(|id| record(id, 200)).collect();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&records)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::ACCEPTED);
+                let answer: Value = response.json().await.unwrap();
+                assert_eq!(
+                    answer["accepted"].as_i64().unwrap() + answer["duplicates"].as_i64().unwrap(),
+                    100
+                );
+                accepted += answer["accepted"].as_i64().unwrap();
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for sender in senders {
+        accepted += sender.await.unwrap();
+    }
+    assert_eq!(accepted, 400);
+    assert_eq!(usage_totals(&app).await.0, 400);
+}
