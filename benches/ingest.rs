@@ -1,1 +1,1380 @@
-fn main() {}
+//! Ingestion throughput and latency of a real `tollbooth serve` process (issue 7).
+//!
+//! For each database (SQLite in a temporary file; PostgreSQL when `--postgres URL` or
+//! `TOLLBOOTH_BENCH_POSTGRES_URL` names a server) and each id kind (random UUIDv4, time-ordered
+//! UUIDv7), on a fresh database each:
+//!
+//! 1. batched ingestion: 300,000 records posted to `POST /v1/events` in bodies of 1,000 over 4
+//!    concurrent connections (bodies serialized before the clock starts), then the totals read
+//!    back through `GET /v1/usage/export` and compared with what was sent;
+//! 2. the ceiling: the same rows written into another fresh database by a plain single-writer
+//!    sqlx loop (1,000 records a transaction: the multi-row insert, then the hourly upsert);
+//! 3. single-record requests paced open-loop at 1,000 a second for 10 seconds: p50 and p99;
+//! 4. the server's peak resident memory (`VmHWM`).
+//!
+//! Run with `cargo build --release --bin tollbooth && cargo bench --bench ingest`, adding
+//! `-- --postgres postgres://postgres@127.0.0.1:5432/postgres` to measure PostgreSQL too.
+//! `-- --records N` changes the batched workload (default 300,000), for a quick try.
+
+use anyhow::{Context, Result, bail, ensure};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Connection};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tollbooth::metering::key::record_key;
+use tollbooth::store::{StoredRecord, UsageIncrement};
+
+/// Records of the batched run, and how many go in one request body / one ceiling transaction.
+const RECORDS: usize = 300_000;
+const BATCH: usize = 1_000;
+/// Concurrent client connections of the batched run.
+const CLIENTS: usize = 4;
+/// Subscriptions (one consumer key each) the records are spread over.
+const SUBSCRIPTIONS: usize = 100;
+/// The records' timestamps cover this much of the past (never before today's midnight UTC).
+const SPAN_MS: i64 = 3 * 3_600_000;
+const HOUR_MS: i64 = 3_600_000;
+/// The single-record run: requests a second, for how long, and how many may be under way.
+const SINGLE_RATE: u64 = 1_000;
+const SINGLE_SECONDS: u64 = 10;
+const SINGLE_IN_FLIGHT: usize = 64;
+/// SQLite accepts up to 32,766 variables a statement: 1,000 rows of 11 is one statement.
+const CEILING_ROWS_PER_STATEMENT: usize = 1_000;
+
+const ADMIN_TOKEN: &str = "tba_bench_admin_token_0000000000";
+const POSTGRES_VAR: &str = "TOLLBOOTH_BENCH_POSTGRES_URL";
+
+/// Goals of issue 7.
+const GOAL_POSTGRES_RANDOM: f64 = 50_000.0;
+const GOAL_SQLITE_RANDOM: f64 = 25_000.0;
+const GOAL_SQLITE_ORDERED: f64 = 80_000.0;
+const GOAL_RATIO: f64 = 0.6;
+const GOAL_P99_MS: f64 = 5.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdKind {
+    /// Random UUIDv4: every insert lands somewhere else in the key index.
+    Random,
+    /// UUIDv7 made from the call's time: inserts append to the key index.
+    TimeOrdered,
+}
+
+impl IdKind {
+    fn label(self) -> &'static str {
+        match self {
+            IdKind::Random => "random (v4)",
+            IdKind::TimeOrdered => "time-ordered (v7)",
+        }
+    }
+
+    fn make(self, rng: &mut StdRng, at_ms: i64) -> uuid::Uuid {
+        match self {
+            IdKind::Random => uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+            IdKind::TimeOrdered => uuid::Builder::from_unix_timestamp_millis(
+                u64::try_from(at_ms).unwrap_or(0),
+                &rng.random(),
+            )
+            .into_uuid(),
+        }
+    }
+}
+
+impl Database {
+    fn label(self) -> &'static str {
+        match self {
+            Database::Sqlite => "SQLite",
+            Database::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+struct Options {
+    postgres: Option<String>,
+    records: usize,
+}
+
+fn parse_args() -> Result<Options> {
+    let mut options = Options {
+        postgres: std::env::var(POSTGRES_VAR).ok().filter(|v| !v.is_empty()),
+        records: RECORDS,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--postgres" {
+            options.postgres = Some(args.next().context("--postgres needs a URL")?);
+        } else if let Some(url) = arg.strip_prefix("--postgres=") {
+            options.postgres = Some(url.to_owned());
+        } else if arg == "--records" {
+            options.records = args
+                .next()
+                .context("--records needs a number")?
+                .parse()
+                .context("--records needs a number")?;
+        }
+        // Anything else (cargo passes `--bench`) is not ours.
+    }
+    ensure!(
+        options.records >= BATCH && options.records.is_multiple_of(BATCH),
+        "--records must be a multiple of {BATCH}"
+    );
+    Ok(options)
+}
+
+fn main() -> Result<()> {
+    let options = parse_args()?;
+    let binary = server_binary()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(options, binary))
+}
+
+/// What one scenario measured.
+struct Outcome {
+    database: Database,
+    ids: IdKind,
+    records_per_s: f64,
+    ceiling_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    single_rate: f64,
+    peak_rss_kib: u64,
+    verified: bool,
+}
+
+async fn run(options: Options, binary: PathBuf) -> Result<()> {
+    let clock_ticks = clock_ticks();
+    println!(
+        "tollbooth ingestion benchmark: {} records in bodies of {BATCH} over {CLIENTS} connections, \
+         {SUBSCRIPTIONS} subscriptions; single records at {SINGLE_RATE}/s for {SINGLE_SECONDS} s",
+        options.records
+    );
+    println!("server: {}", binary.display());
+    let mut databases = vec![Database::Sqlite];
+    match &options.postgres {
+        Some(_) => databases.push(Database::Postgres),
+        None => println!(
+            "PostgreSQL: not measured (pass `-- --postgres postgres://…` or set {POSTGRES_VAR})"
+        ),
+    }
+    let mut outcomes = Vec::new();
+    for database in databases {
+        for ids in [IdKind::Random, IdKind::TimeOrdered] {
+            println!("\n== {} / {} ids ==", database.label(), ids.label());
+            let scenario = Scenario {
+                database,
+                ids,
+                binary: &binary,
+                postgres: options.postgres.as_deref(),
+                records: options.records,
+                clock_ticks,
+            };
+            outcomes.push(scenario.run().await?);
+        }
+    }
+    print_table(&outcomes);
+    Ok(())
+}
+
+/// The `tollbooth` binary next to this bench (`target/release/`), built beforehand.
+fn server_binary() -> Result<PathBuf> {
+    let beside_bench = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("tollbooth")));
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let in_target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| manifest.join("target"), PathBuf::from)
+        .join("release/tollbooth");
+    let binary = beside_bench
+        .filter(|b| b.is_file())
+        .or_else(|| in_target.is_file().then_some(in_target.clone()))
+        .with_context(|| {
+            format!(
+                "{} is missing: run `cargo build --release --bin tollbooth` first",
+                in_target.display()
+            )
+        })?;
+    // The server is a separate build: say so when it is older than the sources.
+    let built = std::fs::metadata(&binary)?.modified()?;
+    let newest_source = ["src", "migrations"]
+        .iter()
+        .filter_map(|dir| newest_modification(&manifest.join(dir)))
+        .max();
+    if newest_source.is_some_and(|source| source > built) {
+        eprintln!(
+            "WARNING: {} is older than src/ or migrations/: run `cargo build --release --bin \
+             tollbooth` to measure the current code",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let modified = if path.is_dir() {
+            newest_modification(&path)
+        } else {
+            entry.metadata().ok()?.modified().ok()
+        };
+        newest = newest.max(modified);
+    }
+    newest
+}
+
+struct Scenario<'a> {
+    database: Database,
+    ids: IdKind,
+    binary: &'a Path,
+    postgres: Option<&'a str>,
+    records: usize,
+    clock_ticks: f64,
+}
+
+impl Scenario<'_> {
+    async fn run(&self) -> Result<Outcome> {
+        let dir = tempfile::tempdir()?;
+        let mut made = Vec::new();
+        let result = self.measure(dir.path(), &mut made).await;
+        for fresh in made {
+            if let Err(error) = fresh.drop_database().await {
+                eprintln!("could not drop a benchmark database: {error:#}");
+            }
+        }
+        result
+    }
+
+    async fn fresh_database(&self, dir: &Path, name: &str) -> Result<FreshDatabase> {
+        match self.database {
+            Database::Sqlite => Ok(FreshDatabase {
+                url: format!("sqlite://{}/{name}.db", dir.display()),
+                postgres: None,
+            }),
+            Database::Postgres => {
+                let server = self.postgres.context("no PostgreSQL URL")?;
+                let database = format!("tollbooth_bench_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = PgConnection::connect(server)
+                    .await
+                    .with_context(|| format!("connecting to {server}"))?;
+                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {database}")))
+                    .execute(&mut conn)
+                    .await?;
+                let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
+                Ok(FreshDatabase {
+                    url: format!("{base}/{database}"),
+                    postgres: Some((server.to_owned(), database)),
+                })
+            }
+        }
+    }
+
+    async fn measure(&self, dir: &Path, made: &mut Vec<FreshDatabase>) -> Result<Outcome> {
+        let database = self.fresh_database(dir, "tollbooth").await?;
+        let url = database.url.clone();
+        let postgres_name = database.postgres.as_ref().map(|(_, name)| name.clone());
+        made.push(database);
+
+        // 1. tollbooth itself.
+        let server = Server::start(self.binary, &url, dir)?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(SINGLE_IN_FLIGHT)
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        server.wait_ready(&client).await?;
+        let catalog = Catalog::create(&client, &server.base).await?;
+        let workload = Workload::generate(self.ids, &catalog, self.records, 7);
+        println!(
+            "  workload: {} bodies, {:.1} MB of JSON",
+            workload.bodies.len(),
+            workload.bodies.iter().map(String::len).sum::<usize>() as f64 / 1e6
+        );
+
+        let cpu_before =
+            CpuSnapshot::take(server.pid, self.postgres, postgres_name.as_deref()).await;
+        let started = Instant::now();
+        let answers = post_batches(
+            &client,
+            &server.base,
+            &catalog.gateway_key,
+            &workload.bodies,
+        )
+        .await?;
+        let elapsed = started.elapsed();
+        let cpu_after =
+            CpuSnapshot::take(server.pid, self.postgres, postgres_name.as_deref()).await;
+        let records_per_s = self.records as f64 / elapsed.as_secs_f64();
+        println!(
+            "  batched: {} records in {:.2} s = {records_per_s:.0} records/s ({} requests, {} retried after 503)",
+            self.records,
+            elapsed.as_secs_f64(),
+            workload.bodies.len(),
+            answers.retries
+        );
+        cpu_after.report(&cpu_before, elapsed, self.clock_ticks);
+        ensure!(
+            answers.accepted == self.records as u64
+                && answers.duplicates == 0
+                && answers.rejected == 0,
+            "the answers do not add up: {answers:?}"
+        );
+        verify(&client, &server.base, &workload.expected).await?;
+        println!("  verified: the usage export matches every record sent, per subscription");
+
+        // 3. single records, paced.
+        let single = single_records(&client, &server.base, &catalog, self.ids).await?;
+        println!(
+            "  single records: {} requests at {:.0}/s achieved; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            single.latencies_ms.len(),
+            single.achieved_rate,
+            single.p50_ms,
+            single.p99_ms,
+            single.max_ms
+        );
+        let mut expected = workload.expected.clone();
+        for (subscription, totals) in &single.expected {
+            expected
+                .entry(subscription.clone())
+                .or_default()
+                .add(totals);
+        }
+        verify(&client, &server.base, &expected).await?;
+        println!("  verified again with the single records");
+
+        // 4. memory, then stop.
+        let peak_rss_kib = server.peak_rss_kib()?;
+        println!(
+            "  server peak RSS (VmHWM): {:.1} MiB",
+            peak_rss_kib as f64 / 1024.0
+        );
+        server.stop()?;
+
+        // 2. the ceiling, on its own fresh database, with tollbooth stopped.
+        let ceiling_db = self.fresh_database(dir, "ceiling").await?;
+        let ceiling_url = ceiling_db.url.clone();
+        made.push(ceiling_db);
+        migrate(self.binary, &ceiling_url, dir)?;
+        let rows = workload.stored_rows();
+        let started = Instant::now();
+        let written = match self.database {
+            Database::Sqlite => ceiling_sqlite(&ceiling_url, &rows).await?,
+            Database::Postgres => ceiling_postgres(&ceiling_url, &rows).await?,
+        };
+        let elapsed = started.elapsed();
+        ensure!(
+            written == (self.records as i64, self.records as i64),
+            "the ceiling stored {written:?} (records, total calls), not {}",
+            self.records
+        );
+        let ceiling_per_s = self.records as f64 / elapsed.as_secs_f64();
+        println!(
+            "  ceiling: {} records in {:.2} s = {ceiling_per_s:.0} records/s; tollbooth / ceiling = {:.2}",
+            self.records,
+            elapsed.as_secs_f64(),
+            records_per_s / ceiling_per_s
+        );
+
+        Ok(Outcome {
+            database: self.database,
+            ids: self.ids,
+            records_per_s,
+            ceiling_per_s,
+            p50_ms: single.p50_ms,
+            p99_ms: single.p99_ms,
+            single_rate: single.achieved_rate,
+            peak_rss_kib,
+            verified: true,
+        })
+    }
+}
+
+/// A database made for one scenario, dropped after it (PostgreSQL; SQLite files go with the
+/// temporary directory).
+struct FreshDatabase {
+    url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl FreshDatabase {
+    async fn drop_database(self) -> Result<()> {
+        if let Some((server, name)) = self.postgres {
+            let mut conn = PgConnection::connect(&server).await?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The child's environment: ours without any `TOLLBOOTH_*` setting, plus the given ones.
+fn tollbooth_command(binary: &Path, url: &str, log: &Path) -> Result<Command> {
+    let mut command = Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("TOLLBOOTH_") {
+            command.env_remove(name);
+        }
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    command
+        .env("TOLLBOOTH_DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(command)
+}
+
+/// Applies tollbooth's migrations to a fresh database with `tollbooth migrate`.
+fn migrate(binary: &Path, url: &str, dir: &Path) -> Result<()> {
+    let log = dir.join("migrate.log");
+    let status = tollbooth_command(binary, url, &log)?
+        .arg("migrate")
+        .status()?;
+    ensure!(
+        status.success(),
+        "`tollbooth migrate` failed: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// A `tollbooth serve` child process; killed if dropped before [`Server::stop`].
+struct Server {
+    child: Option<Child>,
+    pid: u32,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(binary: &Path, url: &str, dir: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let log = dir.join("serve.log");
+        let child = tollbooth_command(binary, url, &log)?
+            .arg("serve")
+            .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TOLLBOOTH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Self {
+            pid: child.id(),
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        })
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    async fn wait_ready(&self, client: &reqwest::Client) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = client.get(format!("{}/readyz", self.base)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("tollbooth was not ready within 60 s:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `VmHWM` of the server: the most resident memory it has held.
+    fn peak_rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in /proc/<pid>/status")
+    }
+
+    /// SIGTERM, then waits for the graceful shutdown (the queue is drained first).
+    fn stop(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()?;
+        ensure!(status.success(), "kill -TERM {} failed", self.pid);
+        let mut child = self.child.take().context("already stopped")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                ensure!(
+                    status.success(),
+                    "tollbooth exited with {status}:\n{}",
+                    self.log_tail()
+                );
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!("tollbooth did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What the admin API made: one subscription (and consumer key) per slot, and the gateway key.
+struct Catalog {
+    /// (tollbooth's subscription id, its consumer key)
+    subscriptions: Vec<(String, String)>,
+    gateway_key: String,
+}
+
+async fn admin_post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> Result<Value> {
+    let response = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    ensure!(status.is_success(), "POST {path}: {status} {answer}");
+    Ok(answer)
+}
+
+impl Catalog {
+    async fn create(client: &reqwest::Client, base: &str) -> Result<Self> {
+        let started = Instant::now();
+        admin_post(
+            client,
+            base,
+            "/v1/apis",
+            json!({"slug": "weather", "name": "Weather API",
+            "recording_policy": {"billable_status": ["2xx"], "exclude_methods": ["OPTIONS"]}}),
+        )
+        .await?;
+        admin_post(client, base, "/v1/tiers", json!({
+            "slug": "weather-pro", "api": "weather", "name": "Pro", "currency": "usd",
+            "fixed_fee": {"amount": "25.00", "interval": "month", "interval_count": 1},
+            "usage": {"model": "package", "free_units": 5000, "package_size": 1000, "package_price": "5.00"}
+        }))
+        .await?;
+        admin_post(
+            client,
+            base,
+            "/v1/subscribers",
+            json!({"external_id": "acme", "name": "Acme",
+            "email": "billing@acme.example"}),
+        )
+        .await?;
+        let mut subscriptions = Vec::with_capacity(SUBSCRIPTIONS);
+        for i in 0..SUBSCRIPTIONS {
+            let consumer = format!("bench-consumer-{i:03}");
+            let created = admin_post(
+                client,
+                base,
+                "/v1/subscriptions",
+                json!({
+                    "external_id": format!("bench-{i:03}"), "subscriber": "acme",
+                    "tier": "weather-pro", "consumer_keys": [consumer]
+                }),
+            )
+            .await?;
+            let id = created["id"]
+                .as_str()
+                .context("a subscription without an id")?;
+            subscriptions.push((id.to_owned(), consumer));
+        }
+        let gateway = admin_post(client, base, "/v1/gateways", json!({"name": "bench"})).await?;
+        let gateway_key = gateway["key"]
+            .as_str()
+            .context("a gateway without a key")?
+            .to_owned();
+        println!(
+            "  catalog: an api, a tier, a subscriber, {SUBSCRIPTIONS} subscriptions, a gateway ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Self {
+            subscriptions,
+            gateway_key,
+        })
+    }
+}
+
+/// Calls counted per subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Totals {
+    total: i64,
+    billable: i64,
+    failed: i64,
+}
+
+impl Totals {
+    fn count(&mut self, status: u16) {
+        self.total += 1;
+        if (200..300).contains(&status) {
+            self.billable += 1;
+        }
+        if status >= 500 {
+            self.failed += 1;
+        }
+    }
+
+    fn add(&mut self, other: &Totals) {
+        self.total += other.total;
+        self.billable += other.billable;
+        self.failed += other.failed;
+    }
+}
+
+/// One call as the gateway saw it.
+struct Call {
+    id: String,
+    subscription: usize,
+    at_ms: i64,
+    status: u16,
+    method: &'static str,
+    path: &'static str,
+    latency_ms: i64,
+}
+
+impl Call {
+    fn random(ids: IdKind, rng: &mut StdRng, at_ms: i64) -> Self {
+        let status = match rng.random_range(0..100) {
+            0..90 => 200,
+            90..96 => 404,
+            _ => 503,
+        };
+        Self {
+            id: ids.make(rng, at_ms).to_string(),
+            subscription: rng.random_range(0..SUBSCRIPTIONS),
+            at_ms,
+            status,
+            method: if rng.random_bool(0.8) { "GET" } else { "POST" },
+            path: ["/v1/forecast", "/v1/current", "/v1/alerts"][rng.random_range(0..3)],
+            latency_ms: rng.random_range(1..250),
+        }
+    }
+
+    fn json(&self, catalog: &Catalog) -> Value {
+        json!({
+            "id": self.id,
+            "consumer": catalog.subscriptions[self.subscription].1,
+            "api": "weather",
+            "timestamp": rfc3339(self.at_ms),
+            "status": self.status,
+            "method": self.method,
+            "path": self.path,
+            "latency_ms": self.latency_ms,
+        })
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The oldest time a record may carry: `SPAN_MS` ago, but not before the subscriptions' first day.
+fn window_start(now_ms: i64) -> i64 {
+    let midnight = now_ms.div_euclid(86_400_000) * 86_400_000;
+    (now_ms - SPAN_MS).max(midnight)
+}
+
+/// The batched run's records, as request bodies and as the rows the ceiling writes.
+struct Workload {
+    bodies: Vec<String>,
+    calls: Vec<Call>,
+    subscription_ids: Vec<String>,
+    expected: HashMap<String, Totals>,
+}
+
+impl Workload {
+    /// Calls in time order (as a gateway flushes them) over the last hours, each with its own id.
+    fn generate(ids: IdKind, catalog: &Catalog, records: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let now = chrono::Utc::now().timestamp_millis();
+        let start = window_start(now);
+        let end = now - 1_000;
+        let step = (end - start) as f64 / records as f64;
+        let calls: Vec<Call> = (0..records)
+            .map(|i| {
+                // Gateways send roughly in order: up to half a second of jitter.
+                let at = start + (i as f64 * step) as i64 + rng.random_range(0..500);
+                Call::random(ids, &mut rng, at.min(end))
+            })
+            .collect();
+        let mut expected: HashMap<String, Totals> = HashMap::new();
+        for call in &calls {
+            expected
+                .entry(catalog.subscriptions[call.subscription].0.clone())
+                .or_default()
+                .count(call.status);
+        }
+        let bodies = calls
+            .chunks(BATCH)
+            .map(|chunk| {
+                let batch: Vec<Value> = chunk.iter().map(|c| c.json(catalog)).collect();
+                serde_json::to_string(&batch).unwrap_or_default()
+            })
+            .collect();
+        Self {
+            bodies,
+            calls,
+            subscription_ids: catalog
+                .subscriptions
+                .iter()
+                .map(|(id, _)| id.clone())
+                .collect(),
+            expected,
+        }
+    }
+
+    /// The rows tollbooth stores for these calls, for the ceiling loop.
+    fn stored_rows(&self) -> Vec<StoredRecord> {
+        self.calls
+            .iter()
+            .map(|call| {
+                let billable = (200..300).contains(&call.status);
+                StoredRecord {
+                    record_key: record_key(&call.id),
+                    record_id: call.id.clone(),
+                    subscription_id: self.subscription_ids[call.subscription].clone(),
+                    occurred_at: call.at_ms,
+                    status: call.status,
+                    billable,
+                    units_micros: if billable { 1_000_000 } else { 0 },
+                    method: Some(call.method.to_owned()),
+                    path: Some(call.path.to_owned()),
+                    latency_ms: Some(call.latency_ms),
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Answers {
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    retries: u64,
+}
+
+/// Posts the bodies over `CLIENTS` connections, each taking the next body when done.
+async fn post_batches(
+    client: &reqwest::Client,
+    base: &str,
+    gateway_key: &str,
+    bodies: &[String],
+) -> Result<Answers> {
+    let bodies = Arc::new(bodies.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{base}/v1/events");
+    let mut workers = Vec::new();
+    for _ in 0..CLIENTS {
+        let (client, bodies, next, url) =
+            (client.clone(), bodies.clone(), next.clone(), url.clone());
+        let key = gateway_key.to_owned();
+        workers.push(tokio::spawn(async move {
+            let mut answers = Answers::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else {
+                    return anyhow::Ok(answers);
+                };
+                loop {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                        answers.retries += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    let answer: Value = response.json().await?;
+                    ensure!(
+                        status == reqwest::StatusCode::ACCEPTED,
+                        "{status}: {answer}"
+                    );
+                    answers.accepted += answer["accepted"].as_u64().unwrap_or(0);
+                    answers.duplicates += answer["duplicates"].as_u64().unwrap_or(0);
+                    answers.rejected += answer["rejected"].as_array().map_or(0, |r| r.len() as u64);
+                    break;
+                }
+            }
+        }));
+    }
+    let mut total = Answers::default();
+    for worker in workers {
+        let answers = worker.await??;
+        total.accepted += answers.accepted;
+        total.duplicates += answers.duplicates;
+        total.rejected += answers.rejected;
+        total.retries += answers.retries;
+    }
+    Ok(total)
+}
+
+/// Reads the whole aggregation table through the export and compares it per subscription.
+async fn verify(
+    client: &reqwest::Client,
+    base: &str,
+    expected: &HashMap<String, Totals>,
+) -> Result<()> {
+    let mut actual: HashMap<String, Totals> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut after = "0".to_owned();
+    loop {
+        let page: Value = client
+            .get(format!("{base}/v1/usage/export?after={after}&limit=10000"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for row in page["data"].as_array().context("no export data")? {
+            let subscription = row["subscription"].as_str().unwrap_or_default().to_owned();
+            let hour = row["hour"].as_str().unwrap_or_default().to_owned();
+            ensure!(
+                seen.insert((subscription.clone(), hour)),
+                "the export repeats a subscription-hour: {row}"
+            );
+            let totals = actual.entry(subscription).or_default();
+            totals.total += row["total_calls"].as_i64().unwrap_or(0);
+            totals.billable += row["billable_calls"].as_i64().unwrap_or(0);
+            totals.failed += row["failed_calls"].as_i64().unwrap_or(0);
+        }
+        after = page["next_after"].as_str().unwrap_or("0").to_owned();
+        if !page["has_more"].as_bool().unwrap_or(false) {
+            break;
+        }
+    }
+    for (subscription, want) in expected {
+        let got = actual.get(subscription).copied().unwrap_or_default();
+        ensure!(
+            got == *want,
+            "subscription {subscription}: stored {got:?}, sent {want:?}"
+        );
+    }
+    ensure!(
+        actual.len() == expected.len(),
+        "the export has subscriptions that were sent nothing"
+    );
+    Ok(())
+}
+
+struct Single {
+    latencies_ms: Vec<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    achieved_rate: f64,
+    expected: HashMap<String, Totals>,
+}
+
+/// One record a request, paced open-loop: each request is due at its tick, and its latency is
+/// counted from that tick (so a late client counts against the figure, not for it).
+async fn single_records(
+    client: &reqwest::Client,
+    base: &str,
+    catalog: &Catalog,
+    ids: IdKind,
+) -> Result<Single> {
+    let count = usize::try_from(SINGLE_RATE * SINGLE_SECONDS)?;
+    let mut rng = StdRng::seed_from_u64(11);
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut expected: HashMap<String, Totals> = HashMap::new();
+    let bodies: Vec<String> = (0..count)
+        .map(|_| {
+            let call = Call::random(ids, &mut rng, now);
+            expected
+                .entry(catalog.subscriptions[call.subscription].0.clone())
+                .or_default()
+                .count(call.status);
+            serde_json::to_string(&[call.json(catalog)]).unwrap_or_default()
+        })
+        .collect();
+    let url = format!("{base}/v1/events");
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(SINGLE_IN_FLIGHT));
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / SINGLE_RATE));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut requests = Vec::with_capacity(count);
+    for body in bodies {
+        let due = ticker.tick().await;
+        let permit = in_flight.clone().acquire_owned().await?;
+        let (client, url, key) = (client.clone(), url.clone(), catalog.gateway_key.clone());
+        requests.push(tokio::spawn(async move {
+            let response = client
+                .post(&url)
+                .bearer_auth(&key)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status();
+            let answer = response.bytes().await?;
+            let latency = due.elapsed();
+            drop(permit);
+            ensure!(
+                status == reqwest::StatusCode::ACCEPTED,
+                "{status}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            anyhow::Ok(latency)
+        }));
+    }
+    let mut latencies_ms = Vec::with_capacity(count);
+    for request in requests {
+        latencies_ms.push(request.await??.as_secs_f64() * 1e3);
+    }
+    let achieved_rate = count as f64 / started.elapsed().as_secs_f64();
+    latencies_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies_ms[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
+    Ok(Single {
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: latencies_ms[count - 1],
+        achieved_rate,
+        latencies_ms,
+        expected,
+    })
+}
+
+/// Sums new rows into one increment per subscription and hour, in a stable order.
+fn increments<'a>(rows: impl Iterator<Item = &'a StoredRecord>) -> Vec<UsageIncrement> {
+    let mut by_hour: HashMap<(&str, i64), UsageIncrement> = HashMap::new();
+    for row in rows {
+        let hour = row.occurred_at.div_euclid(HOUR_MS) * HOUR_MS;
+        let inc = by_hour
+            .entry((row.subscription_id.as_str(), hour))
+            .or_insert_with(|| UsageIncrement {
+                subscription_id: row.subscription_id.clone(),
+                hour,
+                ..UsageIncrement::default()
+            });
+        inc.total_calls += 1;
+        if row.status >= 500 {
+            inc.failed_calls += 1;
+        }
+        if row.billable {
+            inc.billable_calls += 1;
+            inc.billable_units_micros += row.units_micros;
+        }
+    }
+    let mut all: Vec<UsageIncrement> = by_hour.into_values().collect();
+    all.sort_by(|a, b| {
+        (a.subscription_id.as_str(), a.hour).cmp(&(b.subscription_id.as_str(), b.hour))
+    });
+    all
+}
+
+const RECORD_COLUMNS: &str = "record_key, record_id, subscription_id, occurred_at, status, \
+     billable, units_micros, method, path, latency_ms, received_at";
+const USAGE_COLUMNS: &str = "INSERT INTO usage_hourly (subscription_id, hour, billable_calls, \
+     billable_units_micros, failed_calls, total_calls, revision)";
+const USAGE_UPSERT: &str = " ON CONFLICT (subscription_id, hour) DO UPDATE SET \
+     billable_calls = usage_hourly.billable_calls + excluded.billable_calls, \
+     billable_units_micros = usage_hourly.billable_units_micros + excluded.billable_units_micros, \
+     failed_calls = usage_hourly.failed_calls + excluded.failed_calls, \
+     total_calls = usage_hourly.total_calls + excluded.total_calls, \
+     revision = excluded.revision";
+const TAKE_REVISIONS: &str =
+    "UPDATE usage_revision SET value = value + $1 WHERE id = 1 RETURNING value";
+const COUNT_STORED: &str = "SELECT (SELECT COUNT(*) FROM call_records), (SELECT CAST(SUM(total_calls) AS BIGINT) FROM usage_hourly)";
+
+/// `prefix (?, …), (?, …) suffix`: plain `?` placeholders, which sqlx binds in linear time.
+fn sqlite_values(prefix: &str, columns: usize, rows: usize, suffix: &str) -> Arc<str> {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    let mut sql = String::from(prefix);
+    sql.push_str(&vec![row; rows].join(", "));
+    sql.push_str(suffix);
+    sql.into()
+}
+
+/// The plain single-writer loop on SQLite, opened as tollbooth opens it (WAL, synchronous=FULL,
+/// write lock taken at BEGIN). Answers (rows stored, calls counted).
+async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let mut statements: HashMap<usize, Arc<str>> = HashMap::new();
+    let received_at = chrono::Utc::now().timestamp_millis();
+    for batch in rows.chunks(BATCH) {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut new_keys: HashSet<Vec<u8>> = HashSet::with_capacity(batch.len());
+        for chunk in batch.chunks(CEILING_ROWS_PER_STATEMENT) {
+            let sql = statements
+                .entry(chunk.len())
+                .or_insert_with(|| {
+                    sqlite_values(
+                        &format!("INSERT INTO call_records ({RECORD_COLUMNS}) VALUES "),
+                        11,
+                        chunk.len(),
+                        " ON CONFLICT (record_key) DO NOTHING RETURNING record_key",
+                    )
+                })
+                .clone();
+            let mut query = sqlx::query_scalar::<_, Vec<u8>>(AssertSqlSafe(sql));
+            for r in chunk {
+                query = query
+                    .bind(&r.record_key)
+                    .bind(&r.record_id)
+                    .bind(&r.subscription_id)
+                    .bind(r.occurred_at)
+                    .bind(i64::from(r.status))
+                    .bind(r.billable)
+                    .bind(r.units_micros)
+                    .bind(&r.method)
+                    .bind(&r.path)
+                    .bind(r.latency_ms)
+                    .bind(received_at);
+            }
+            new_keys.extend(query.fetch_all(&mut *tx).await?);
+        }
+        let incs = increments(batch.iter().filter(|r| new_keys.contains(&r.record_key)));
+        if !incs.is_empty() {
+            let count = incs.len() as i64;
+            let last: i64 = sqlx::query_scalar(TAKE_REVISIONS)
+                .bind(count)
+                .fetch_one(&mut *tx)
+                .await?;
+            let sql = sqlite_values(
+                &format!("{USAGE_COLUMNS} VALUES "),
+                7,
+                incs.len(),
+                USAGE_UPSERT,
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (inc, revision) in incs.iter().zip(last - count + 1..) {
+                query = query
+                    .bind(&inc.subscription_id)
+                    .bind(inc.hour)
+                    .bind(inc.billable_calls)
+                    .bind(inc.billable_units_micros)
+                    .bind(inc.failed_calls)
+                    .bind(inc.total_calls)
+                    .bind(revision);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(sqlx::query_as(COUNT_STORED).fetch_one(&mut conn).await?)
+}
+
+/// The plain single-writer loop on PostgreSQL: arrays through UNNEST, one transaction a batch.
+async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> {
+    let mut conn = PgConnection::connect(url).await?;
+    let insert = format!(
+        "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT *, $11::int8 FROM UNNEST($1::bytea[], \
+         $2::text[], $3::text[], $4::int8[], $5::int4[], $6::int4[], $7::int8[], $8::text[], \
+         $9::text[], $10::int8[]) ON CONFLICT (record_key) DO NOTHING RETURNING record_key"
+    );
+    let upsert: Arc<str> = format!(
+        "{USAGE_COLUMNS} SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
+         $5::int8[], $6::int8[], $7::int8[]){USAGE_UPSERT}"
+    )
+    .into();
+    let insert: Arc<str> = insert.into();
+    let received_at = chrono::Utc::now().timestamp_millis();
+    for batch in rows.chunks(BATCH) {
+        let mut tx = conn.begin().await?;
+        let new_keys: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(insert.clone()))
+            .bind(
+                batch
+                    .iter()
+                    .map(|r| r.record_key.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|r| r.record_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|r| r.subscription_id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(batch.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|r| i32::from(r.status))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                batch
+                    .iter()
+                    .map(|r| i32::from(r.billable))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(batch.iter().map(|r| r.units_micros).collect::<Vec<_>>())
+            .bind(
+                batch
+                    .iter()
+                    .map(|r| r.method.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(batch.iter().map(|r| r.path.as_deref()).collect::<Vec<_>>())
+            .bind(batch.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+            .bind(received_at)
+            .fetch_all(&mut *tx)
+            .await?;
+        let new_keys: HashSet<Vec<u8>> = new_keys.into_iter().collect();
+        let incs = increments(batch.iter().filter(|r| new_keys.contains(&r.record_key)));
+        if !incs.is_empty() {
+            let count = incs.len() as i64;
+            let last: i64 = sqlx::query_scalar(TAKE_REVISIONS)
+                .bind(count)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(upsert.clone()))
+                .bind(
+                    incs.iter()
+                        .map(|i| i.subscription_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(incs.iter().map(|i| i.hour).collect::<Vec<_>>())
+                .bind(incs.iter().map(|i| i.billable_calls).collect::<Vec<_>>())
+                .bind(
+                    incs.iter()
+                        .map(|i| i.billable_units_micros)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(incs.iter().map(|i| i.failed_calls).collect::<Vec<_>>())
+                .bind(incs.iter().map(|i| i.total_calls).collect::<Vec<_>>())
+                .bind((last - count + 1..=last).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(sqlx::query_as(COUNT_STORED).fetch_one(&mut conn).await?)
+}
+
+/// CPU time (clock ticks) of the server's threads by kind, and of the PostgreSQL backends
+/// serving its database: where the batched run's time went.
+struct CpuSnapshot {
+    process: u64,
+    threads: HashMap<&'static str, u64>,
+    postgres: HashMap<u32, u64>,
+    bench: u64,
+}
+
+/// utime + stime of a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> Option<(String, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_owned();
+    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+fn process_ticks(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| stat_ticks(&s))
+        .map_or(0, |(_, t)| t)
+}
+
+impl CpuSnapshot {
+    async fn take(pid: u32, postgres: Option<&str>, database: Option<&str>) -> Self {
+        let mut threads: HashMap<&'static str, u64> = HashMap::new();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let Some((comm, ticks)) = std::fs::read_to_string(task.path().join("stat"))
+                    .ok()
+                    .and_then(|s| stat_ticks(&s))
+                else {
+                    continue;
+                };
+                // sqlx runs each SQLite connection on a thread of its own; the HTTP handlers,
+                // JSON parsing, checks and the writer task run on the tokio workers.
+                let kind = if comm.starts_with("sqlx-sqlite") {
+                    "SQLite threads"
+                } else if comm.starts_with("tokio") {
+                    "tokio workers"
+                } else if comm == "tollbooth" {
+                    "main thread (accept loop)"
+                } else {
+                    "other threads"
+                };
+                *threads.entry(kind).or_default() += ticks;
+            }
+        }
+        let mut backends = HashMap::new();
+        if let (Some(server), Some(database)) = (postgres, database)
+            && let Ok(mut conn) = PgConnection::connect(server).await
+            && let Ok(pids) =
+                sqlx::query_scalar::<_, i32>("SELECT pid FROM pg_stat_activity WHERE datname = $1")
+                    .bind(database)
+                    .fetch_all(&mut conn)
+                    .await
+        {
+            for backend in pids {
+                backends.insert(backend.unsigned_abs(), process_ticks(&backend.to_string()));
+            }
+        }
+        Self {
+            process: process_ticks(&pid.to_string()),
+            threads,
+            postgres: backends,
+            bench: process_ticks("self"),
+        }
+    }
+
+    fn report(&self, before: &CpuSnapshot, wall: Duration, clock_ticks: f64) {
+        let seconds = |ticks: u64| ticks as f64 / clock_ticks;
+        let mut parts = vec![format!(
+            "server {:.1} s",
+            seconds(self.process.saturating_sub(before.process))
+        )];
+        let mut kinds: Vec<_> = self.threads.iter().collect();
+        kinds.sort();
+        for (kind, ticks) in kinds {
+            let earlier = before.threads.get(kind).copied().unwrap_or(0);
+            parts.push(format!(
+                "{kind} {:.1} s",
+                seconds(ticks.saturating_sub(earlier))
+            ));
+        }
+        if !self.postgres.is_empty() {
+            let backends: u64 = self
+                .postgres
+                .iter()
+                .map(|(pid, ticks)| {
+                    ticks.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0))
+                })
+                .sum();
+            parts.push(format!("PostgreSQL backends {:.1} s", seconds(backends)));
+        }
+        parts.push(format!(
+            "bench client {:.1} s",
+            seconds(self.bench.saturating_sub(before.bench))
+        ));
+        println!(
+            "  CPU over {:.1} s of wall time (2 cores = {:.1} s): {}",
+            wall.as_secs_f64(),
+            2.0 * wall.as_secs_f64(),
+            parts.join(", ")
+        );
+    }
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn print_table(outcomes: &[Outcome]) {
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "\n| database | ids | tollbooth records/s | goal | ceiling records/s | tollbooth / ceiling (goal ≥ {GOAL_RATIO}) | single p50 ms | single p99 ms (goal < {GOAL_P99_MS}) | peak RSS MiB | verified |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for o in outcomes {
+        let goal = match (o.database, o.ids) {
+            (Database::Postgres, IdKind::Random) => Some(GOAL_POSTGRES_RANDOM),
+            (Database::Postgres, IdKind::TimeOrdered) => None,
+            (Database::Sqlite, IdKind::Random) => Some(GOAL_SQLITE_RANDOM),
+            (Database::Sqlite, IdKind::TimeOrdered) => Some(GOAL_SQLITE_ORDERED),
+        };
+        let goal = goal.map_or("—".to_owned(), |g| {
+            format!("≥ {} ({})", thousands(g), mark(o.records_per_s >= g))
+        });
+        let ratio = o.records_per_s / o.ceiling_per_s;
+        println!(
+            "| {} | {} | {} | {goal} | {} | {ratio:.2} ({}) | {:.2} | {:.2} ({}; {:.0} req/s) | {:.0} | {} |",
+            o.database.label(),
+            o.ids.label(),
+            thousands(o.records_per_s),
+            thousands(o.ceiling_per_s),
+            mark(ratio >= GOAL_RATIO),
+            o.p50_ms,
+            o.p99_ms,
+            mark(o.p99_ms < GOAL_P99_MS),
+            o.single_rate,
+            o.peak_rss_kib as f64 / 1024.0,
+            if o.verified { "verified" } else { "NO" },
+        );
+    }
+}
+
+/// 12345.6 as `12,346`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
