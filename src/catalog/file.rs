@@ -137,7 +137,7 @@ pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport
         report.count("apis", outcome);
     }
     for (i, spec) in file.tiers.iter().enumerate() {
-        let (_, outcome) = put_tier(&mut tx, spec, Mode::Apply)
+        let (_, outcome) = put_tier(&mut tx, spec)
             .await
             .map_err(|e| in_entry("tiers", i, spec.slug.as_str(), e))?;
         report.count("tiers", outcome);

@@ -33,9 +33,9 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
     Ok((found(tx.find_api(spec.slug.as_str()).await?)?, outcome))
 }
 
-/// Creates a tier, or a new version of it when its definition changed; in either mode, since a
-/// version is never edited.
-pub async fn put_tier(tx: &mut Tx, spec: &TierSpec, _mode: Mode) -> CatalogResult<(Tier, Outcome)> {
+/// Creates a tier, or a new version of it when its definition changed: the same for the admin API
+/// and a file, since a version is never edited.
+pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outcome)> {
     spec.validate()?;
     let api = tx
         .find_api(spec.api.as_str())

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::extract::{Admin, JsonBody, Pagination};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{Mode, put_tier};
+use crate::catalog::put_tier;
 use crate::domain::tier::TierSpec;
 use crate::store::{Tier, TierVersion};
 use axum::extract::{Path, State};
@@ -55,7 +55,7 @@ async fn create(
     JsonBody(spec): JsonBody<TierSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
-    let (tier, outcome) = put_tier(&mut tx, &spec, Mode::Create).await?;
+    let (tier, outcome) = put_tier(&mut tx, &spec).await?;
     tx.commit().await?;
     Ok((put_status(outcome), Json(TierView::from(tier))))
 }
