@@ -12,9 +12,15 @@
 //! 3. single-record requests paced open-loop at 1,000 a second for 10 seconds: p50 and p99;
 //! 4. the server's peak resident memory (`VmHWM`).
 //!
-//! Run with `cargo build --release --bin tollbooth && cargo bench --bench ingest`, adding
+//! Alongside, from the server's `/metrics` and `/proc`: commits and their average size and time,
+//! and the CPU time of the server's threads (tokio workers: HTTP, JSON, checks; SQLite threads)
+//! and of the PostgreSQL backends, to see where the time goes.
+//!
+//! Run with `cargo bench --bench ingest` (cargo builds `target/release/tollbooth` with it; the
+//! bench refuses to start without that binary), adding
 //! `-- --postgres postgres://postgres@127.0.0.1:5432/postgres` to measure PostgreSQL too.
-//! `-- --records N` changes the batched workload (default 300,000), for a quick try.
+//! For a quick try: `-- --records N` (default 300,000) and `-- --only sqlite|postgres`;
+//! `-- --clients N` changes the batched run's connections (default 4).
 
 use anyhow::{Context, Result, bail, ensure};
 use rand::rngs::StdRng;
@@ -36,7 +42,7 @@ use tollbooth::store::{StoredRecord, UsageIncrement};
 /// Records of the batched run, and how many go in one request body / one ceiling transaction.
 const RECORDS: usize = 300_000;
 const BATCH: usize = 1_000;
-/// Concurrent client connections of the batched run.
+/// Concurrent client connections of the batched run (`--clients N` changes it).
 const CLIENTS: usize = 4;
 /// Subscriptions (one consumer key each) the records are spread over.
 const SUBSCRIPTIONS: usize = 100;
@@ -106,12 +112,17 @@ impl Database {
 struct Options {
     postgres: Option<String>,
     records: usize,
+    /// `--only sqlite` or `--only postgres`: one database, for a quick try.
+    only: Option<Database>,
+    clients: usize,
 }
 
 fn parse_args() -> Result<Options> {
     let mut options = Options {
         postgres: std::env::var(POSTGRES_VAR).ok().filter(|v| !v.is_empty()),
         records: RECORDS,
+        only: None,
+        clients: CLIENTS,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -119,6 +130,18 @@ fn parse_args() -> Result<Options> {
             options.postgres = Some(args.next().context("--postgres needs a URL")?);
         } else if let Some(url) = arg.strip_prefix("--postgres=") {
             options.postgres = Some(url.to_owned());
+        } else if arg == "--only" {
+            options.only = match args.next().as_deref() {
+                Some("sqlite") => Some(Database::Sqlite),
+                Some("postgres") => Some(Database::Postgres),
+                other => bail!("--only takes sqlite or postgres, not {other:?}"),
+            };
+        } else if arg == "--clients" {
+            options.clients = args
+                .next()
+                .context("--clients needs a number")?
+                .parse()
+                .context("--clients needs a number")?;
         } else if arg == "--records" {
             options.records = args
                 .next()
@@ -160,9 +183,9 @@ struct Outcome {
 async fn run(options: Options, binary: PathBuf) -> Result<()> {
     let clock_ticks = clock_ticks();
     println!(
-        "tollbooth ingestion benchmark: {} records in bodies of {BATCH} over {CLIENTS} connections, \
+        "tollbooth ingestion benchmark: {} records in bodies of {BATCH} over {} connections, \
          {SUBSCRIPTIONS} subscriptions; single records at {SINGLE_RATE}/s for {SINGLE_SECONDS} s",
-        options.records
+        options.records, options.clients
     );
     println!("server: {}", binary.display());
     let mut databases = vec![Database::Sqlite];
@@ -172,6 +195,7 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
             "PostgreSQL: not measured (pass `-- --postgres postgres://…` or set {POSTGRES_VAR})"
         ),
     }
+    databases.retain(|d| options.only.is_none_or(|only| only == *d));
     let mut outcomes = Vec::new();
     for database in databases {
         for ids in [IdKind::Random, IdKind::TimeOrdered] {
@@ -182,6 +206,7 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
                 binary: &binary,
                 postgres: options.postgres.as_deref(),
                 records: options.records,
+                clients: options.clients,
                 clock_ticks,
             };
             outcomes.push(scenario.run().await?);
@@ -245,6 +270,7 @@ struct Scenario<'a> {
     binary: &'a Path,
     postgres: Option<&'a str>,
     records: usize,
+    clients: usize,
     clock_ticks: f64,
 }
 
@@ -276,9 +302,8 @@ impl Scenario<'_> {
                 sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {database}")))
                     .execute(&mut conn)
                     .await?;
-                let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
                 Ok(FreshDatabase {
-                    url: format!("{base}/{database}"),
+                    url: with_database(server, &database),
                     postgres: Some((server.to_owned(), database)),
                 })
             }
@@ -308,8 +333,10 @@ impl Scenario<'_> {
 
         let cpu_before =
             CpuSnapshot::take(server.pid, self.postgres, postgres_name.as_deref()).await;
+        let metrics_before = Metrics::scrape(&client, &server.base).await?;
         let started = Instant::now();
         let answers = post_batches(
+            self.clients,
             &client,
             &server.base,
             &catalog.gateway_key,
@@ -328,6 +355,9 @@ impl Scenario<'_> {
             answers.retries
         );
         cpu_after.report(&cpu_before, elapsed, self.clock_ticks);
+        Metrics::scrape(&client, &server.base)
+            .await?
+            .report(&metrics_before, elapsed.as_secs_f64());
         ensure!(
             answers.accepted == self.records as u64
                 && answers.duplicates == 0
@@ -338,15 +368,21 @@ impl Scenario<'_> {
         println!("  verified: the usage export matches every record sent, per subscription");
 
         // 3. single records, paced.
+        let metrics_before = Metrics::scrape(&client, &server.base).await?;
         let single = single_records(&client, &server.base, &catalog, self.ids).await?;
+        let metrics_after = Metrics::scrape(&client, &server.base).await?;
         println!(
-            "  single records: {} requests at {:.0}/s achieved; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            single.latencies_ms.len(),
+            "  single records: {} requests at {:.0}/s achieved; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+             (from the request's own start: p50 {:.2} ms, p99 {:.2} ms)",
+            single.requests,
             single.achieved_rate,
             single.p50_ms,
             single.p99_ms,
-            single.max_ms
+            single.max_ms,
+            single.service_p50_ms,
+            single.service_p99_ms
         );
+        metrics_after.report(&metrics_before, SINGLE_SECONDS as f64);
         let mut expected = workload.expected.clone();
         for (subscription, totals) in &single.expected {
             expected
@@ -372,14 +408,14 @@ impl Scenario<'_> {
         migrate(self.binary, &ceiling_url, dir)?;
         let rows = workload.stored_rows();
         let started = Instant::now();
-        let written = match self.database {
+        let (stored, calls, phases) = match self.database {
             Database::Sqlite => ceiling_sqlite(&ceiling_url, &rows).await?,
             Database::Postgres => ceiling_postgres(&ceiling_url, &rows).await?,
         };
         let elapsed = started.elapsed();
         ensure!(
-            written == (self.records as i64, self.records as i64),
-            "the ceiling stored {written:?} (records, total calls), not {}",
+            (stored, calls) == (self.records as i64, self.records as i64),
+            "the ceiling stored {stored} records counting {calls} calls, not {}",
             self.records
         );
         let ceiling_per_s = self.records as f64 / elapsed.as_secs_f64();
@@ -388,6 +424,13 @@ impl Scenario<'_> {
             self.records,
             elapsed.as_secs_f64(),
             records_per_s / ceiling_per_s
+        );
+        let batches = (self.records / BATCH) as f64;
+        println!(
+            "  ceiling per transaction of {BATCH}: insert {:.2} ms, hourly upsert {:.2} ms, commit {:.2} ms",
+            phases.insert.as_secs_f64() * 1e3 / batches,
+            phases.upsert.as_secs_f64() * 1e3 / batches,
+            phases.commit.as_secs_f64() * 1e3 / batches
         );
 
         Ok(Outcome {
@@ -422,6 +465,18 @@ impl FreshDatabase {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The server URL with another database name; a query string (`?host=/run/postgresql`) is kept.
+fn with_database(server: &str, database: &str) -> String {
+    let (path, query) = server
+        .split_once('?')
+        .map_or((server, None), |(p, q)| (p, Some(q)));
+    let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
     }
 }
 
@@ -805,8 +860,9 @@ struct Answers {
     retries: u64,
 }
 
-/// Posts the bodies over `CLIENTS` connections, each taking the next body when done.
+/// Posts the bodies over `clients` connections, each taking the next body when done.
 async fn post_batches(
+    clients: usize,
     client: &reqwest::Client,
     base: &str,
     gateway_key: &str,
@@ -816,7 +872,7 @@ async fn post_batches(
     let next = Arc::new(AtomicUsize::new(0));
     let url = format!("{base}/v1/events");
     let mut workers = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients.max(1) {
         let (client, bodies, next, url) =
             (client.clone(), bodies.clone(), next.clone(), url.clone());
         let key = gateway_key.to_owned();
@@ -915,10 +971,13 @@ async fn verify(
 }
 
 struct Single {
-    latencies_ms: Vec<f64>,
+    requests: usize,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// From the request's own start rather than its tick: without any wait in the client.
+    service_p50_ms: f64,
+    service_p99_ms: f64,
     achieved_rate: f64,
     expected: HashMap<String, Totals>,
 }
@@ -956,6 +1015,7 @@ async fn single_records(
         let permit = in_flight.clone().acquire_owned().await?;
         let (client, url, key) = (client.clone(), url.clone(), catalog.gateway_key.clone());
         requests.push(tokio::spawn(async move {
+            let sent = Instant::now();
             let response = client
                 .post(&url)
                 .bearer_auth(&key)
@@ -965,7 +1025,7 @@ async fn single_records(
                 .await?;
             let status = response.status();
             let answer = response.bytes().await?;
-            let latency = due.elapsed();
+            let latency = (due.elapsed(), sent.elapsed());
             drop(permit);
             ensure!(
                 status == reqwest::StatusCode::ACCEPTED,
@@ -976,18 +1036,25 @@ async fn single_records(
         }));
     }
     let mut latencies_ms = Vec::with_capacity(count);
+    let mut service_ms = Vec::with_capacity(count);
     for request in requests {
-        latencies_ms.push(request.await??.as_secs_f64() * 1e3);
+        let (latency, service) = request.await??;
+        latencies_ms.push(latency.as_secs_f64() * 1e3);
+        service_ms.push(service.as_secs_f64() * 1e3);
     }
     let achieved_rate = count as f64 / started.elapsed().as_secs_f64();
     latencies_ms.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies_ms[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
+    service_ms.sort_by(f64::total_cmp);
+    let at =
+        |sorted: &[f64], q: f64| sorted[((count as f64 * q).ceil() as usize).clamp(1, count) - 1];
     Ok(Single {
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
+        requests: count,
+        p50_ms: at(&latencies_ms, 0.50),
+        p99_ms: at(&latencies_ms, 0.99),
         max_ms: latencies_ms[count - 1],
+        service_p50_ms: at(&service_ms, 0.50),
+        service_p99_ms: at(&service_ms, 0.99),
         achieved_rate,
-        latencies_ms,
         expected,
     })
 }
@@ -1020,6 +1087,16 @@ fn increments<'a>(rows: impl Iterator<Item = &'a StoredRecord>) -> Vec<UsageIncr
     all
 }
 
+/// Where the ceiling loop's time went.
+#[derive(Debug, Default)]
+struct Phases {
+    /// BEGIN and the raw-record insert.
+    insert: Duration,
+    /// Folding the increments, taking revisions, the hourly upsert.
+    upsert: Duration,
+    commit: Duration,
+}
+
 const RECORD_COLUMNS: &str = "record_key, record_id, subscription_id, occurred_at, status, \
      billable, units_micros, method, path, latency_ms, received_at";
 const USAGE_COLUMNS: &str = "INSERT INTO usage_hourly (subscription_id, hour, billable_calls, \
@@ -1045,7 +1122,8 @@ fn sqlite_values(prefix: &str, columns: usize, rows: usize, suffix: &str) -> Arc
 
 /// The plain single-writer loop on SQLite, opened as tollbooth opens it (WAL, synchronous=FULL,
 /// write lock taken at BEGIN). Answers (rows stored, calls counted).
-async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> {
+async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64, Phases)> {
+    let mut phases = Phases::default();
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -1056,6 +1134,7 @@ async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> 
     let mut statements: HashMap<usize, Arc<str>> = HashMap::new();
     let received_at = chrono::Utc::now().timestamp_millis();
     for batch in rows.chunks(BATCH) {
+        let begun = Instant::now();
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let mut new_keys: HashSet<Vec<u8>> = HashSet::with_capacity(batch.len());
         for chunk in batch.chunks(CEILING_ROWS_PER_STATEMENT) {
@@ -1087,6 +1166,8 @@ async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> 
             }
             new_keys.extend(query.fetch_all(&mut *tx).await?);
         }
+        let inserted = Instant::now();
+        phases.insert += inserted - begun;
         let incs = increments(batch.iter().filter(|r| new_keys.contains(&r.record_key)));
         if !incs.is_empty() {
             let count = incs.len() as i64;
@@ -1113,13 +1194,18 @@ async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> 
             }
             query.execute(&mut *tx).await?;
         }
+        let upserted = Instant::now();
+        phases.upsert += upserted - inserted;
         tx.commit().await?;
+        phases.commit += upserted.elapsed();
     }
-    Ok(sqlx::query_as(COUNT_STORED).fetch_one(&mut conn).await?)
+    let (records, calls) = sqlx::query_as(COUNT_STORED).fetch_one(&mut conn).await?;
+    Ok((records, calls, phases))
 }
 
 /// The plain single-writer loop on PostgreSQL: arrays through UNNEST, one transaction a batch.
-async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)> {
+async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64, Phases)> {
+    let mut phases = Phases::default();
     let mut conn = PgConnection::connect(url).await?;
     let insert = format!(
         "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT *, $11::int8 FROM UNNEST($1::bytea[], \
@@ -1134,6 +1220,7 @@ async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)
     let insert: Arc<str> = insert.into();
     let received_at = chrono::Utc::now().timestamp_millis();
     for batch in rows.chunks(BATCH) {
+        let begun = Instant::now();
         let mut tx = conn.begin().await?;
         let new_keys: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(insert.clone()))
             .bind(
@@ -1180,6 +1267,8 @@ async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)
             .fetch_all(&mut *tx)
             .await?;
         let new_keys: HashSet<Vec<u8>> = new_keys.into_iter().collect();
+        let inserted = Instant::now();
+        phases.insert += inserted - begun;
         let incs = increments(batch.iter().filter(|r| new_keys.contains(&r.record_key)));
         if !incs.is_empty() {
             let count = incs.len() as i64;
@@ -1206,9 +1295,13 @@ async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64)
                 .execute(&mut *tx)
                 .await?;
         }
+        let upserted = Instant::now();
+        phases.upsert += upserted - inserted;
         tx.commit().await?;
+        phases.commit += upserted.elapsed();
     }
-    Ok(sqlx::query_as(COUNT_STORED).fetch_one(&mut conn).await?)
+    let (records, calls) = sqlx::query_as(COUNT_STORED).fetch_one(&mut conn).await?;
+    Ok((records, calls, phases))
 }
 
 /// CPU time (clock ticks) of the server's threads by kind, and of the PostgreSQL backends
@@ -1318,6 +1411,68 @@ impl CpuSnapshot {
             wall.as_secs_f64(),
             2.0 * wall.as_secs_f64(),
             parts.join(", ")
+        );
+    }
+}
+
+/// The writer's own figures from `/metrics`: commits, their time, records.
+struct Metrics {
+    commits: f64,
+    commit_seconds: f64,
+    records: f64,
+    requests_seconds: f64,
+    requests: f64,
+}
+
+impl Metrics {
+    async fn scrape(client: &reqwest::Client, base: &str) -> Result<Self> {
+        let text = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        // Summed over labels; the request figures of the events route only.
+        let sum = |name: &str, only_events: bool| -> f64 {
+            text.lines()
+                .filter(|line| {
+                    line.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                        && (!only_events || line.contains("/v1/events"))
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        Ok(Self {
+            commits: sum("tollbooth_ingest_commit_seconds_count", false),
+            commit_seconds: sum("tollbooth_ingest_commit_seconds_sum", false),
+            records: sum("tollbooth_ingest_records_total", false),
+            requests_seconds: sum("tollbooth_http_request_duration_seconds_sum", true),
+            requests: sum("tollbooth_http_request_duration_seconds_count", true),
+        })
+    }
+
+    fn report(&self, before: &Metrics, wall_seconds: f64) {
+        let commits = self.commits - before.commits;
+        let commit_seconds = self.commit_seconds - before.commit_seconds;
+        let requests = self.requests - before.requests;
+        if commits <= 0.0 {
+            println!("  server metrics: no commits seen in /metrics");
+            return;
+        }
+        println!(
+            "  server metrics: {commits:.0} commits of {:.0} records on average, {:.2} ms each; \
+             commit time summed over the writers = {:.0} % of the wall time; POST /v1/events took {:.2} ms on \
+             average inside the server ({requests:.0} requests)",
+            (self.records - before.records) / commits,
+            commit_seconds / commits * 1e3,
+            commit_seconds / wall_seconds * 100.0,
+            if requests > 0.0 {
+                (self.requests_seconds - before.requests_seconds) / requests * 1e3
+            } else {
+                0.0
+            },
         );
     }
 }

@@ -1,9 +1,10 @@
-//! The command line: `serve`, `migrate`, `catalog apply FILE`.
+//! The command line: `serve`, `migrate`, `purge`, `catalog apply FILE`, `stripe sync`.
 
 use crate::catalog::{CatalogFile, apply_file};
 use crate::config::Settings;
 use crate::startup::Application;
 use crate::store::Store;
+use crate::stripe::Stripe;
 use crate::telemetry;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -33,6 +34,17 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Work with the Stripe mirror.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StripeCommand {
+    /// Send every Stripe write still owed (ledger-mode rows, failed mirrors), once each.
+    Sync,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,10 +90,36 @@ impl Cli {
                 if !report.changed() {
                     println!("nothing changed");
                 }
+                let stripe = Stripe::from_settings(&settings)?;
+                if stripe.is_live() {
+                    print_sync(&stripe.sync(&store).await?)?;
+                }
                 Ok(())
+            }
+            Command::Stripe {
+                command: StripeCommand::Sync,
+            } => {
+                let stripe = Stripe::from_settings(&settings)?;
+                if !stripe.is_live() {
+                    anyhow::bail!("STRIPE_SECRET_KEY is not set: there is no Stripe account to sync with");
+                }
+                let store = open_store(&settings).await?;
+                print_sync(&stripe.sync(&store).await?)
             }
         }
     }
+}
+
+/// Prints what a sync did; intents that still fail make the command fail.
+fn print_sync(report: &crate::stripe::SyncReport) -> anyhow::Result<()> {
+    println!("stripe sync: {} written, {} failed", report.done, report.failed);
+    for (key, error) in &report.errors {
+        println!("  {key}: {error}");
+    }
+    if report.failed > 0 {
+        anyhow::bail!("{} Stripe writes failed; they stay pending and are retried by the next sync", report.failed);
+    }
+    Ok(())
 }
 
 async fn open_store(settings: &Settings) -> anyhow::Result<Store> {

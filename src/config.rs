@@ -6,6 +6,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,6 +44,17 @@ pub struct Settings {
     pub stripe_webhook_secret: Option<SecretString>,
     /// Where Stripe calls go.
     pub stripe_api_base: String,
+    /// How long one Stripe request may take before it is tried again.
+    pub stripe_timeout: HumanDuration,
+    /// Stripe requests per second (Stripe allows 100 live, 25 in test mode).
+    pub stripe_rate_limit: NonZeroU32,
+    /// Attempts per Stripe request, the first included.
+    pub stripe_max_attempts: NonZeroU32,
+    /// The first back-off after a failed Stripe request; each further one doubles.
+    pub stripe_retry_base: HumanDuration,
+    /// Where Stripe Checkout sends a subscriber back after adding a payment method; unset means
+    /// no Checkout link is made.
+    pub checkout_return_url: Option<String>,
 }
 
 /// The defaults, as the file and environment would write them.
@@ -59,6 +71,10 @@ struct Defaults {
     ingest_batch_records: usize,
     log_format: &'static str,
     stripe_api_base: &'static str,
+    stripe_timeout: &'static str,
+    stripe_rate_limit: u32,
+    stripe_max_attempts: u32,
+    stripe_retry_base: &'static str,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -73,10 +89,14 @@ const DEFAULTS: Defaults = Defaults {
     ingest_batch_records: 10_000,
     log_format: "text",
     stripe_api_base: "https://api.stripe.com",
+    stripe_timeout: "30s",
+    stripe_rate_limit: 25,
+    stripe_max_attempts: 5,
+    stripe_retry_base: "500ms",
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 12] = [
+const TOLLBOOTH_VARS: [&str; 17] = [
     "database_url",
     "listen",
     "admin_token",
@@ -89,6 +109,11 @@ const TOLLBOOTH_VARS: [&str; 12] = [
     "ingest_batch_records",
     "ingest_writers",
     "log_format",
+    "stripe_timeout",
+    "stripe_rate_limit",
+    "stripe_max_attempts",
+    "stripe_retry_base",
+    "checkout_return_url",
 ];
 
 /// The settings read from their Stripe names.
@@ -194,7 +219,7 @@ fn describe(error: figment::Error) -> String {
 /// The environment variable a setting is read from.
 fn env_name(key: &str) -> String {
     let upper = key.to_ascii_uppercase();
-    if upper.starts_with("STRIPE_") {
+    if STRIPE_VARS.contains(&upper.as_str()) {
         upper
     } else {
         format!("TOLLBOOTH_{upper}")

@@ -12,4 +12,5 @@ pub mod metering;
 pub mod pricing;
 pub mod startup;
 pub mod store;
+pub mod stripe;
 pub mod telemetry;

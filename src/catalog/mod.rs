@@ -5,7 +5,10 @@ mod file;
 mod put;
 
 pub use file::{ApplyReport, CatalogFile, FileError, apply_file};
-pub use put::{create_gateway, put_api, put_subscriber, put_subscription, put_tier};
+pub use put::{
+    cancel_subscription, change_tier, create_gateway, put_api, put_subscriber, put_subscription,
+    put_tier,
+};
 
 use crate::domain::FieldError;
 use crate::store::StoreError;

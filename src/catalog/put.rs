@@ -9,6 +9,7 @@ use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::SubscriptionSpec;
 use crate::domain::tier::TierSpec;
 use crate::store::{Api, Gateway, Subscriber, Subscription, Tier, Tx};
+use crate::stripe::intents;
 
 fn differs(kind: &str, key: &str) -> CatalogError {
     CatalogError::Conflict(format!(
@@ -25,6 +26,15 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
         }
         Some(existing) if existing.spec == *spec => Outcome::Unchanged,
         Some(_) if mode == Mode::Create => return Err(differs("api", spec.slug.as_str())),
+        Some(existing)
+            if existing.spec.stripe_account != spec.stripe_account
+                && tx.api_has_tiers(&existing.id).await? =>
+        {
+            return Err(CatalogError::Conflict(format!(
+                "api `{}` has tiers whose Stripe objects live in its current account; its stripe_account cannot change",
+                spec.slug
+            )));
+        }
         Some(existing) => {
             tx.update_api(&existing.id, spec).await?;
             Outcome::Updated
@@ -41,6 +51,7 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
         .find_api(spec.api.as_str())
         .await?
         .ok_or_else(|| FieldError::new("api", format!("api `{}` does not exist", spec.api)))?;
+    let mut previous = None;
     let outcome = match tx.find_tier(spec.slug.as_str()).await? {
         None => {
             tx.insert_tier(&new_id("tier"), &api.id, &new_id("tierv"), spec)
@@ -58,10 +69,15 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
             let version = existing.latest.version + 1;
             tx.add_tier_version(&existing.id, &new_id("tierv"), version, spec)
                 .await?;
+            previous = Some(existing.latest);
             Outcome::Updated
         }
     };
-    Ok((found(tx.find_tier(spec.slug.as_str()).await?)?, outcome))
+    let tier = found(tx.find_tier(spec.slug.as_str()).await?)?;
+    if outcome != Outcome::Unchanged {
+        intents::tier_version_written(tx, &tier, previous.as_ref()).await?;
+    }
+    Ok((tier, outcome))
 }
 
 pub async fn put_subscriber(
@@ -83,7 +99,11 @@ pub async fn put_subscriber(
             Outcome::Updated
         }
     };
-    Ok((found(tx.find_subscriber(key).await?)?, outcome))
+    let subscriber = found(tx.find_subscriber(key).await?)?;
+    if outcome != Outcome::Unchanged {
+        intents::subscriber_written(tx, &subscriber, outcome == Outcome::Created).await?;
+    }
+    Ok((subscriber, outcome))
 }
 
 /// Creates a subscription on the newest version of its tier, or reconciles an existing one:
@@ -121,7 +141,9 @@ pub async fn put_subscription(
         tx.insert_subscription(&id, key, &subscriber.id, &tier.latest.id)
             .await?;
         tx.set_consumer_keys(&id, &keys).await?;
-        return Ok((found(tx.find_subscription(&id).await?)?, Outcome::Created));
+        let subscription = found(tx.find_subscription(&id).await?)?;
+        intents::subscription_started(tx, &subscription, &tier.latest).await?;
+        return Ok((subscription, Outcome::Created));
     };
     if existing.subscriber_id != subscriber.id {
         return Err(CatalogError::Conflict(format!(
@@ -137,8 +159,7 @@ pub async fn put_subscription(
         return Err(differs("subscription", key));
     }
     if !same_tier {
-        tx.set_subscription_tier_version(&existing.id, &tier.latest.id)
-            .await?;
+        move_to(tx, &existing, &tier.latest).await?;
     }
     claim_keys(tx, &existing.id, &keys).await?;
     tx.set_consumer_keys(&existing.id, &keys).await?;
@@ -146,6 +167,63 @@ pub async fn put_subscription(
         found(tx.find_subscription(&existing.id).await?)?,
         Outcome::Updated,
     ))
+}
+
+/// Moves a live subscription to another tier's newest version; the same version changes nothing.
+pub async fn change_tier(tx: &mut Tx, id_or_key: &str, tier: &str) -> CatalogResult<(Subscription, Outcome)> {
+    let subscription = live_subscription(tx, id_or_key).await?;
+    let tier = tx
+        .find_tier(tier)
+        .await?
+        .ok_or_else(|| FieldError::new("tier", format!("tier `{tier}` does not exist")))?;
+    if subscription.tier_version_id == tier.latest.id {
+        return Ok((subscription, Outcome::Unchanged));
+    }
+    move_to(tx, &subscription, &tier.latest).await?;
+    Ok((found(tx.find_subscription(&subscription.id).await?)?, Outcome::Updated))
+}
+
+async fn move_to(tx: &mut Tx, subscription: &Subscription, to: &crate::store::TierVersion) -> CatalogResult<()> {
+    let from = found(tx.find_tier_version(&subscription.tier_version_id).await?)?;
+    tx.set_subscription_tier_version(&subscription.id, &to.id).await?;
+    let moved = found(tx.find_subscription(&subscription.id).await?)?;
+    intents::tier_changed(tx, &moved, &from, to).await?;
+    Ok(())
+}
+
+/// Cancels a subscription now (its keys are released, Stripe makes a final invoice) or at the
+/// end of its current period. Asking again for the same thing changes nothing.
+pub async fn cancel_subscription(
+    tx: &mut Tx,
+    id_or_key: &str,
+    now: bool,
+) -> CatalogResult<(Subscription, Outcome)> {
+    let subscription = live_subscription(tx, id_or_key).await?;
+    if !now && subscription.cancel_at_period_end {
+        return Ok((subscription, Outcome::Unchanged));
+    }
+    tx.cancel_subscription(&subscription.id, now).await?;
+    let version = found(tx.find_tier_version(&subscription.tier_version_id).await?)?;
+    intents::subscription_canceled(tx, &subscription, &version, now).await?;
+    Ok((found(tx.find_subscription(&subscription.id).await?)?, Outcome::Updated))
+}
+
+/// A subscription that is not canceled; a canceled one cannot change.
+async fn live_subscription(tx: &mut Tx, id_or_key: &str) -> CatalogResult<Subscription> {
+    let subscription = tx
+        .find_subscription(id_or_key)
+        .await?
+        .ok_or_else(|| CatalogError::NotFound {
+            kind: "subscription",
+            key: id_or_key.to_owned(),
+        })?;
+    if subscription.status == crate::domain::subscription::SubscriptionStatus::Canceled {
+        return Err(CatalogError::Conflict(format!(
+            "subscription `{}` is canceled",
+            subscription.external_id
+        )));
+    }
+    Ok(subscription)
 }
 
 /// Refuses keys that another live subscription holds, naming the first such key.

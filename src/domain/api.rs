@@ -13,6 +13,10 @@ pub struct ApiSpec {
     pub name: String,
     #[serde(default)]
     pub recording_policy: RecordingPolicy,
+    /// The provider's own Stripe account (Connect), when its objects live there and not in the
+    /// platform account: every Stripe object of this api's tiers carries `Stripe-Account`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_account: Option<StripeAccount>,
 }
 
 impl ApiSpec {
@@ -27,4 +31,48 @@ pub fn non_empty_name(name: &str) -> Result<(), FieldError> {
         return Err(FieldError::new("name", "must be 1 to 200 characters"));
     }
     Ok(())
+}
+
+/// A connected Stripe account id: `acct_` and letters or digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StripeAccount(String);
+
+impl StripeAccount {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for StripeAccount {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let rest = value
+            .strip_prefix("acct_")
+            .ok_or_else(|| format!("`{value}` is not a Stripe account id (acct_…)"))?;
+        if rest.is_empty() || rest.len() > 64 || !rest.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("`{value}` is not a Stripe account id (acct_…)"));
+        }
+        Ok(Self(value))
+    }
+}
+
+impl From<StripeAccount> for String {
+    fn from(account: StripeAccount) -> Self {
+        account.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stripe_account_is_acct_and_alphanumerics() {
+        assert!(StripeAccount::try_from("acct_1032D82eZvKYlo2C".to_owned()).is_ok());
+        for bad in ["", "acct_", "cus_123", "acct_12 3", "acct_1/2"] {
+            assert!(StripeAccount::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+    }
 }

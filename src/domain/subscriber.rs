@@ -25,6 +25,12 @@ impl SubscriberSpec {
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TryFrom<String> for Email {
     type Error = String;
 

@@ -122,3 +122,34 @@ impl From<crate::billing::BillingError> for ApiError {
         }
     }
 }
+
+impl From<crate::stripe::StripeError> for ApiError {
+    fn from(error: crate::stripe::StripeError) -> Self {
+        use crate::stripe::StripeError;
+        let saved = "the change is saved and marked unsynced; it is retried by `tollbooth stripe sync`, the daily job, or this request again";
+        match error {
+            StripeError::Store(store) => store.into(),
+            StripeError::Refused {
+                status,
+                code,
+                message,
+                param,
+            } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "stripe_refused",
+                format!("Stripe refused the request: {message}; {saved}"),
+            )
+            .with_details(json!({ "stripe_status": status, "stripe_code": code, "stripe_param": param })),
+            StripeError::Unavailable { .. } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "stripe_unavailable",
+                format!("{error}; {saved}"),
+            ),
+            other => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "stripe_error",
+                format!("{other}; {saved}"),
+            ),
+        }
+    }
+}

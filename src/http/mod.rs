@@ -6,6 +6,7 @@ mod events;
 pub mod extract;
 mod gateways;
 mod health;
+mod mirror;
 mod subscribers;
 mod subscriptions;
 mod tiers;
@@ -36,6 +37,8 @@ pub struct AppState {
     /// The in-memory copy of consumer keys, apis and gateways that the hot paths read.
     pub directory: Directory,
     pub ingestor: Ingestor,
+    /// Stripe, or ledger mode.
+    pub stripe: crate::stripe::Stripe,
 }
 
 /// The whole HTTP surface of tollbooth.

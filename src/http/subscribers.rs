@@ -1,6 +1,7 @@
 //! `/v1/subscribers`: who pays.
 
 use super::error::ApiError;
+use super::mirror::{self, WithStripe};
 use super::extract::{Admin, JsonBody, Pagination};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscriber};
@@ -46,7 +47,19 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
-    Ok((put_status(outcome), Json(SubscriberView::from(subscriber))))
+    mirror::settle(&state, &subscriber.id).await?;
+    Ok((put_status(outcome), Json(with_stripe(&state, subscriber).await?)))
+}
+
+async fn with_stripe(
+    state: &AppState,
+    subscriber: Subscriber,
+) -> Result<WithStripe<SubscriberView>, ApiError> {
+    let stripe = mirror::view(state, &subscriber.id, &[("customer", &subscriber.id)]).await?;
+    Ok(WithStripe {
+        row: subscriber.into(),
+        stripe,
+    })
 }
 
 async fn list(
@@ -71,9 +84,8 @@ async fn show(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<SubscriberView>, ApiError> {
+) -> Result<Json<WithStripe<SubscriberView>>, ApiError> {
     let subscriber = state.store.begin_read().await?.find_subscriber(&id).await?;
-    subscriber
-        .map(|s| Json(s.into()))
-        .ok_or_else(|| ApiError::not_found("subscriber", &id))
+    let subscriber = subscriber.ok_or_else(|| ApiError::not_found("subscriber", &id))?;
+    Ok(Json(with_stripe(&state, subscriber).await?))
 }

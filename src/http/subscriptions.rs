@@ -1,6 +1,7 @@
 //! `/v1/subscriptions`: a subscriber on a tier, with its gateway consumer keys.
 
 use super::error::ApiError;
+use super::mirror::{self, WithStripe};
 use super::extract::{Admin, JsonBody, Pagination};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscription};
@@ -8,7 +9,7 @@ use crate::domain::subscription::{SubscriptionSpec, SubscriptionStatus};
 use crate::store::Subscription;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
@@ -16,6 +17,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/subscriptions", get(list).post(create))
         .route("/v1/subscriptions/{id}", get(show))
+        .route("/v1/subscriptions/{id}/cancel", post(cancel))
+        .route("/v1/subscriptions/{id}/tier", post(change_tier))
         .route(
             "/v1/subscriptions/{id}/invoice-preview",
             get(invoice_preview),
@@ -33,6 +36,7 @@ struct SubscriptionView {
     status: SubscriptionStatus,
     started_at: String,
     canceled_at: Option<String>,
+    cancel_at_period_end: bool,
     created_at: String,
     updated_at: String,
 }
@@ -49,6 +53,7 @@ impl From<Subscription> for SubscriptionView {
             status: s.status,
             started_at: timestamp(s.started_at),
             canceled_at: s.canceled_at.map(timestamp),
+            cancel_at_period_end: s.cancel_at_period_end,
             created_at: timestamp(s.created_at),
             updated_at: timestamp(s.updated_at),
         }
@@ -64,10 +69,71 @@ async fn create(
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
     state.directory.reload().await?;
-    Ok((
-        put_status(outcome),
-        Json(SubscriptionView::from(subscription)),
-    ))
+    mirror::settle(&state, &subscription.id).await?;
+    Ok((put_status(outcome), Json(with_stripe(&state, subscription).await?)))
+}
+
+async fn with_stripe(
+    state: &AppState,
+    subscription: Subscription,
+) -> Result<WithStripe<SubscriptionView>, ApiError> {
+    let stripe = mirror::view(state, &subscription.id, &[]).await?;
+    Ok(WithStripe {
+        row: subscription.into(),
+        stripe,
+    })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {
+    /// `period_end` (the default) or `now`.
+    #[serde(default)]
+    at: CancelAt,
+}
+
+#[derive(serde::Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum CancelAt {
+    #[default]
+    PeriodEnd,
+    Now,
+}
+
+/// Cancels at the end of the current period, or now with a final invoice.
+async fn cancel(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CancelRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let (subscription, outcome) =
+        crate::catalog::cancel_subscription(&mut tx, &id, request.at == CancelAt::Now).await?;
+    tx.commit().await?;
+    state.directory.reload().await?;
+    mirror::settle(&state, &subscription.id).await?;
+    Ok((put_status(outcome), Json(with_stripe(&state, subscription).await?)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeTierRequest {
+    tier: String,
+}
+
+/// Moves a subscription to another tier's newest version, prorated as that tier says.
+async fn change_tier(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ChangeTierRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
+    tx.commit().await?;
+    mirror::settle(&state, &subscription.id).await?;
+    Ok((put_status(outcome), Json(with_stripe(&state, subscription).await?)))
 }
 
 async fn list(
@@ -92,16 +158,15 @@ async fn show(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<SubscriptionView>, ApiError> {
+) -> Result<Json<WithStripe<SubscriptionView>>, ApiError> {
     let subscription = state
         .store
         .begin_read()
         .await?
         .find_subscription(&id)
         .await?;
-    subscription
-        .map(|s| Json(s.into()))
-        .ok_or_else(|| ApiError::not_found("subscription", &id))
+    let subscription = subscription.ok_or_else(|| ApiError::not_found("subscription", &id))?;
+    Ok(Json(with_stripe(&state, subscription).await?))
 }
 
 #[derive(serde::Deserialize)]

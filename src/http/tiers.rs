@@ -1,6 +1,7 @@
 //! `/v1/tiers`: priced plans. A changed definition makes a new version; versions never change.
 
 use super::error::ApiError;
+use super::mirror::{self, WithStripe};
 use super::extract::{Admin, JsonBody, Pagination};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::put_tier;
@@ -57,7 +58,22 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
     tx.commit().await?;
-    Ok((put_status(outcome), Json(TierView::from(tier))))
+    mirror::settle(&state, &tier.id).await?;
+    Ok((put_status(outcome), Json(with_stripe(&state, tier).await?)))
+}
+
+async fn with_stripe(state: &AppState, tier: Tier) -> Result<WithStripe<TierView>, ApiError> {
+    let version = tier.latest.id.clone();
+    let stripe = mirror::view(
+        state,
+        &tier.id,
+        &[("product", &tier.id), ("price", &version), ("one_time_price", &version)],
+    )
+    .await?;
+    Ok(WithStripe {
+        row: tier.into(),
+        stripe,
+    })
 }
 
 async fn list(
@@ -73,10 +89,10 @@ async fn show(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<TierView>, ApiError> {
+) -> Result<Json<WithStripe<TierView>>, ApiError> {
     let tier = state.store.begin_read().await?.find_tier(&id).await?;
-    tier.map(|tier| Json(tier.into()))
-        .ok_or_else(|| ApiError::not_found("tier", &id))
+    let tier = tier.ok_or_else(|| ApiError::not_found("tier", &id))?;
+    Ok(Json(with_stripe(&state, tier).await?))
 }
 
 /// Every version of a tier, oldest first.

@@ -19,6 +19,7 @@ struct ApiRow {
     slug: String,
     name: String,
     recording_policy: String,
+    stripe_account: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -38,6 +39,11 @@ impl TryFrom<ApiRow> for Api {
                 slug,
                 name: row.name,
                 recording_policy: policy,
+                stripe_account: row
+                    .stripe_account
+                    .map(TryInto::try_into)
+                    .transpose()
+                    .map_err(|e| super::StoreError::Corrupt(format!("apis.stripe_account: {e}")))?,
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -45,7 +51,7 @@ impl TryFrom<ApiRow> for Api {
     }
 }
 
-const COLUMNS: &str = "id, slug, name, recording_policy, created_at, updated_at";
+const COLUMNS: &str = "id, slug, name, recording_policy, stripe_account, created_at, updated_at";
 
 impl Tx {
     /// Finds an api by its id or its slug.
@@ -81,14 +87,15 @@ impl Tx {
     }
 
     pub async fn insert_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
-        let sql = "INSERT INTO apis (id, slug, name, recording_policy, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, $5, $5)";
+        let sql = "INSERT INTO apis (id, slug, name, recording_policy, stripe_account, created_at, \
+                   updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
         let policy = to_json(&spec.recording_policy)?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.slug.as_str())
             .bind(&spec.name)
             .bind(&policy)
+            .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(now_ms())
             .execute(conn)
             .await?
@@ -97,12 +104,14 @@ impl Tx {
     }
 
     pub async fn update_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
-        let sql = "UPDATE apis SET name = $2, recording_policy = $3, updated_at = $4 WHERE id = $1";
+        let sql = "UPDATE apis SET name = $2, recording_policy = $3, stripe_account = $4, \
+                   updated_at = $5 WHERE id = $1";
         let policy = to_json(&spec.recording_policy)?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(&spec.name)
             .bind(&policy)
+            .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(now_ms())
             .execute(conn)
             .await?

@@ -17,6 +17,8 @@ pub struct Subscription {
     pub consumer_keys: Vec<String>,
     pub started_at: i64,
     pub canceled_at: Option<i64>,
+    /// A cancellation asked for at the end of the current period.
+    pub cancel_at_period_end: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -33,13 +35,14 @@ struct SubscriptionRow {
     status: String,
     started_at: i64,
     canceled_at: Option<i64>,
+    cancel_at_period_end: bool,
     created_at: i64,
     updated_at: i64,
 }
 
 const SELECT: &str = "SELECT s.id, s.external_id, s.subscriber_id, b.external_id AS subscriber, \
      s.tier_version_id, t.slug AS tier, v.version AS tier_version, s.status, s.started_at, \
-     s.canceled_at, s.created_at, s.updated_at \
+     s.canceled_at, s.cancel_at_period_end <> 0 AS cancel_at_period_end, s.created_at, s.updated_at \
      FROM subscriptions s \
      JOIN subscribers b ON b.id = s.subscriber_id \
      JOIN tier_versions v ON v.id = s.tier_version_id \
@@ -99,6 +102,7 @@ impl Tx {
             consumer_keys,
             started_at: row.started_at,
             canceled_at: row.canceled_at,
+            cancel_at_period_end: row.cancel_at_period_end,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

@@ -1,0 +1,184 @@
+//! Stripe: the only code that calls it. The catalog writes what it owes Stripe as intents in its
+//! own transaction ([`intents`]); [`Stripe::settle`] and [`Stripe::sync`] carry them out
+//! ([`mirror`]) through our client ([`client`]), each with its deterministic Idempotency-Key.
+//! Without a secret key tollbooth runs in ledger mode: the intents wait for `tollbooth stripe sync`.
+
+pub mod client;
+pub mod intents;
+mod mirror;
+mod params;
+
+pub use client::{ClientSettings, StripeHttp};
+
+use crate::store::{Store, StoreError};
+use serde::Serialize;
+use stripe_client_core::StripeClientErr;
+
+/// Why a Stripe write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// Stripe answered with an error that another attempt would not change.
+    #[error("Stripe refused the request ({status}{}): {message}", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
+    Refused {
+        status: u16,
+        code: Option<String>,
+        message: String,
+        param: Option<String>,
+    },
+    /// Stripe could not be reached, or kept failing, for every attempt.
+    #[error("Stripe did not answer after {attempts} attempts: {last}")]
+    Unavailable { attempts: u32, last: String },
+    /// Stripe's answer was not the object expected.
+    #[error("Stripe's answer could not be read: {0}")]
+    Decode(String),
+    /// An intent needs something that is not there (a deleted row, a dependency that failed).
+    #[error("{0}")]
+    Missing(String),
+    #[error("Stripe client configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl StripeClientErr for StripeError {
+    fn deserialize_err(msg: impl std::fmt::Display) -> Self {
+        Self::Decode(msg.to_string())
+    }
+}
+
+impl StripeError {
+    /// Stripe's error body (`{"error": {"type", "code", "message", "param"}}`) as an error.
+    fn refused(status: u16, body: &[u8]) -> Self {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Detail,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            code: Option<String>,
+            message: Option<String>,
+            param: Option<String>,
+        }
+        match serde_json::from_slice::<Body>(body) {
+            Ok(Body { error }) => Self::Refused {
+                status,
+                code: error.code,
+                message: error
+                    .message
+                    .unwrap_or_else(|| "no message given".to_owned()),
+                param: error.param,
+            },
+            Err(_) => Self::Refused {
+                status,
+                code: None,
+                message: String::from_utf8_lossy(body).chars().take(300).collect(),
+                param: None,
+            },
+        }
+    }
+}
+
+/// Stripe, or ledger mode when no secret key is set. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Stripe {
+    client: Option<StripeHttp>,
+    /// Where Checkout sends a subscriber back after adding a payment method.
+    checkout_return_url: Option<String>,
+}
+
+/// What a sync did.
+#[derive(Debug, Default, Serialize)]
+pub struct SyncReport {
+    pub done: u64,
+    pub failed: u64,
+    /// The errors of the intents that failed, by idempotency key.
+    pub errors: Vec<(String, String)>,
+}
+
+impl Stripe {
+    pub fn new(client: Option<StripeHttp>, checkout_return_url: Option<String>) -> Self {
+        Self {
+            client,
+            checkout_return_url,
+        }
+    }
+
+    /// Ledger mode: no Stripe key, nothing is sent, intents wait.
+    pub fn ledger() -> Self {
+        Self::new(None, None)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// Carries out the pending intents of one catalog row, in order, stopping at the first failure
+    /// (a later intent may need an earlier one). In ledger mode it does nothing.
+    pub async fn settle(&self, store: &Store, subject_id: &str) -> Result<(), StripeError> {
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let pending = store
+            .begin_read()
+            .await?
+            .pending_intents(Some(subject_id), 0, 1_000)
+            .await?;
+        for intent in pending {
+            mirror::run(client, self, store, &intent.idempotency_key).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out every pending intent, in order; one that fails is recorded with its error and
+    /// the others go on. In ledger mode it does nothing.
+    pub async fn sync(&self, store: &Store) -> Result<SyncReport, StripeError> {
+        let mut report = SyncReport::default();
+        let Some(client) = &self.client else {
+            return Ok(report);
+        };
+        let mut after = 0;
+        loop {
+            let batch = store
+                .begin_read()
+                .await?
+                .pending_intents(None, after, 500)
+                .await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            after = last.seq;
+            for intent in batch {
+                match mirror::run(client, self, store, &intent.idempotency_key).await {
+                    Ok(()) => report.done += 1,
+                    Err(StripeError::Store(error)) => return Err(StripeError::Store(error)),
+                    Err(error) => {
+                        report.failed += 1;
+                        report.errors.push((intent.idempotency_key, error.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl Stripe {
+    /// Stripe as the settings say: live with a secret key, ledger mode without.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, StripeError> {
+        let client = settings
+            .stripe_secret_key
+            .clone()
+            .map(|secret_key| {
+                StripeHttp::new(ClientSettings {
+                    secret_key,
+                    api_base: settings.stripe_api_base.clone(),
+                    timeout: settings.stripe_timeout.0,
+                    rate_limit: settings.stripe_rate_limit,
+                    max_attempts: settings.stripe_max_attempts.get(),
+                    retry_base: settings.stripe_retry_base.0,
+                })
+            })
+            .transpose()?;
+        Ok(Self::new(client, settings.checkout_return_url.clone()))
+    }
+}
