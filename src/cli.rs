@@ -101,7 +101,9 @@ impl Cli {
             } => {
                 let stripe = Stripe::from_settings(&settings)?;
                 if !stripe.is_live() {
-                    anyhow::bail!("STRIPE_SECRET_KEY is not set: there is no Stripe account to sync with");
+                    anyhow::bail!(
+                        "STRIPE_SECRET_KEY is not set: there is no Stripe account to sync with"
+                    );
                 }
                 let store = open_store(&settings).await?;
                 print_sync(&stripe.sync(&store).await?)
@@ -112,12 +114,18 @@ impl Cli {
 
 /// Prints what a sync did; intents that still fail make the command fail.
 fn print_sync(report: &crate::stripe::SyncReport) -> anyhow::Result<()> {
-    println!("stripe sync: {} written, {} failed", report.done, report.failed);
+    println!(
+        "stripe sync: {} written, {} failed",
+        report.done, report.failed
+    );
     for (key, error) in &report.errors {
         println!("  {key}: {error}");
     }
     if report.failed > 0 {
-        anyhow::bail!("{} Stripe writes failed; they stay pending and are retried by the next sync", report.failed);
+        anyhow::bail!(
+            "{} Stripe writes failed; they stay pending and are retried by the next sync",
+            report.failed
+        );
     }
     Ok(())
 }

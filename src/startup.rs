@@ -55,9 +55,12 @@ impl Application {
                 }),
             },
         );
-        let stripe = crate::stripe::Stripe::from_settings(settings).context("configuring Stripe")?;
+        let stripe =
+            crate::stripe::Stripe::from_settings(settings).context("configuring Stripe")?;
         if !stripe.is_live() {
-            tracing::info!("no STRIPE_SECRET_KEY: ledger mode, Stripe writes wait for `tollbooth stripe sync`");
+            tracing::info!(
+                "no STRIPE_SECRET_KEY: ledger mode, Stripe writes wait for `tollbooth stripe sync`"
+            );
         }
         let state = AppState {
             stripe,

@@ -170,7 +170,11 @@ pub async fn put_subscription(
 }
 
 /// Moves a live subscription to another tier's newest version; the same version changes nothing.
-pub async fn change_tier(tx: &mut Tx, id_or_key: &str, tier: &str) -> CatalogResult<(Subscription, Outcome)> {
+pub async fn change_tier(
+    tx: &mut Tx,
+    id_or_key: &str,
+    tier: &str,
+) -> CatalogResult<(Subscription, Outcome)> {
     let subscription = live_subscription(tx, id_or_key).await?;
     let tier = tx
         .find_tier(tier)
@@ -180,12 +184,20 @@ pub async fn change_tier(tx: &mut Tx, id_or_key: &str, tier: &str) -> CatalogRes
         return Ok((subscription, Outcome::Unchanged));
     }
     move_to(tx, &subscription, &tier.latest).await?;
-    Ok((found(tx.find_subscription(&subscription.id).await?)?, Outcome::Updated))
+    Ok((
+        found(tx.find_subscription(&subscription.id).await?)?,
+        Outcome::Updated,
+    ))
 }
 
-async fn move_to(tx: &mut Tx, subscription: &Subscription, to: &crate::store::TierVersion) -> CatalogResult<()> {
+async fn move_to(
+    tx: &mut Tx,
+    subscription: &Subscription,
+    to: &crate::store::TierVersion,
+) -> CatalogResult<()> {
     let from = found(tx.find_tier_version(&subscription.tier_version_id).await?)?;
-    tx.set_subscription_tier_version(&subscription.id, &to.id).await?;
+    tx.set_subscription_tier_version(&subscription.id, &to.id)
+        .await?;
     let moved = found(tx.find_subscription(&subscription.id).await?)?;
     intents::tier_changed(tx, &moved, &from, to).await?;
     Ok(())
@@ -205,18 +217,21 @@ pub async fn cancel_subscription(
     tx.cancel_subscription(&subscription.id, now).await?;
     let version = found(tx.find_tier_version(&subscription.tier_version_id).await?)?;
     intents::subscription_canceled(tx, &subscription, &version, now).await?;
-    Ok((found(tx.find_subscription(&subscription.id).await?)?, Outcome::Updated))
+    Ok((
+        found(tx.find_subscription(&subscription.id).await?)?,
+        Outcome::Updated,
+    ))
 }
 
 /// A subscription that is not canceled; a canceled one cannot change.
 async fn live_subscription(tx: &mut Tx, id_or_key: &str) -> CatalogResult<Subscription> {
-    let subscription = tx
-        .find_subscription(id_or_key)
-        .await?
-        .ok_or_else(|| CatalogError::NotFound {
-            kind: "subscription",
-            key: id_or_key.to_owned(),
-        })?;
+    let subscription =
+        tx.find_subscription(id_or_key)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                kind: "subscription",
+                key: id_or_key.to_owned(),
+            })?;
     if subscription.status == crate::domain::subscription::SubscriptionStatus::Canceled {
         return Err(CatalogError::Conflict(format!(
             "subscription `{}` is canceled",

@@ -139,7 +139,9 @@ impl From<crate::stripe::StripeError> for ApiError {
                 "stripe_refused",
                 format!("Stripe refused the request: {message}; {saved}"),
             )
-            .with_details(json!({ "stripe_status": status, "stripe_code": code, "stripe_param": param })),
+            .with_details(
+                json!({ "stripe_status": status, "stripe_code": code, "stripe_param": param }),
+            ),
             StripeError::Unavailable { .. } => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "stripe_unavailable",

@@ -1,8 +1,8 @@
 //! `/v1/subscribers`: who pays.
 
 use super::error::ApiError;
-use super::mirror::{self, WithStripe};
 use super::extract::{Admin, JsonBody, Pagination};
+use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscriber};
 use crate::domain::subscriber::SubscriberSpec;
@@ -48,7 +48,10 @@ async fn create(
     let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
     mirror::settle(&state, &subscriber.id).await?;
-    Ok((put_status(outcome), Json(with_stripe(&state, subscriber).await?)))
+    Ok((
+        put_status(outcome),
+        Json(with_stripe(&state, subscriber).await?),
+    ))
 }
 
 async fn with_stripe(

@@ -1,8 +1,8 @@
 //! `/v1/subscriptions`: a subscriber on a tier, with its gateway consumer keys.
 
 use super::error::ApiError;
-use super::mirror::{self, WithStripe};
 use super::extract::{Admin, JsonBody, Pagination};
+use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscription};
 use crate::domain::subscription::{SubscriptionSpec, SubscriptionStatus};
@@ -70,7 +70,10 @@ async fn create(
     tx.commit().await?;
     state.directory.reload().await?;
     mirror::settle(&state, &subscription.id).await?;
-    Ok((put_status(outcome), Json(with_stripe(&state, subscription).await?)))
+    Ok((
+        put_status(outcome),
+        Json(with_stripe(&state, subscription).await?),
+    ))
 }
 
 async fn with_stripe(
@@ -113,7 +116,10 @@ async fn cancel(
     tx.commit().await?;
     state.directory.reload().await?;
     mirror::settle(&state, &subscription.id).await?;
-    Ok((put_status(outcome), Json(with_stripe(&state, subscription).await?)))
+    Ok((
+        put_status(outcome),
+        Json(with_stripe(&state, subscription).await?),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -133,7 +139,10 @@ async fn change_tier(
     let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
     tx.commit().await?;
     mirror::settle(&state, &subscription.id).await?;
-    Ok((put_status(outcome), Json(with_stripe(&state, subscription).await?)))
+    Ok((
+        put_status(outcome),
+        Json(with_stripe(&state, subscription).await?),
+    ))
 }
 
 async fn list(

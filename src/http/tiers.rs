@@ -1,8 +1,8 @@
 //! `/v1/tiers`: priced plans. A changed definition makes a new version; versions never change.
 
 use super::error::ApiError;
-use super::mirror::{self, WithStripe};
 use super::extract::{Admin, JsonBody, Pagination};
+use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::put_tier;
 use crate::domain::tier::TierSpec;
@@ -67,7 +67,11 @@ async fn with_stripe(state: &AppState, tier: Tier) -> Result<WithStripe<TierView
     let stripe = mirror::view(
         state,
         &tier.id,
-        &[("product", &tier.id), ("price", &version), ("one_time_price", &version)],
+        &[
+            ("product", &tier.id),
+            ("price", &version),
+            ("one_time_price", &version),
+        ],
     )
     .await?;
     Ok(WithStripe {

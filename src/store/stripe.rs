@@ -254,7 +254,8 @@ impl Tx {
 
     /// The connected account of the api a tier belongs to; `''` for the platform account.
     pub async fn tier_account(&mut self, tier_id: &str) -> StoreResult<String> {
-        let sql = "SELECT a.stripe_account FROM tiers t JOIN apis a ON a.id = t.api_id WHERE t.id = $1";
+        let sql =
+            "SELECT a.stripe_account FROM tiers t JOIN apis a ON a.id = t.api_id WHERE t.id = $1";
         let row: Option<(Option<String>,)> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(tier_id)
             .fetch_optional(conn)
@@ -286,7 +287,8 @@ impl Tx {
                 .rows_affected());
             self.set_consumer_keys(id, &[]).await?;
         } else {
-            let sql = "UPDATE subscriptions SET cancel_at_period_end = 1, updated_at = $2 WHERE id = $1";
+            let sql =
+                "UPDATE subscriptions SET cancel_at_period_end = 1, updated_at = $2 WHERE id = $1";
             on_tx!(self, |conn| sqlx::query(sql)
                 .bind(id)
                 .bind(at)

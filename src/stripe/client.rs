@@ -55,7 +55,10 @@ impl std::fmt::Debug for StripeHttp {
 enum Attempt {
     Done(Bytes),
     /// Worth another attempt, after at least this long (when the server said so).
-    Retry { error: String, after: Option<Duration> },
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
     Fatal(StripeError),
 }
 

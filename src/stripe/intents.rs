@@ -57,7 +57,12 @@ impl Intent {
 }
 
 /// The Idempotency-Key of an intent: `tb-{intent}-{row id}[-{detail}][-{account}]`.
-pub fn idempotency_key(intent: Intent, local_id: &str, detail: Option<&str>, account: &str) -> String {
+pub fn idempotency_key(
+    intent: Intent,
+    local_id: &str,
+    detail: Option<&str>,
+    account: &str,
+) -> String {
     let mut key = format!("tb-{}-{local_id}", intent.as_str().replace('_', "-"));
     for part in [detail.unwrap_or(""), account] {
         if !part.is_empty() {
@@ -106,7 +111,15 @@ pub async fn tier_version_written(
         owe(tx, Intent::Price, &tier.id, &tier.latest.id, None, &account).await?;
     }
     if let Some(previous) = previous.filter(|v| is_paid(&v.spec)) {
-        owe(tx, Intent::DeactivatePrice, &tier.id, &previous.id, None, &account).await?;
+        owe(
+            tx,
+            Intent::DeactivatePrice,
+            &tier.id,
+            &previous.id,
+            None,
+            &account,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -119,7 +132,15 @@ pub async fn subscriber_written(
     created: bool,
 ) -> StoreResult<()> {
     if created {
-        owe(tx, Intent::Customer, &subscriber.id, &subscriber.id, None, "").await?;
+        owe(
+            tx,
+            Intent::Customer,
+            &subscriber.id,
+            &subscriber.id,
+            None,
+            "",
+        )
+        .await?;
         return Ok(());
     }
     let revision = subscriber.updated_at.to_string();
@@ -157,10 +178,34 @@ pub async fn subscription_started(
     }
     let account = tx.tier_account(&version.tier_id).await?;
     let subject = subscription.id.as_str();
-    owe(tx, Intent::Customer, subject, &subscription.subscriber_id, None, &account).await?;
-    owe(tx, Intent::Product, subject, &version.tier_id, None, &account).await?;
+    owe(
+        tx,
+        Intent::Customer,
+        subject,
+        &subscription.subscriber_id,
+        None,
+        &account,
+    )
+    .await?;
+    owe(
+        tx,
+        Intent::Product,
+        subject,
+        &version.tier_id,
+        None,
+        &account,
+    )
+    .await?;
     owe(tx, Intent::Price, subject, &version.id, None, &account).await?;
-    owe(tx, Intent::Subscription, subject, subject, Some(&version.id), &account).await?;
+    owe(
+        tx,
+        Intent::Subscription,
+        subject,
+        subject,
+        Some(&version.id),
+        &account,
+    )
+    .await?;
     Ok(())
 }
 
@@ -178,12 +223,28 @@ pub async fn tier_changed(
             let account = tx.tier_account(&to.tier_id).await?;
             owe(tx, Intent::Product, subject, &to.tier_id, None, &account).await?;
             owe(tx, Intent::Price, subject, &to.id, None, &account).await?;
-            owe(tx, Intent::ChangePrice, subject, subject, Some(&to.id), &account).await?;
+            owe(
+                tx,
+                Intent::ChangePrice,
+                subject,
+                subject,
+                Some(&to.id),
+                &account,
+            )
+            .await?;
         }
         (false, true) => subscription_started(tx, subscription, to).await?,
         (true, false) => {
             let account = tx.tier_account(&from.tier_id).await?;
-            owe(tx, Intent::CancelNow, subject, subject, Some(&from.id), &account).await?;
+            owe(
+                tx,
+                Intent::CancelNow,
+                subject,
+                subject,
+                Some(&from.id),
+                &account,
+            )
+            .await?;
         }
         (false, false) => {}
     }

@@ -106,7 +106,12 @@ impl Job<'_> {
         Ok(self.store.begin_read().await?)
     }
 
-    async fn save_object(&self, kind: &str, local_id: &str, stripe_id: &str) -> Result<(), StripeError> {
+    async fn save_object(
+        &self,
+        kind: &str,
+        local_id: &str,
+        stripe_id: &str,
+    ) -> Result<(), StripeError> {
         let mut tx = self.store.begin().await?;
         tx.save_stripe_object(kind, local_id, self.account(), stripe_id)
             .await?;
@@ -115,8 +120,18 @@ impl Job<'_> {
     }
 
     /// The Stripe object of a row this intent needs, running the intent that makes it if need be.
-    async fn ensure(&self, kind: &str, intent: Intent, local_id: &str) -> Result<String, StripeError> {
-        if let Some(id) = self.read().await?.stripe_object(kind, local_id, self.account()).await? {
+    async fn ensure(
+        &self,
+        kind: &str,
+        intent: Intent,
+        local_id: &str,
+    ) -> Result<String, StripeError> {
+        if let Some(id) = self
+            .read()
+            .await?
+            .stripe_object(kind, local_id, self.account())
+            .await?
+        {
             return Ok(id);
         }
         let key = idempotency_key(intent, local_id, None, self.account());
@@ -147,7 +162,12 @@ impl Job<'_> {
 
     async fn product(&self) -> Result<String, StripeError> {
         let tier_id = &self.intent.local_id;
-        if let Some(id) = self.read().await?.stripe_object(PRODUCT, tier_id, self.account()).await? {
+        if let Some(id) = self
+            .read()
+            .await?
+            .stripe_object(PRODUCT, tier_id, self.account())
+            .await?
+        {
             return Ok(id);
         }
         let tier = self
@@ -156,21 +176,26 @@ impl Job<'_> {
             .find_tier(tier_id)
             .await?
             .ok_or_else(|| StripeError::Missing(format!("tier `{tier_id}` is gone")))?;
-        let request = stripe_product::product::CreateProduct::new(tier.latest.spec.name.clone()).metadata(
-            params::metadata([("tier_id", tier.id.as_str()), ("tier", tier.latest.spec.slug.as_str())]),
-        );
+        let request = stripe_product::product::CreateProduct::new(tier.latest.spec.name.clone())
+            .metadata(params::metadata([
+                ("tier_id", tier.id.as_str()),
+                ("tier", tier.latest.spec.slug.as_str()),
+            ]));
         let product = self
             .customize(&request, &self.intent.idempotency_key)?
             .send(self.client)
             .await?;
-        self.save_object(PRODUCT, tier_id, product.id.as_str()).await?;
+        self.save_object(PRODUCT, tier_id, product.id.as_str())
+            .await?;
         Ok(product.id.as_str().to_owned())
     }
 
     async fn price(&self) -> Result<String, StripeError> {
         let version_id = &self.intent.local_id;
         let version = self.version(version_id).await?;
-        let product = self.ensure(PRODUCT, Intent::Product, &version.tier_id).await?;
+        let product = self
+            .ensure(PRODUCT, Intent::Product, &version.tier_id)
+            .await?;
         let spec = &version.spec;
         let currency = params::currency(spec.currency)?;
         let period = spec.period();
@@ -187,10 +212,17 @@ impl Job<'_> {
             Some(fee) if matches!(fee.interval, FeeInterval::Every(_)) => fee.amount,
             _ => crate::domain::money::Amount::ZERO,
         };
-        let price_id = match self.read().await?.stripe_object(PRICE, version_id, self.account()).await? {
+        let price_id = match self
+            .read()
+            .await?
+            .stripe_object(PRICE, version_id, self.account())
+            .await?
+        {
             Some(id) => id,
             None => {
-                let mut recurring = stripe_product::price::CreatePriceRecurring::new(params::interval(period.interval));
+                let mut recurring = stripe_product::price::CreatePriceRecurring::new(
+                    params::interval(period.interval),
+                );
                 recurring.interval_count = Some(period.interval_count.get());
                 let request = with_amount(
                     stripe_product::price::CreatePrice::new(currency.clone())
@@ -204,12 +236,20 @@ impl Job<'_> {
                     .customize(&request, &self.intent.idempotency_key)?
                     .send(self.client)
                     .await?;
-                self.save_object(PRICE, version_id, price.id.as_str()).await?;
+                self.save_object(PRICE, version_id, price.id.as_str())
+                    .await?;
                 price.id.as_str().to_owned()
             }
         };
-        if let Some(fee) = spec.fixed_fee.filter(|f| f.interval == FeeInterval::OneTime)
-            && self.read().await?.stripe_object(ONE_TIME_PRICE, version_id, self.account()).await?.is_none()
+        if let Some(fee) = spec
+            .fixed_fee
+            .filter(|f| f.interval == FeeInterval::OneTime)
+            && self
+                .read()
+                .await?
+                .stripe_object(ONE_TIME_PRICE, version_id, self.account())
+                .await?
+                .is_none()
         {
             let request = with_amount(
                 stripe_product::price::CreatePrice::new(currency)
@@ -220,7 +260,8 @@ impl Job<'_> {
             );
             let key = format!("{}-one-time", self.intent.idempotency_key);
             let price = self.customize(&request, &key)?.send(self.client).await?;
-            self.save_object(ONE_TIME_PRICE, version_id, price.id.as_str()).await?;
+            self.save_object(ONE_TIME_PRICE, version_id, price.id.as_str())
+                .await?;
         }
         Ok(price_id)
     }
@@ -228,7 +269,12 @@ impl Job<'_> {
     async fn deactivate_price(&self) -> Result<String, StripeError> {
         let version_id = &self.intent.local_id;
         // A version whose Price was never made has nothing to deactivate.
-        let Some(price) = self.read().await?.stripe_object(PRICE, version_id, self.account()).await? else {
+        let Some(price) = self
+            .read()
+            .await?
+            .stripe_object(PRICE, version_id, self.account())
+            .await?
+        else {
             return Ok(String::new());
         };
         let request = stripe_product::price::UpdatePrice::new(price.as_str()).active(false);
@@ -241,7 +287,12 @@ impl Job<'_> {
 
     async fn customer(&self) -> Result<String, StripeError> {
         let subscriber_id = &self.intent.local_id;
-        if let Some(id) = self.read().await?.stripe_object(CUSTOMER, subscriber_id, self.account()).await? {
+        if let Some(id) = self
+            .read()
+            .await?
+            .stripe_object(CUSTOMER, subscriber_id, self.account())
+            .await?
+        {
             return Ok(id);
         }
         let subscriber = self.subscriber(subscriber_id).await?;
@@ -256,13 +307,16 @@ impl Job<'_> {
             .customize(&request, &self.intent.idempotency_key)?
             .send(self.client)
             .await?;
-        self.save_object(CUSTOMER, subscriber_id, customer.id.as_str()).await?;
+        self.save_object(CUSTOMER, subscriber_id, customer.id.as_str())
+            .await?;
         Ok(customer.id.as_str().to_owned())
     }
 
     async fn update_customer(&self) -> Result<String, StripeError> {
         let subscriber_id = &self.intent.local_id;
-        let customer = self.ensure(CUSTOMER, Intent::Customer, subscriber_id).await?;
+        let customer = self
+            .ensure(CUSTOMER, Intent::Customer, subscriber_id)
+            .await?;
         let subscriber = self.subscriber(subscriber_id).await?;
         let request = stripe_core::customer::UpdateCustomer::new(customer.as_str())
             .name(subscriber.spec.name.clone())
@@ -280,7 +334,11 @@ impl Job<'_> {
 
     async fn subscription(&self) -> Result<String, StripeError> {
         let subscription = self.local_subscription().await?;
-        if let Some(row) = self.read().await?.stripe_subscription(&subscription.id).await?
+        if let Some(row) = self
+            .read()
+            .await?
+            .stripe_subscription(&subscription.id)
+            .await?
             && row.status != "canceled"
         {
             return Ok(row.stripe_id);
@@ -293,9 +351,15 @@ impl Job<'_> {
         if version.spec.is_free() {
             return Ok(String::new());
         }
-        let customer = self.ensure(CUSTOMER, Intent::Customer, &subscription.subscriber_id).await?;
+        let customer = self
+            .ensure(CUSTOMER, Intent::Customer, &subscription.subscriber_id)
+            .await?;
         let price = self.ensure(PRICE, Intent::Price, &version.id).await?;
-        let one_time = self.read().await?.stripe_object(ONE_TIME_PRICE, &version.id, self.account()).await?;
+        let one_time = self
+            .read()
+            .await?
+            .stripe_object(ONE_TIME_PRICE, &version.id, self.account())
+            .await?;
 
         let version_number = version.version.to_string();
         let mut request = stripe_billing::subscription::CreateSubscription::new()
@@ -317,17 +381,21 @@ impl Job<'_> {
             ]));
         request = anchored(request, &version.spec, subscription.started_at)?;
         if let Some(one_time) = one_time {
-            request = request.add_invoice_items(vec![stripe_billing::subscription::CreateSubscriptionAddInvoiceItems {
-                price: Some(one_time),
-                ..stripe_billing::subscription::CreateSubscriptionAddInvoiceItems::new()
-            }]);
+            request = request.add_invoice_items(vec![
+                stripe_billing::subscription::CreateSubscriptionAddInvoiceItems {
+                    price: Some(one_time),
+                    ..stripe_billing::subscription::CreateSubscriptionAddInvoiceItems::new()
+                },
+            ]);
         }
         let created = self
             .customize(&request, &self.intent.idempotency_key)?
             .send(self.client)
             .await?;
         let mut row = stripe_row(&subscription.id, self.account(), &created)?;
-        row.checkout_url = self.checkout_url(&subscription, &customer, &version).await?;
+        row.checkout_url = self
+            .checkout_url(&subscription, &customer, &version)
+            .await?;
         let mut tx = self.store.begin().await?;
         tx.save_stripe_subscription(&row).await?;
         tx.commit().await?;
@@ -348,9 +416,12 @@ impl Job<'_> {
         if !self.account().is_empty() {
             retrieve = retrieve.account_id(self.account().into());
         }
-        let stripe_core::customer::RetrieveCustomerReturned::Customer(found) = retrieve.send(self.client).await?
+        let stripe_core::customer::RetrieveCustomerReturned::Customer(found) =
+            retrieve.send(self.client).await?
         else {
-            return Err(StripeError::Missing(format!("Stripe customer {customer} was deleted")));
+            return Err(StripeError::Missing(format!(
+                "Stripe customer {customer} was deleted"
+            )));
         };
         let has_payment_method = found.default_source.is_some()
             || found
@@ -366,15 +437,28 @@ impl Job<'_> {
             .currency(params::currency(version.spec.currency)?)
             .success_url(return_url.clone())
             .cancel_url(return_url.clone())
-            .metadata(params::metadata([("subscription_id", subscription.id.as_str())]));
-        let key = idempotency_key(Intent::Subscription, &subscription.id, Some("checkout"), self.account());
+            .metadata(params::metadata([(
+                "subscription_id",
+                subscription.id.as_str(),
+            )]));
+        let key = idempotency_key(
+            Intent::Subscription,
+            &subscription.id,
+            Some("checkout"),
+            self.account(),
+        );
         let session = self.customize(&request, &key)?.send(self.client).await?;
         Ok(session.url)
     }
 
     async fn change_price(&self) -> Result<String, StripeError> {
         let subscription = self.local_subscription().await?;
-        let Some(current) = self.read().await?.stripe_subscription(&subscription.id).await? else {
+        let Some(current) = self
+            .read()
+            .await?
+            .stripe_subscription(&subscription.id)
+            .await?
+        else {
             return Err(StripeError::Missing(format!(
                 "subscription `{}` has no Stripe Subscription to move",
                 subscription.external_id
@@ -385,16 +469,24 @@ impl Job<'_> {
         if current.price_id == price {
             return Ok(current.stripe_id);
         }
-        let request = stripe_billing::subscription::UpdateSubscription::new(current.stripe_id.as_str())
-            .items(vec![stripe_billing::subscription::UpdateSubscriptionItems {
+        let request = stripe_billing::subscription::UpdateSubscription::new(
+            current.stripe_id.as_str(),
+        )
+        .items(vec![
+            stripe_billing::subscription::UpdateSubscriptionItems {
                 id: Some(current.item_id.clone()),
                 price: Some(price),
                 ..stripe_billing::subscription::UpdateSubscriptionItems::new()
-            }])
-            .proration_behavior(match version.spec.proration {
-                Proration::ByDay => stripe_billing::subscription::UpdateSubscriptionProrationBehavior::CreateProrations,
-                Proration::None => stripe_billing::subscription::UpdateSubscriptionProrationBehavior::None,
-            });
+            },
+        ])
+        .proration_behavior(match version.spec.proration {
+            Proration::ByDay => {
+                stripe_billing::subscription::UpdateSubscriptionProrationBehavior::CreateProrations
+            }
+            Proration::None => {
+                stripe_billing::subscription::UpdateSubscriptionProrationBehavior::None
+            }
+        });
         let updated = self
             .customize(&request, &self.intent.idempotency_key)?
             .send(self.client)
@@ -404,21 +496,32 @@ impl Job<'_> {
 
     async fn cancel(&self, now: bool) -> Result<String, StripeError> {
         let subscription = self.local_subscription().await?;
-        let Some(current) = self.read().await?.stripe_subscription(&subscription.id).await? else {
+        let Some(current) = self
+            .read()
+            .await?
+            .stripe_subscription(&subscription.id)
+            .await?
+        else {
             // Never mirrored: nothing in Stripe to cancel.
             return Ok(String::new());
         };
         let updated = if now {
-            let proration = self.version(&subscription.tier_version_id).await?.spec.proration;
-            let request = stripe_billing::subscription::CancelSubscription::new(current.stripe_id.as_str())
-                .invoice_now(true)
-                .prorate(proration == Proration::ByDay);
+            let proration = self
+                .version(&subscription.tier_version_id)
+                .await?
+                .spec
+                .proration;
+            let request =
+                stripe_billing::subscription::CancelSubscription::new(current.stripe_id.as_str())
+                    .invoice_now(true)
+                    .prorate(proration == Proration::ByDay);
             self.customize(&request, &self.intent.idempotency_key)?
                 .send(self.client)
                 .await?
         } else {
-            let request = stripe_billing::subscription::UpdateSubscription::new(current.stripe_id.as_str())
-                .cancel_at_period_end(true);
+            let request =
+                stripe_billing::subscription::UpdateSubscription::new(current.stripe_id.as_str())
+                    .cancel_at_period_end(true);
             self.customize(&request, &self.intent.idempotency_key)?
                 .send(self.client)
                 .await?
@@ -464,7 +567,10 @@ impl Job<'_> {
     }
 }
 
-fn with_amount(request: stripe_product::price::CreatePrice, amount: MinorAmount) -> stripe_product::price::CreatePrice {
+fn with_amount(
+    request: stripe_product::price::CreatePrice,
+    amount: MinorAmount,
+) -> stripe_product::price::CreatePrice {
     match amount {
         MinorAmount::Whole(minor) => request.unit_amount(minor),
         MinorAmount::Decimal(minor) => request.unit_amount_decimal(minor),
@@ -482,8 +588,13 @@ fn anchored(
     let period = spec.period();
     let start = crate::domain::time::from_ms(started_at);
     let day = start.date_naive();
-    if period.interval_count.get() == 1 && matches!(period.interval, Interval::Month | Interval::Year) {
-        let mut config = stripe_billing::subscription::CreateSubscriptionBillingCycleAnchorConfig::new(i64::from(day.day()));
+    if period.interval_count.get() == 1
+        && matches!(period.interval, Interval::Month | Interval::Year)
+    {
+        let mut config =
+            stripe_billing::subscription::CreateSubscriptionBillingCycleAnchorConfig::new(
+                i64::from(day.day()),
+            );
         config.hour = Some(0);
         config.minute = Some(0);
         config.second = Some(0);
@@ -504,7 +615,10 @@ fn stripe_row(
     stripe: &stripe_shared::Subscription,
 ) -> Result<StripeSubscription, StripeError> {
     let item = stripe.items.data.first().ok_or_else(|| {
-        StripeError::Decode(format!("Stripe subscription {} has no items", stripe.id.as_str()))
+        StripeError::Decode(format!(
+            "Stripe subscription {} has no items",
+            stripe.id.as_str()
+        ))
     })?;
     Ok(StripeSubscription {
         subscription_id: subscription_id.to_owned(),

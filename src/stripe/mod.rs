@@ -153,7 +153,9 @@ impl Stripe {
                     Err(StripeError::Store(error)) => return Err(StripeError::Store(error)),
                     Err(error) => {
                         report.failed += 1;
-                        report.errors.push((intent.idempotency_key, error.to_string()));
+                        report
+                            .errors
+                            .push((intent.idempotency_key, error.to_string()));
                     }
                 }
             }

@@ -20,12 +20,14 @@ pub fn minor_amount(amount: Amount, currency: Currency) -> Result<MinorAmount, S
     let minor = amount
         .value()
         .checked_mul(scale)
-        .ok_or_else(|| StripeError::Missing(format!("{amount} {currency} is too large for Stripe")))?
+        .ok_or_else(|| {
+            StripeError::Missing(format!("{amount} {currency} is too large for Stripe"))
+        })?
         .normalize();
     if minor.fract().is_zero() {
-        i64::try_from(minor)
-            .map(MinorAmount::Whole)
-            .map_err(|_| StripeError::Missing(format!("{amount} {currency} is too large for Stripe")))
+        i64::try_from(minor).map(MinorAmount::Whole).map_err(|_| {
+            StripeError::Missing(format!("{amount} {currency} is too large for Stripe"))
+        })
     } else {
         Ok(MinorAmount::Decimal(minor.to_string()))
     }
@@ -67,9 +69,18 @@ mod tests {
     fn amounts_go_to_minor_units_exactly() {
         let usd = Currency::try_from("usd".to_owned()).unwrap();
         let jpy = Currency::try_from("jpy".to_owned()).unwrap();
-        assert_eq!(minor_amount(amount(dec!(25.00)), usd).unwrap(), MinorAmount::Whole(2500));
-        assert_eq!(minor_amount(amount(dec!(0)), usd).unwrap(), MinorAmount::Whole(0));
-        assert_eq!(minor_amount(amount(dec!(1200)), jpy).unwrap(), MinorAmount::Whole(1200));
+        assert_eq!(
+            minor_amount(amount(dec!(25.00)), usd).unwrap(),
+            MinorAmount::Whole(2500)
+        );
+        assert_eq!(
+            minor_amount(amount(dec!(0)), usd).unwrap(),
+            MinorAmount::Whole(0)
+        );
+        assert_eq!(
+            minor_amount(amount(dec!(1200)), jpy).unwrap(),
+            MinorAmount::Whole(1200)
+        );
         assert_eq!(
             minor_amount(amount(dec!(0.0005)), usd).unwrap(),
             MinorAmount::Decimal("0.05".into())

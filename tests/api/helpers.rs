@@ -106,11 +106,45 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     Some(app)
 }
 
-/// Starts tollbooth on an existing database (to restart it, or after the CLI wrote to it).
-pub async fn spawn_app_on(database_url: &str) -> TestApp {
+/// Starts tollbooth on a fresh database with settings of the test's own (a Stripe key and a
+/// mock Stripe, say); `None` when PostgreSQL is asked for but not configured.
+pub async fn spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
+    let database = fresh_database(backend).await?;
+    let mut settings = test_settings(&database.url);
+    configure(&mut settings);
+    let mut app = spawn_app_from(settings).await;
+    app._dir = database.dir;
+    app.postgres_database = database.postgres;
+    Some(app)
+}
+
+/// The settings every test app starts from: port 0, the test admin token.
+pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::with_database(database_url).expect("settings");
     settings.listen = "127.0.0.1:0".parse().expect("address");
     settings.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    settings
+}
+
+/// Settings that point tollbooth at a mock Stripe, with retries fast enough for tests.
+pub fn use_stripe(settings: &mut Settings, api_base: &str) {
+    settings.stripe_secret_key = Some("sk_test_tollbooth".to_owned().into());
+    settings.stripe_api_base = api_base.to_owned();
+    settings.stripe_retry_base = "10ms".to_owned().try_into().expect("duration");
+    settings.stripe_rate_limit = std::num::NonZeroU32::new(1_000).expect("non-zero");
+    settings.checkout_return_url = Some("https://provider.example/billing/done".to_owned());
+}
+
+/// Starts tollbooth on an existing database (to restart it, or after the CLI wrote to it).
+pub async fn spawn_app_on(database_url: &str) -> TestApp {
+    spawn_app_from(test_settings(database_url)).await
+}
+
+async fn spawn_app_from(settings: Settings) -> TestApp {
+    let database_url = settings.database_url.as_str().to_owned();
     let app = Application::build(&settings)
         .await
         .expect("tollbooth starts");
@@ -121,7 +155,7 @@ pub async fn spawn_app_on(database_url: &str) -> TestApp {
     }));
     TestApp {
         address,
-        database_url: database_url.to_owned(),
+        database_url,
         client: reqwest::Client::new(),
         shutdown: Some(shutdown),
         server: Some(server),
@@ -252,3 +286,30 @@ macro_rules! on_both_databases {
     };
 }
 pub(crate) use on_both_databases;
+
+/// Runs each listed `async fn(Backend)` once on SQLite and once on PostgreSQL, for tests that
+/// start tollbooth themselves (with a mock Stripe, say).
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                use $crate::helpers::{Backend, POSTGRES_URL_VAR};
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$test(Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if std::env::var(POSTGRES_URL_VAR).is_ok() {
+                        super::$test(Backend::Postgres).await;
+                    } else {
+                        $crate::helpers::say_not_run(stringify!($test));
+                    }
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_backends;

@@ -10,5 +10,7 @@ mod events;
 mod health;
 mod preview;
 mod serve;
+mod stripe_mock;
+mod stripe_sync;
 mod subscriptions;
 mod tiers;

@@ -110,6 +110,7 @@ fn strip(mut tier: Value) -> Value {
         "version_id",
         "created_at",
         "version_created_at",
+        "stripe",
     ] {
         tier.as_object_mut().unwrap().remove(field);
     }
