@@ -1,6 +1,7 @@
 //! tollbooth: a Stripe-integrated API monetization sidecar.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod auth;
 pub mod billing;
 pub mod catalog;

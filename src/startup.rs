@@ -1,18 +1,21 @@
 //! Building and running the service: open the store, migrate, settle the admin token, serve.
 
+use crate::access::AccessBook;
 use crate::auth;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metering::directory::Directory;
 use crate::metering::writer::{Ingestor, WriterLimits};
 use crate::store::{Backend, Store};
+use crate::stripe::webhook::WebhookSecrets;
 use crate::telemetry;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How often the consumer directory is read again, for changes made by other replicas or the CLI.
+/// How often the consumer directory and the access book are read again, for changes made by
+/// other replicas or the CLI: the bound on how stale another replica's change can be.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
 
 /// A built tollbooth, bound to its port, ready to serve.
@@ -21,6 +24,7 @@ pub struct Application {
     state: AppState,
     writer: tokio::task::JoinHandle<()>,
     refresh: tokio::task::JoinHandle<()>,
+    access_refresh: tokio::task::JoinHandle<()>,
     /// The admin token made at this start, if this start made one: shown once, never again.
     pub new_admin_token: Option<String>,
 }
@@ -44,6 +48,11 @@ impl Application {
             .await
             .context("loading the consumer directory")?;
         let refresh = directory.spawn_refresh(DIRECTORY_REFRESH);
+        let access = AccessBook::load(store.clone(), settings.payment_grace.0)
+            .await
+            .context("loading the access book")?;
+        let access_refresh = access.spawn_refresh(DIRECTORY_REFRESH);
+        let counts = access.clone();
         let (ingestor, writer) = Ingestor::start(
             store.clone(),
             WriterLimits {
@@ -54,6 +63,7 @@ impl Application {
                     Backend::Postgres => 4,
                 }),
             },
+            Arc::new(move |increments| counts.record_usage(increments)),
         );
         let stripe =
             crate::stripe::Stripe::from_settings(settings).context("configuring Stripe")?;
@@ -70,12 +80,15 @@ impl Application {
             settings: Arc::new(settings.clone()),
             directory,
             ingestor,
+            access,
+            webhook_secrets: WebhookSecrets::parse(settings.stripe_webhook_secret.as_ref()),
         };
         Ok(Self {
             listener,
             state,
             writer,
             refresh,
+            access_refresh,
             new_admin_token,
         })
     }
@@ -102,6 +115,7 @@ impl Application {
             .context("serving HTTP");
         // The router, and with it every handle to the queue, is gone: the writer drains and ends.
         self.refresh.abort();
+        self.access_refresh.abort();
         if let Err(error) = self.writer.await {
             tracing::error!(%error, "the ingestion writer failed");
         }

@@ -69,6 +69,8 @@ impl std::fmt::Display for ConsumerKey {
 pub enum SubscriptionStatus {
     Active,
     PastDue,
+    /// Written off by Stripe (an uncollectible invoice, or Stripe's `unpaid`): no access.
+    Unpaid,
     Canceled,
 }
 
@@ -77,6 +79,7 @@ impl SubscriptionStatus {
         match self {
             Self::Active => "active",
             Self::PastDue => "past_due",
+            Self::Unpaid => "unpaid",
             Self::Canceled => "canceled",
         }
     }
@@ -85,6 +88,7 @@ impl SubscriptionStatus {
         match text {
             "active" => Some(Self::Active),
             "past_due" => Some(Self::PastDue),
+            "unpaid" => Some(Self::Unpaid),
             "canceled" => Some(Self::Canceled),
             _ => None,
         }

@@ -1,6 +1,7 @@
 //! The HTTP layer: axum lives here and nowhere else. Each resource module owns its routes.
 
 mod apis;
+mod authorize;
 pub mod error;
 mod events;
 pub mod extract;
@@ -11,6 +12,7 @@ mod subscribers;
 mod subscriptions;
 mod tiers;
 mod usage;
+mod webhooks;
 
 use crate::auth::AdminToken;
 use crate::config::Settings;
@@ -39,6 +41,10 @@ pub struct AppState {
     pub ingestor: Ingestor,
     /// Stripe, or ledger mode.
     pub stripe: crate::stripe::Stripe,
+    /// Payment state and quotas, for the access decision.
+    pub access: crate::access::AccessBook,
+    /// The webhook signing secrets; `None` refuses webhooks.
+    pub webhook_secrets: Option<crate::stripe::webhook::WebhookSecrets>,
 }
 
 /// The whole HTTP surface of tollbooth.
@@ -52,6 +58,8 @@ pub fn router(state: AppState) -> Router {
         .merge(subscribers::router())
         .merge(subscriptions::router())
         .merge(gateways::router())
+        .merge(authorize::router())
+        .merge(webhooks::router())
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

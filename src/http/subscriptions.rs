@@ -69,6 +69,7 @@ async fn create(
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
     state.directory.reload().await?;
+    state.access.reload().await?;
     mirror::settle(&state, &subscription.id).await?;
     Ok((
         put_status(outcome),
@@ -115,6 +116,7 @@ async fn cancel(
         crate::catalog::cancel_subscription(&mut tx, &id, request.at == CancelAt::Now).await?;
     tx.commit().await?;
     state.directory.reload().await?;
+    state.access.reload().await?;
     mirror::settle(&state, &subscription.id).await?;
     Ok((
         put_status(outcome),
@@ -138,6 +140,7 @@ async fn change_tier(
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
     tx.commit().await?;
+    state.access.reload().await?;
     mirror::settle(&state, &subscription.id).await?;
     Ok((
         put_status(outcome),

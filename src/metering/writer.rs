@@ -47,10 +47,17 @@ pub struct WriterLimits {
     pub writers: usize,
 }
 
+/// Told the usage increments of every committed batch (the access decision counts quotas so).
+pub type OnCommit = Arc<dyn Fn(&[UsageIncrement]) + Send + Sync>;
+
 impl Ingestor {
     /// Starts the writer tasks; they end once every `Ingestor` clone is dropped and the queue is
     /// drained. The handle completes when all of them have.
-    pub fn start(store: Store, limits: WriterLimits) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: Store,
+        limits: WriterLimits,
+        on_commit: OnCommit,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, jobs) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(
             usize::try_from(limits.queue_records).unwrap_or(usize::MAX),
@@ -62,6 +69,7 @@ impl Ingestor {
                     store.clone(),
                     jobs.clone(),
                     limits.batch_records,
+                    on_commit.clone(),
                 ))
             })
             .collect();
@@ -106,6 +114,7 @@ async fn run_writer(
     store: Store,
     jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     batch_records: usize,
+    on_commit: OnCommit,
 ) {
     loop {
         let (batch, count) = {
@@ -133,7 +142,8 @@ async fn run_writer(
         metrics::counter!("tollbooth_ingest_records_total")
             .increment(u64::try_from(count).unwrap_or(0));
         match result {
-            Ok(mut fresh) => {
+            Ok((mut fresh, increments)) => {
+                on_commit(&increments);
                 for job in batch.into_iter().rev() {
                     let mine = fresh.split_off(fresh.len() - job.records.len());
                     let _ = job.reply.send(Ok(mine));
@@ -151,7 +161,10 @@ async fn run_writer(
 }
 
 /// Writes a batch in one transaction; answers, for every record in order, whether it was new.
-async fn write_batch(store: &Store, batch: &[Job]) -> Result<Vec<bool>, StoreError> {
+async fn write_batch(
+    store: &Store,
+    batch: &[Job],
+) -> Result<(Vec<bool>, Vec<UsageIncrement>), StoreError> {
     let all: Vec<&StoredRecord> = batch.iter().flat_map(|job| &job.records).collect();
     // The first of several records with one id in the batch is the one that may be new.
     let mut seen = HashSet::with_capacity(all.len());
@@ -184,7 +197,7 @@ async fn write_batch(store: &Store, batch: &[Job]) -> Result<Vec<bool>, StoreErr
     );
     tx.add_usage(&increments).await?;
     tx.commit().await?;
-    Ok(fresh)
+    Ok((fresh, increments))
 }
 
 /// Sums new records into one increment per subscription and hour.

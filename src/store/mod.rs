@@ -1,6 +1,7 @@
 //! Storage: the only place that speaks SQL. One [`Store`] over SQLite (the embedded default) or
 //! PostgreSQL; where the SQL is the same for both it is written once and run on either pool.
 
+mod access;
 mod apis;
 mod directory;
 mod gateways;
@@ -10,6 +11,7 @@ mod subscribers;
 mod subscriptions;
 mod tiers;
 
+pub use access::{AccessRow, PaymentState};
 pub use apis::Api;
 pub use directory::{ApiPolicyRow, ConsumerRow};
 pub use gateways::Gateway;

@@ -7,6 +7,7 @@ pub mod client;
 pub mod intents;
 mod mirror;
 mod params;
+pub mod webhook;
 
 pub use client::{ClientSettings, StripeHttp};
 

@@ -14,3 +14,4 @@ mod stripe_mock;
 mod stripe_sync;
 mod subscriptions;
 mod tiers;
+mod webhooks;

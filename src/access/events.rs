@@ -1,0 +1,152 @@
+//! What each Stripe event does to payment state. Every type tollbooth subscribes to is named in
+//! one match; state is taken from the event's object and its time, never from arrival order.
+
+use crate::store::{PaymentState, Store, StoreResult, Tx};
+use crate::stripe::webhook::{EventType, StripeEvent};
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Applied,
+    /// The event id was seen before: nothing done.
+    Replayed,
+    /// A type tollbooth stores but does not act on.
+    Ignored,
+    /// About a Stripe object tollbooth does not know.
+    UnknownObject,
+    /// Older than the state already held, or about a canceled subscription.
+    Stale,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Replayed => "replayed",
+            Self::Ignored => "ignored",
+            Self::UnknownObject => "unknown_object",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// Records a verified event once and applies it, in one transaction.
+pub async fn apply_event(
+    store: &Store,
+    event: &StripeEvent,
+    payload: &str,
+) -> StoreResult<EventOutcome> {
+    let mut tx = store.begin().await?;
+    if !tx
+        .record_stripe_event(&event.id, &event.type_name, event.created_ms, payload)
+        .await?
+    {
+        return Ok(EventOutcome::Replayed);
+    }
+    let outcome = match &event.kind {
+        EventType::InvoicePaid => payment(&mut tx, event, "active", None).await?,
+        EventType::InvoicePaymentFailed => {
+            payment(&mut tx, event, "past_due", Some(event.created_ms)).await?
+        }
+        EventType::InvoiceMarkedUncollectible => {
+            payment(&mut tx, event, "unpaid", Some(event.created_ms)).await?
+        }
+        EventType::SubscriptionCreated | EventType::SubscriptionUpdated => {
+            match event.object["status"].as_str().unwrap_or_default() {
+                "active" | "trialing" => payment(&mut tx, event, "active", None).await?,
+                "past_due" => payment(&mut tx, event, "past_due", Some(event.created_ms)).await?,
+                "unpaid" => payment(&mut tx, event, "unpaid", Some(event.created_ms)).await?,
+                "canceled" | "incomplete_expired" => {
+                    payment(&mut tx, event, "canceled", None).await?
+                }
+                // incomplete, paused: the first payment or a pause says nothing about access yet.
+                _ => EventOutcome::Ignored,
+            }
+        }
+        EventType::SubscriptionDeleted => payment(&mut tx, event, "canceled", None).await?,
+        EventType::CustomerDeleted => {
+            let customer = event.object["id"].as_str().unwrap_or_default();
+            let subscriptions = tx.subscriptions_of_customer(customer).await?;
+            if subscriptions.is_empty() {
+                EventOutcome::UnknownObject
+            } else {
+                for id in subscriptions {
+                    set(&mut tx, &id, event, "canceled", None).await?;
+                }
+                EventOutcome::Applied
+            }
+        }
+        EventType::CheckoutSessionCompleted => {
+            match event.object["metadata"]["tollbooth_subscription_id"].as_str() {
+                Some(id) => {
+                    tx.clear_checkout_url(id).await?;
+                    EventOutcome::Applied
+                }
+                None => EventOutcome::UnknownObject,
+            }
+        }
+        // The billing job's fast path (closing the period on the draft invoice) is the billing
+        // job's; the webhook records them so the job can see them.
+        EventType::InvoiceCreated | EventType::InvoiceFinalized => EventOutcome::Ignored,
+        EventType::Other(_) => EventOutcome::Ignored,
+    };
+    if outcome == EventOutcome::UnknownObject {
+        tracing::info!(event = %event.id, kind = %event.type_name, "Stripe event about an object tollbooth does not know");
+    }
+    tx.set_event_outcome(&event.id, outcome.as_str()).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Sets the payment state of the subscription the event is about.
+async fn payment(
+    tx: &mut Tx,
+    event: &StripeEvent,
+    status: &str,
+    past_due_since: Option<i64>,
+) -> StoreResult<EventOutcome> {
+    let Some(subscription) = subscription_of(tx, event).await? else {
+        return Ok(EventOutcome::UnknownObject);
+    };
+    set(tx, &subscription, event, status, past_due_since).await
+}
+
+async fn set(
+    tx: &mut Tx,
+    subscription: &str,
+    event: &StripeEvent,
+    status: &str,
+    past_due_since: Option<i64>,
+) -> StoreResult<EventOutcome> {
+    let state = PaymentState {
+        status,
+        past_due_since,
+        changed_at: event.created_ms,
+    };
+    Ok(if tx.set_payment_state(subscription, &state).await? {
+        EventOutcome::Applied
+    } else {
+        EventOutcome::Stale
+    })
+}
+
+/// The tollbooth subscription of the event's Stripe Subscription: by its stored id, else by the
+/// `tollbooth_subscription_id` metadata tollbooth gave it.
+async fn subscription_of(tx: &mut Tx, event: &StripeEvent) -> StoreResult<Option<String>> {
+    if let Some(stripe_id) = event.subscription_id()
+        && let Some(id) = tx.subscription_by_stripe_id(stripe_id).await?
+    {
+        return Ok(Some(id));
+    }
+    let object = &event.object;
+    let metadata = object["metadata"]["tollbooth_subscription_id"]
+        .as_str()
+        .or_else(|| {
+            object["parent"]["subscription_details"]["metadata"]["tollbooth_subscription_id"]
+                .as_str()
+        });
+    match metadata {
+        Some(id) => Ok(tx.find_subscription(id).await?.map(|s| s.id)),
+        None => Ok(None),
+    }
+}
