@@ -55,6 +55,15 @@ pub struct Settings {
     /// Where Stripe Checkout sends a subscriber back after adding a payment method; unset means
     /// no Checkout link is made.
     pub checkout_return_url: Option<String>,
+    /// The provider's URL for notifications (status changes, quota reached, invoices); unset
+    /// means none are sent.
+    pub notify_url: Option<String>,
+    /// The secret notifications are signed with (required with `notify_url`).
+    pub notify_secret: Option<SecretString>,
+    /// Attempts per notification.
+    pub notify_max_attempts: NonZeroU32,
+    /// The first back-off after a failed delivery; each further one doubles.
+    pub notify_retry_base: HumanDuration,
 }
 
 /// The defaults, as the file and environment would write them.
@@ -75,6 +84,8 @@ struct Defaults {
     stripe_rate_limit: u32,
     stripe_max_attempts: u32,
     stripe_retry_base: &'static str,
+    notify_max_attempts: u32,
+    notify_retry_base: &'static str,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -93,10 +104,12 @@ const DEFAULTS: Defaults = Defaults {
     stripe_rate_limit: 25,
     stripe_max_attempts: 5,
     stripe_retry_base: "500ms",
+    notify_max_attempts: 8,
+    notify_retry_base: "1s",
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 17] = [
+const TOLLBOOTH_VARS: [&str; 21] = [
     "database_url",
     "listen",
     "admin_token",
@@ -114,6 +127,10 @@ const TOLLBOOTH_VARS: [&str; 17] = [
     "stripe_max_attempts",
     "stripe_retry_base",
     "checkout_return_url",
+    "notify_url",
+    "notify_secret",
+    "notify_max_attempts",
+    "notify_retry_base",
 ];
 
 /// The settings read from their Stripe names.
@@ -164,6 +181,11 @@ impl Settings {
                 "admin_token: must be at least 16 characters (from environment variable TOLLBOOTH_ADMIN_TOKEN or the file)".into(),
             ));
         }
+        if self.notify_url.is_some() && self.notify_secret.is_none() {
+            return Err(ConfigError(
+                "notify_secret: must be set with notify_url, to sign the notifications (TOLLBOOTH_NOTIFY_SECRET)".into(),
+            ));
+        }
         if self.events_max_records == 0 || self.ingest_batch_records == 0 {
             return Err(ConfigError(
                 "events_max_records and ingest_batch_records must be at least 1".into(),
@@ -177,6 +199,16 @@ impl Settings {
             ));
         }
         Ok(self)
+    }
+
+    /// Where notifications go, when they go anywhere.
+    pub fn notify(&self) -> Option<crate::notify::NotifySettings> {
+        Some(crate::notify::NotifySettings {
+            url: self.notify_url.clone()?,
+            secret: self.notify_secret.clone()?,
+            max_attempts: self.notify_max_attempts.get(),
+            retry_base: self.notify_retry_base.0,
+        })
     }
 
     /// The settings with defaults only, for a given database: what tests and embedders start from.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metering;
+pub mod notify;
 pub mod pricing;
 pub mod startup;
 pub mod store;

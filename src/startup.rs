@@ -6,6 +6,7 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::metering::directory::Directory;
 use crate::metering::writer::{Ingestor, WriterLimits};
+use crate::notify::Notifier;
 use crate::store::{Backend, Store};
 use crate::stripe::webhook::WebhookSecrets;
 use crate::telemetry;
@@ -48,7 +49,8 @@ impl Application {
             .await
             .context("loading the consumer directory")?;
         let refresh = directory.spawn_refresh(DIRECTORY_REFRESH);
-        let access = AccessBook::load(store.clone(), settings.payment_grace.0)
+        let notifier = Notifier::start(settings.notify());
+        let access = AccessBook::load(store.clone(), settings.payment_grace.0, notifier.clone())
             .await
             .context("loading the access book")?;
         let access_refresh = access.spawn_refresh(DIRECTORY_REFRESH);
@@ -81,6 +83,7 @@ impl Application {
             directory,
             ingestor,
             access,
+            notifier,
             webhook_secrets: WebhookSecrets::parse(settings.stripe_webhook_secret.as_ref()),
         };
         Ok(Self {

@@ -30,40 +30,69 @@ impl EventOutcome {
     }
 }
 
+/// What an event did: its outcome and the subscriptions whose state it set, with that state.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub outcome: EventOutcome,
+    pub changed: Vec<(String, &'static str)>,
+}
+
+/// Subscriptions whose payment state an event set.
+type Changed = Vec<(String, &'static str)>;
+
 /// Records a verified event once and applies it, in one transaction.
 pub async fn apply_event(
     store: &Store,
     event: &StripeEvent,
     payload: &str,
-) -> StoreResult<EventOutcome> {
+) -> StoreResult<Applied> {
     let mut tx = store.begin().await?;
+    let mut changed = Vec::new();
     if !tx
         .record_stripe_event(&event.id, &event.type_name, event.created_ms, payload)
         .await?
     {
-        return Ok(EventOutcome::Replayed);
+        return Ok(Applied {
+            outcome: EventOutcome::Replayed,
+            changed,
+        });
     }
-    let outcome = match &event.kind {
-        EventType::InvoicePaid => payment(&mut tx, event, "active", None).await?,
+    let outcome = outcome_of(&mut tx, event, &mut changed).await?;
+    if outcome == EventOutcome::UnknownObject {
+        tracing::info!(event = %event.id, kind = %event.type_name, "Stripe event about an object tollbooth does not know");
+    }
+    tx.set_event_outcome(&event.id, outcome.as_str()).await?;
+    tx.commit().await?;
+    Ok(Applied { outcome, changed })
+}
+
+async fn outcome_of(
+    tx: &mut Tx,
+    event: &StripeEvent,
+    changed: &mut Changed,
+) -> StoreResult<EventOutcome> {
+    let failed_at = Some(event.created_ms);
+    Ok(match &event.kind {
+        EventType::InvoicePaid => payment(tx, event, "active", None, changed).await?,
         EventType::InvoicePaymentFailed => {
-            payment(&mut tx, event, "past_due", Some(event.created_ms)).await?
+            payment(tx, event, "past_due", failed_at, changed).await?
         }
         EventType::InvoiceMarkedUncollectible => {
-            payment(&mut tx, event, "unpaid", Some(event.created_ms)).await?
+            payment(tx, event, "unpaid", failed_at, changed).await?
         }
         EventType::SubscriptionCreated | EventType::SubscriptionUpdated => {
             match event.object["status"].as_str().unwrap_or_default() {
-                "active" | "trialing" => payment(&mut tx, event, "active", None).await?,
-                "past_due" => payment(&mut tx, event, "past_due", Some(event.created_ms)).await?,
-                "unpaid" => payment(&mut tx, event, "unpaid", Some(event.created_ms)).await?,
+                "active" | "trialing" => payment(tx, event, "active", None, changed).await?,
+                "past_due" => payment(tx, event, "past_due", failed_at, changed).await?,
+                "unpaid" => payment(tx, event, "unpaid", failed_at, changed).await?,
                 "canceled" | "incomplete_expired" => {
-                    payment(&mut tx, event, "canceled", None).await?
+                    payment(tx, event, "canceled", None, changed).await?
                 }
                 // incomplete, paused: the first payment or a pause says nothing about access yet.
                 _ => EventOutcome::Ignored,
             }
         }
-        EventType::SubscriptionDeleted => payment(&mut tx, event, "canceled", None).await?,
+        EventType::SubscriptionDeleted => payment(tx, event, "canceled", None, changed).await?,
         EventType::CustomerDeleted => {
             let customer = event.object["id"].as_str().unwrap_or_default();
             let subscriptions = tx.subscriptions_of_customer(customer).await?;
@@ -71,7 +100,7 @@ pub async fn apply_event(
                 EventOutcome::UnknownObject
             } else {
                 for id in subscriptions {
-                    set(&mut tx, &id, event, "canceled", None).await?;
+                    set(tx, &id, event, "canceled", None, changed).await?;
                 }
                 EventOutcome::Applied
             }
@@ -89,45 +118,42 @@ pub async fn apply_event(
         // job's; the webhook records them so the job can see them.
         EventType::InvoiceCreated | EventType::InvoiceFinalized => EventOutcome::Ignored,
         EventType::Other(_) => EventOutcome::Ignored,
-    };
-    if outcome == EventOutcome::UnknownObject {
-        tracing::info!(event = %event.id, kind = %event.type_name, "Stripe event about an object tollbooth does not know");
-    }
-    tx.set_event_outcome(&event.id, outcome.as_str()).await?;
-    tx.commit().await?;
-    Ok(outcome)
+    })
 }
 
 /// Sets the payment state of the subscription the event is about.
 async fn payment(
     tx: &mut Tx,
     event: &StripeEvent,
-    status: &str,
+    status: &'static str,
     past_due_since: Option<i64>,
+    changed: &mut Changed,
 ) -> StoreResult<EventOutcome> {
     let Some(subscription) = subscription_of(tx, event).await? else {
         return Ok(EventOutcome::UnknownObject);
     };
-    set(tx, &subscription, event, status, past_due_since).await
+    set(tx, &subscription, event, status, past_due_since, changed).await
 }
 
 async fn set(
     tx: &mut Tx,
     subscription: &str,
     event: &StripeEvent,
-    status: &str,
+    status: &'static str,
     past_due_since: Option<i64>,
+    changed: &mut Changed,
 ) -> StoreResult<EventOutcome> {
     let state = PaymentState {
         status,
         past_due_since,
         changed_at: event.created_ms,
     };
-    Ok(if tx.set_payment_state(subscription, &state).await? {
-        EventOutcome::Applied
+    if tx.set_payment_state(subscription, &state).await? {
+        changed.push((subscription.to_owned(), status));
+        Ok(EventOutcome::Applied)
     } else {
-        EventOutcome::Stale
-    })
+        Ok(EventOutcome::Stale)
+    }
 }
 
 /// The tollbooth subscription of the event's Stripe Subscription: by its stored id, else by the

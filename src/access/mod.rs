@@ -5,7 +5,7 @@
 
 mod events;
 
-pub use events::{EventOutcome, apply_event};
+pub use events::{Applied, EventOutcome, apply_event};
 
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::metering::directory::DirectoryView;
@@ -48,15 +48,21 @@ struct Quota {
 #[derive(Clone)]
 pub struct AccessBook {
     store: Store,
+    notifier: crate::notify::Notifier,
     grace_ms: i64,
     entries: Arc<RwLock<HashMap<String, Entry>>>,
 }
 
 impl AccessBook {
     /// Loads the book from the database.
-    pub async fn load(store: Store, grace: Duration) -> StoreResult<Self> {
+    pub async fn load(
+        store: Store,
+        grace: Duration,
+        notifier: crate::notify::Notifier,
+    ) -> StoreResult<Self> {
         let book = Self {
             store,
+            notifier,
             grace_ms: i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
             entries: Arc::default(),
         };
@@ -122,9 +128,20 @@ impl AccessBook {
                 .and_then(|e| e.quota.as_mut())
                 && (quota.period_start..quota.period_end).contains(&increment.hour)
             {
+                let before = quota.used;
                 quota.used = quota
                     .used
                     .saturating_add(u64::try_from(increment.billable_calls).unwrap_or(0));
+                if before < quota.limit && quota.used >= quota.limit {
+                    self.notifier.notify(
+                        "quota.reached",
+                        serde_json::json!({
+                            "subscription": increment.subscription_id,
+                            "limit": quota.limit,
+                            "resets_at": crate::domain::time::from_ms(quota.period_end),
+                        }),
+                    );
+                }
             }
         }
     }

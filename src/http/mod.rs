@@ -43,6 +43,8 @@ pub struct AppState {
     pub stripe: crate::stripe::Stripe,
     /// Payment state and quotas, for the access decision.
     pub access: crate::access::AccessBook,
+    /// Notifications to the provider.
+    pub notifier: crate::notify::Notifier,
     /// The webhook signing secrets; `None` refuses webhooks.
     pub webhook_secrets: Option<crate::stripe::webhook::WebhookSecrets>,
 }

@@ -115,6 +115,13 @@ async fn cancel(
     let (subscription, outcome) =
         crate::catalog::cancel_subscription(&mut tx, &id, request.at == CancelAt::Now).await?;
     tx.commit().await?;
+    if outcome != crate::catalog::Outcome::Unchanged {
+        state.notifier.notify(
+            "subscription.status_changed",
+            serde_json::json!({ "subscription": subscription.id, "status": subscription.status,
+                                "cancel_at_period_end": subscription.cancel_at_period_end }),
+        );
+    }
     state.directory.reload().await?;
     state.access.reload().await?;
     mirror::settle(&state, &subscription.id).await?;

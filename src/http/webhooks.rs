@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::body_bytes;
 use crate::access::{EventOutcome, apply_event};
-use crate::stripe::webhook::StripeEvent;
+use crate::stripe::webhook::{EventType, StripeEvent};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -48,13 +48,37 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Json
         )
     })?;
     let payload = String::from_utf8_lossy(&body);
-    let outcome = apply_event(&state.store, &event, &payload).await?;
+    let applied = apply_event(&state.store, &event, &payload).await?;
+    let outcome = applied.outcome;
     if outcome == EventOutcome::Applied {
         state.access.reload().await?;
         state.directory.reload().await?;
+        notify(&state, &event, &applied.changed);
     }
     tracing::info!(event = %event.id, kind = %event.type_name, outcome = outcome.as_str(), "Stripe event");
     Ok(Json(
         json!({ "received": true, "outcome": outcome.as_str() }),
     ))
+}
+
+/// Tells the provider what the event changed.
+fn notify(state: &AppState, event: &StripeEvent, changed: &[(String, &'static str)]) {
+    for (subscription, status) in changed {
+        state.notifier.notify(
+            "subscription.status_changed",
+            json!({ "subscription": subscription, "status": status, "stripe_event": event.id }),
+        );
+        let invoice = match event.kind {
+            EventType::InvoicePaid => Some("invoice.paid"),
+            EventType::InvoicePaymentFailed => Some("invoice.payment_failed"),
+            _ => None,
+        };
+        if let Some(kind) = invoice {
+            state.notifier.notify(
+                kind,
+                json!({ "subscription": subscription, "invoice": event.object["id"],
+                        "amount_due": event.object["amount_due"], "currency": event.object["currency"] }),
+            );
+        }
+    }
 }

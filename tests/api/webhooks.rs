@@ -13,6 +13,7 @@ on_both_backends!(
     updated_after_deleted_does_not_bring_a_subscription_back,
     access_follows_payment_through_the_grace_period,
     a_hard_quota_refuses_exactly_at_its_limit,
+    the_provider_is_notified_signed_and_retried,
 );
 
 const OLD_SECRET: &str = "whsec_test_old";
@@ -412,4 +413,104 @@ async fn a_hard_quota_refuses_exactly_at_its_limit(backend: Backend) {
     assert_eq!(answer["remaining"], 0);
     assert_eq!(answer["limit"], 3);
     assert!(answer["resets_at"].as_str().unwrap() > now().as_str());
+}
+
+async fn the_provider_is_notified_signed_and_retried(backend: Backend) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/tollbooth"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/tollbooth"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(3)
+        .with_priority(2)
+        .mount(&provider)
+        .await;
+    let Some(app) = spawn_app_with(backend, |s| {
+        s.stripe_webhook_secret = Some(NEW_SECRET.to_owned().into());
+        s.notify_url = Some(format!("{}/hooks/tollbooth", provider.uri()));
+        s.notify_secret = Some("ntf_provider_secret".to_owned().into());
+        s.notify_retry_base = "10ms".to_owned().try_into().unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let (subscription, key) = setup(&app, Some(1)).await;
+
+    let failed = event(
+        "evt_n1",
+        "invoice.payment_failed",
+        unix_now(),
+        invoice_object(&subscription),
+    );
+    assert_eq!(send_event(&app, &failed).await, "applied");
+    let (status, _) = post_events(
+        &app,
+        &key,
+        Value::Array(vec![record("n1", 200)]).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    // Delivery is in the background: wait for the three notifications (one delivered twice).
+    let mut received = Vec::new();
+    for _ in 0..100 {
+        received = provider.received_requests().await.unwrap();
+        if received.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        received.len(),
+        4,
+        "three notifications, one of them retried once"
+    );
+    let secrets = tollbooth::stripe::webhook::WebhookSecrets::parse(Some(
+        &"ntf_provider_secret".to_owned().into(),
+    ))
+    .unwrap();
+    let mut ids = Vec::new();
+    let mut kinds = Vec::new();
+    for request in &received {
+        let signature = request
+            .headers
+            .get("tollbooth-signature")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            secrets.verify(signature, &request.body, unix_now()),
+            Ok(()),
+            "signed like Stripe signs"
+        );
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body["data"]["subscription"],
+            subscription.as_str(),
+            "{body}"
+        );
+        ids.push(body["id"].as_str().unwrap().to_owned());
+        kinds.push(body["type"].as_str().unwrap().to_owned());
+    }
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        [
+            "invoice.payment_failed",
+            "quota.reached",
+            "subscription.status_changed"
+        ]
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "the retry carries the same notification id");
 }
