@@ -34,10 +34,24 @@ enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// The daily billing job.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// Work with the Stripe mirror.
     Stripe {
         #[command(subcommand)]
         command: StripeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BillingCommand {
+    /// Run the days that are due, up to today or `--as-of` (UTC), each once.
+    Run {
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<chrono::NaiveDate>,
     },
 }
 
@@ -93,6 +107,31 @@ impl Cli {
                 let stripe = Stripe::from_settings(&settings)?;
                 if stripe.is_live() {
                     print_sync(&stripe.sync(&store).await?)?;
+                }
+                Ok(())
+            }
+            Command::Billing {
+                command: BillingCommand::Run { as_of },
+            } => {
+                let store = open_store(&settings).await?;
+                let stripe = Stripe::from_settings(&settings)?;
+                let owner = crate::domain::ids::new_id("runner");
+                let job = crate::billing::BillingJob {
+                    store: &store,
+                    stripe: &stripe,
+                    owner: &owner,
+                    retention: settings.retention.0,
+                };
+                let day = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+                let mut failed = 0;
+                for report in job.run_due(day).await? {
+                    failed += report.failures.len();
+                    println!("{}", serde_json::to_string(&report)?);
+                }
+                if failed > 0 {
+                    anyhow::bail!(
+                        "{failed} subscriptions could not be billed; the next run retries them"
+                    );
                 }
                 Ok(())
             }

@@ -22,6 +22,8 @@ pub struct Settings {
     pub admin_token: Option<SecretString>,
     /// When the daily billing job fires, in UTC (cron with seconds).
     pub billing_cron: CronSchedule,
+    /// Whether `serve` runs the daily job (every replica may; the database picks one per day).
+    pub billing_enabled: bool,
     /// How long a past-due subscription keeps access.
     pub payment_grace: HumanDuration,
     /// How long raw call records are kept for audit and dedupe; older records are refused.
@@ -72,6 +74,7 @@ struct Defaults {
     database_url: &'static str,
     listen: &'static str,
     billing_cron: &'static str,
+    billing_enabled: bool,
     payment_grace: &'static str,
     retention: &'static str,
     events_max_bytes: usize,
@@ -92,6 +95,7 @@ const DEFAULTS: Defaults = Defaults {
     database_url: "sqlite://tollbooth.db",
     listen: "127.0.0.1:8080",
     billing_cron: "0 5 0 * * *",
+    billing_enabled: true,
     payment_grace: "3d",
     retention: "35d",
     events_max_bytes: 8 * 1024 * 1024,
@@ -109,11 +113,12 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 21] = [
+const TOLLBOOTH_VARS: [&str; 22] = [
     "database_url",
     "listen",
     "admin_token",
     "billing_cron",
+    "billing_enabled",
     "payment_grace",
     "retention",
     "events_max_bytes",

@@ -26,6 +26,7 @@ pub struct Application {
     writer: tokio::task::JoinHandle<()>,
     refresh: tokio::task::JoinHandle<()>,
     access_refresh: tokio::task::JoinHandle<()>,
+    scheduler: Option<tokio_cron_scheduler::JobScheduler>,
     /// The admin token made at this start, if this start made one: shown once, never again.
     pub new_admin_token: Option<String>,
 }
@@ -74,6 +75,20 @@ impl Application {
                 "no STRIPE_SECRET_KEY: ledger mode, Stripe writes wait for `tollbooth stripe sync`"
             );
         }
+        let scheduler = if settings.billing_enabled {
+            Some(
+                crate::billing::schedule::start(
+                    settings.billing_cron.as_str(),
+                    store.clone(),
+                    stripe.clone(),
+                    settings.retention.0,
+                )
+                .await
+                .context("starting the billing schedule")?,
+            )
+        } else {
+            None
+        };
         let state = AppState {
             stripe,
             store,
@@ -92,6 +107,7 @@ impl Application {
             writer,
             refresh,
             access_refresh,
+            scheduler,
             new_admin_token,
         })
     }
@@ -119,6 +135,11 @@ impl Application {
         // The router, and with it every handle to the queue, is gone: the writer drains and ends.
         self.refresh.abort();
         self.access_refresh.abort();
+        if let Some(mut scheduler) = self.scheduler
+            && let Err(error) = scheduler.shutdown().await
+        {
+            tracing::warn!(%error, "the billing schedule did not stop cleanly");
+        }
         if let Err(error) = self.writer.await {
             tracing::error!(%error, "the ingestion writer failed");
         }

@@ -1,9 +1,12 @@
-//! Billing: what a subscription owes for a period. The invoice preview here is the rating engine on
-//! the usage recorded so far; the daily job will use the same path.
+//! Billing: what a subscription owes for a period. The invoice preview is the rating engine on the
+//! usage recorded so far; the daily job ([`BillingJob`]) reports the same figures to Stripe.
 
 mod preview;
+mod run;
+pub mod schedule;
 
 pub use preview::{InvoicePreview, preview};
+pub use run::{BillingJob, JOB, RunReport};
 
 use crate::domain::FieldError;
 use crate::pricing::PricingError;

@@ -2,6 +2,7 @@
 
 mod apis;
 mod authorize;
+mod billing;
 pub mod error;
 mod events;
 pub mod extract;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(gateways::router())
         .merge(authorize::router())
+        .merge(billing::router())
         .merge(webhooks::router())
         .fallback(|| async {
             error::ApiError::new(

@@ -3,6 +3,7 @@
 
 mod access;
 mod apis;
+mod billing;
 mod directory;
 mod gateways;
 mod metering;
@@ -13,6 +14,7 @@ mod tiers;
 
 pub use access::{AccessRow, PaymentState};
 pub use apis::Api;
+pub use billing::{BilledLine, Claim, JobRun};
 pub use directory::{ApiPolicyRow, ConsumerRow};
 pub use gateways::Gateway;
 pub use metering::{StoredRecord, UsageIncrement, UsageRow};

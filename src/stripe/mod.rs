@@ -7,9 +7,11 @@ pub mod client;
 pub mod intents;
 mod mirror;
 mod params;
+mod usage;
 pub mod webhook;
 
 pub use client::{ClientSettings, StripeHttp};
+pub use usage::UsageItem;
 
 use crate::store::{Store, StoreError};
 use serde::Serialize;

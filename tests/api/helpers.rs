@@ -126,6 +126,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::with_database(database_url).expect("settings");
     settings.listen = "127.0.0.1:0".parse().expect("address");
     settings.admin_token = Some(ADMIN_TOKEN.to_owned().into());
+    // Tests run the billing job themselves, on the days they choose.
+    settings.billing_enabled = false;
     settings
 }
 

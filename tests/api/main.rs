@@ -4,6 +4,7 @@ mod helpers;
 
 mod admin_auth;
 mod apis;
+mod billing;
 mod catalog_file;
 mod crash;
 mod events;

@@ -1,0 +1,395 @@
+//! The daily billing job: claim the day, then for every subscription with a Stripe Subscription
+//! bring Stripe's pending invoice items in line with what the rating says — for the period that
+//! ended at the start of the day (its final usage) and for the open period (usage to date).
+//!
+//! Each usage line of a period is one invoice item, created once and then updated. The ledger
+//! (`billed_lines`) holds what Stripe has; only the difference to the rating is sent, each change
+//! with a key that names the line, the period and the change's revision, so a run stopped anywhere
+//! and run again sends every change once.
+
+use super::BillingError;
+use crate::domain::money::Currency;
+use crate::pricing::{Invoice, LineKind};
+use crate::store::{BilledLine, Claim, Store};
+use crate::stripe::{Stripe, StripeError, UsageItem};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// The job's name in `job_runs`.
+pub const JOB: &str = "billing";
+/// How long a claim holds before another runner may take over a stopped run.
+const LEASE_MS: i64 = 15 * 60 * 1000;
+/// At most this many missed days are caught up in one go.
+const MAX_CATCH_UP_DAYS: u64 = 60;
+
+/// What one day's run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunReport {
+    pub day: String,
+    /// `done`, `already_done` or `claimed_elsewhere`.
+    pub outcome: String,
+    pub subscriptions_reported: u64,
+    pub cycles_closed: u64,
+    pub items_created: u64,
+    pub items_updated: u64,
+    pub late_items: u64,
+    pub failures: Vec<Failure>,
+    /// One line per period closed in this run: billed equals rated, or the difference.
+    pub reconciliation: Vec<Reconciliation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub subscription: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reconciliation {
+    pub subscription: String,
+    pub period_start: DateTime<Utc>,
+    pub currency: String,
+    /// What the rating says the usage lines come to.
+    pub rated: Decimal,
+    /// What Stripe holds for them.
+    pub billed: Decimal,
+    pub difference: Decimal,
+}
+
+/// What a run works with.
+#[derive(Clone, Copy)]
+pub struct BillingJob<'a> {
+    pub store: &'a Store,
+    pub stripe: &'a Stripe,
+    /// Who claims the days: one name per process.
+    pub owner: &'a str,
+    /// Raw call records older than this are purged after each run.
+    pub retention: std::time::Duration,
+}
+
+impl BillingJob<'_> {
+    /// Runs every day from the one after the last finished run up to `today`, in order; with no
+    /// run yet, just `today`.
+    pub async fn run_due(&self, today: NaiveDate) -> Result<Vec<RunReport>, BillingError> {
+        run_due(self, today).await
+    }
+
+    /// Runs one day, unless it is done or another runner holds it.
+    pub async fn run_day(&self, day: NaiveDate) -> Result<RunReport, BillingError> {
+        run_day(self, day).await
+    }
+}
+
+async fn run_due(job: &BillingJob<'_>, today: NaiveDate) -> Result<Vec<RunReport>, BillingError> {
+    let (store, stripe) = (job.store, job.stripe);
+    let last = store.begin_read().await?.last_done_day(JOB).await?;
+    let first = last
+        .and_then(|day| NaiveDate::parse_from_str(&day, "%Y-%m-%d").ok())
+        .and_then(|day| day.checked_add_days(Days::new(1)))
+        .unwrap_or(today)
+        .max(
+            today
+                .checked_sub_days(Days::new(MAX_CATCH_UP_DAYS))
+                .unwrap_or(today),
+        );
+    if stripe.is_live()
+        && let Err(error) = stripe.sync(store).await
+    {
+        tracing::warn!(%error, "the Stripe mirror could not be synced before the billing run");
+    }
+    let mut reports = Vec::new();
+    let mut day = first;
+    while day <= today {
+        reports.push(run_day(job, day).await?);
+        let Some(next) = day.checked_add_days(Days::new(1)) else {
+            break;
+        };
+        day = next;
+    }
+    Ok(reports)
+}
+
+async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, BillingError> {
+    let (store, stripe, owner) = (job.store, job.stripe, job.owner);
+    let day_text = day.format("%Y-%m-%d").to_string();
+    let mut report = RunReport {
+        day: day_text.clone(),
+        ..RunReport::default()
+    };
+    let mut tx = store.begin().await?;
+    let claim = tx.claim_run(JOB, &day_text, owner, LEASE_MS).await?;
+    tx.commit().await?;
+    match claim {
+        Claim::Done => {
+            report.outcome = "already_done".into();
+            return Ok(report);
+        }
+        Claim::Busy => {
+            report.outcome = "claimed_elsewhere".into();
+            return Ok(report);
+        }
+        Claim::Claimed => {}
+    }
+    let start_of_day = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let subscriptions = store.begin_read().await?.mirrored_subscriptions().await?;
+    for subscription in subscriptions {
+        match report_subscription(store, stripe, &subscription, start_of_day, &mut report).await {
+            Ok(()) => report.subscriptions_reported += 1,
+            Err(error) => {
+                tracing::warn!(%subscription, %error, "billing a subscription failed; it is retried next run");
+                report.failures.push(Failure {
+                    subscription,
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+    report.outcome = "done".into();
+    let text = serde_json::to_string(&report)
+        .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+    let mut tx = store.begin().await?;
+    tx.finish_run(JOB, &day_text, &text).await?;
+    tx.commit().await?;
+    match crate::metering::purge_expired(store, job.retention, crate::store::now_ms()).await {
+        Ok(purged) => tracing::info!(purged, "raw call records past the retention window purged"),
+        Err(error) => {
+            tracing::warn!(%error, "the retention purge failed; the next run tries again")
+        }
+    }
+    Ok(report)
+}
+
+/// Why one subscription could not be billed.
+#[derive(Debug, thiserror::Error)]
+enum SubscriptionError {
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+async fn report_subscription(
+    store: &Store,
+    stripe: &Stripe,
+    subscription_id: &str,
+    start_of_day: DateTime<Utc>,
+    report: &mut RunReport,
+) -> Result<(), SubscriptionError> {
+    let now = Utc::now();
+    // The period that ended as this day began gets its final usage.
+    let before = start_of_day - chrono::Duration::milliseconds(1);
+    if let Ok(closed) = super::preview(store, subscription_id, None, before).await
+        && closed.invoice.period_end == start_of_day
+    {
+        let start = closed.invoice.period_start.date_naive();
+        let closed = super::preview(store, subscription_id, Some(start), now).await?;
+        bring_in_line(
+            store,
+            stripe,
+            subscription_id,
+            &closed.invoice,
+            true,
+            report,
+        )
+        .await?;
+        report.cycles_closed += 1;
+    }
+    let open = super::preview(store, subscription_id, None, start_of_day).await;
+    match open {
+        Ok(open) => {
+            bring_in_line(store, stripe, subscription_id, &open.invoice, false, report).await?
+        }
+        // Not started yet on this day: nothing open to report.
+        Err(BillingError::Pricing(_)) => {}
+        Err(other) => return Err(other.into()),
+    }
+    Ok(())
+}
+
+/// The key of each usage line of an invoice: its kind and its place among lines of that kind.
+fn usage_lines(invoice: &Invoice) -> Vec<(String, Decimal, String)> {
+    let mut counts: std::collections::HashMap<LineKind, usize> = std::collections::HashMap::new();
+    invoice
+        .lines
+        .iter()
+        .filter(|line| !matches!(line.kind, LineKind::FixedFee | LineKind::OneTimeFee))
+        .map(|line| {
+            let n = counts.entry(line.kind).or_default();
+            *n += 1;
+            let kind = serde_json::to_value(line.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (format!("{kind}-{n}"), line.amount, line.description.clone())
+        })
+        .collect()
+}
+
+fn minor(amount: Decimal, currency: Currency) -> i64 {
+    let scaled = amount * Decimal::from(10_i64.pow(currency.minor_unit_digits()));
+    i64::try_from(scaled.round()).unwrap_or(0)
+}
+
+fn major(amount: i64, currency: Currency) -> Decimal {
+    Decimal::new(amount, currency.minor_unit_digits())
+}
+
+/// Makes Stripe's items for one period match the rated invoice, sending only differences.
+async fn bring_in_line(
+    store: &Store,
+    stripe: &Stripe,
+    subscription_id: &str,
+    invoice: &Invoice,
+    closing: bool,
+    report: &mut RunReport,
+) -> Result<(), SubscriptionError> {
+    let currency = invoice.currency;
+    let period_start = invoice.period_start.timestamp_millis();
+    let mut tx = store.begin_read().await?;
+    let mirror = tx
+        .stripe_subscription(subscription_id)
+        .await?
+        .ok_or_else(|| {
+            StripeError::Missing(format!(
+                "subscription `{subscription_id}` has no Stripe Subscription"
+            ))
+        })?;
+    let subscriber = tx
+        .find_subscription(subscription_id)
+        .await?
+        .map(|s| s.subscriber_id)
+        .unwrap_or_default();
+    let customer = tx
+        .stripe_object("customer", &subscriber, &mirror.account)
+        .await?
+        .ok_or_else(|| {
+            StripeError::Missing(format!(
+                "subscription `{subscription_id}` has no Stripe Customer"
+            ))
+        })?;
+    let billed = tx.billed_lines_of(subscription_id, period_start).await?;
+    drop(tx);
+
+    let mut wanted = usage_lines(invoice);
+    // A line billed before that the rating no longer gives goes to zero.
+    for (line, _) in &billed {
+        if !wanted.iter().any(|(key, _, _)| key == line) {
+            wanted.push((line.clone(), Decimal::ZERO, "No usage".to_owned()));
+        }
+    }
+    let period = invoice.period_start.date_naive();
+    let mut rated_total = Decimal::ZERO;
+    let mut billed_total = Decimal::ZERO;
+    for (line, amount, description) in wanted {
+        rated_total += amount;
+        let amount_minor = minor(amount, currency);
+        let previous = billed
+            .iter()
+            .find(|(key, _)| *key == line)
+            .map(|(_, b)| b.clone());
+        let key_base = format!("tb-usage-{subscription_id}-{period_start}-{line}");
+        let next = match previous {
+            None if amount_minor == 0 => continue,
+            None => {
+                let item = UsageItem {
+                    account: &mirror.account,
+                    customer: &customer,
+                    subscription: &mirror.stripe_id,
+                    currency,
+                    amount_minor,
+                    description: &description,
+                    metadata: [
+                        (
+                            "tollbooth_subscription_id".to_owned(),
+                            subscription_id.to_owned(),
+                        ),
+                        ("tollbooth_period_start".to_owned(), period.to_string()),
+                        ("tollbooth_line".to_owned(), line.clone()),
+                    ]
+                    .into(),
+                };
+                let id = stripe.create_usage_item(&key_base, &item).await?;
+                report.items_created += 1;
+                BilledLine {
+                    stripe_item_id: id,
+                    amount_minor,
+                    description,
+                    revision: 1,
+                }
+            }
+            Some(previous)
+                if previous.amount_minor == amount_minor && previous.description == description =>
+            {
+                billed_total += major(previous.amount_minor, currency);
+                continue;
+            }
+            Some(previous) => {
+                let revision = previous.revision + 1;
+                let key = format!("{key_base}-r{revision}");
+                match stripe
+                    .update_usage_item(
+                        &key,
+                        &mirror.account,
+                        &previous.stripe_item_id,
+                        amount_minor,
+                        &description,
+                    )
+                    .await
+                {
+                    Ok(()) => report.items_updated += 1,
+                    // The period's invoice is final: the difference goes on the next one.
+                    Err(StripeError::Refused { status: 400, .. }) if closing => {
+                        let late =
+                            format!("Late usage for the period from {period}: {description}");
+                        let item = UsageItem {
+                            account: &mirror.account,
+                            customer: &customer,
+                            subscription: &mirror.stripe_id,
+                            currency,
+                            amount_minor: amount_minor - previous.amount_minor,
+                            description: &late,
+                            metadata: [
+                                (
+                                    "tollbooth_subscription_id".to_owned(),
+                                    subscription_id.to_owned(),
+                                ),
+                                ("tollbooth_late_for".to_owned(), period.to_string()),
+                            ]
+                            .into(),
+                        };
+                        let late_key =
+                            format!("tb-late-{subscription_id}-{period_start}-{line}-r{revision}");
+                        stripe.create_usage_item(&late_key, &item).await?;
+                        report.late_items += 1;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+                BilledLine {
+                    stripe_item_id: previous.stripe_item_id,
+                    amount_minor,
+                    description,
+                    revision,
+                }
+            }
+        };
+        billed_total += major(next.amount_minor, currency);
+        let mut tx = store.begin().await?;
+        tx.save_billed_line(subscription_id, period_start, &line, &next)
+            .await?;
+        tx.commit().await?;
+    }
+    if closing {
+        report.reconciliation.push(Reconciliation {
+            subscription: subscription_id.to_owned(),
+            period_start: invoice.period_start,
+            currency: currency.code(),
+            rated: rated_total,
+            billed: billed_total,
+            difference: rated_total - billed_total,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The daily job's claims and reports, and the ledger of billed usage lines.
+
+use super::{StoreResult, Tx, now_ms, on_tx};
+
+/// What claiming a day's run came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller runs the day (a new claim, or one whose owner stopped and whose lease passed).
+    Claimed,
+    /// The day's run has finished.
+    Done,
+    /// Another runner holds the day.
+    Busy,
+}
+
+/// A day's run as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobRun {
+    pub day: String,
+    pub state: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub report: Option<String>,
+}
+
+/// One billed usage line.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BilledLine {
+    pub stripe_item_id: String,
+    pub amount_minor: i64,
+    pub description: String,
+    pub revision: i64,
+}
+
+impl Tx {
+    /// Claims `job` for `day` for `lease_ms`.
+    pub async fn claim_run(
+        &mut self,
+        job: &str,
+        day: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Claim> {
+        let now = now_ms();
+        let sql = "INSERT INTO job_runs (job, day, state, owner, leased_until, started_at) \
+                   VALUES ($1, $2, 'running', $3, $4, $5) ON CONFLICT (job, day) DO NOTHING";
+        let inserted = on_tx!(self, |conn| sqlx::query(sql)
+            .bind(job)
+            .bind(day)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        if inserted == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let sql = "UPDATE job_runs SET owner = $3, leased_until = $4 \
+                   WHERE job = $1 AND day = $2 AND state = 'running' AND leased_until < $5";
+        let taken = on_tx!(self, |conn| sqlx::query(sql)
+            .bind(job)
+            .bind(day)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        if taken == 1 {
+            return Ok(Claim::Claimed);
+        }
+        let sql = "SELECT state FROM job_runs WHERE job = $1 AND day = $2";
+        let (state,): (String,) = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(job)
+            .bind(day)
+            .fetch_one(conn)
+            .await?);
+        Ok(if state == "done" {
+            Claim::Done
+        } else {
+            Claim::Busy
+        })
+    }
+
+    pub async fn finish_run(&mut self, job: &str, day: &str, report: &str) -> StoreResult<()> {
+        let sql = "UPDATE job_runs SET state = 'done', finished_at = $3, report = $4 \
+                   WHERE job = $1 AND day = $2";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(job)
+            .bind(day)
+            .bind(now_ms())
+            .bind(report)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// The newest day whose run finished.
+    pub async fn last_done_day(&mut self, job: &str) -> StoreResult<Option<String>> {
+        let sql = "SELECT MAX(day) FROM job_runs WHERE job = $1 AND state = 'done'";
+        let (day,): (Option<String>,) = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(job)
+            .fetch_one(conn)
+            .await?);
+        Ok(day)
+    }
+
+    /// Runs of a job, newest first, or one day's.
+    pub async fn job_runs(
+        &mut self,
+        job: &str,
+        day: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobRun>> {
+        let sql = "SELECT day, state, started_at, finished_at, report FROM job_runs \
+                   WHERE job = $1 AND ($2 = '' OR day = $2) ORDER BY day DESC LIMIT $3";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(job)
+            .bind(day.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(conn)
+            .await?))
+    }
+
+    /// Subscriptions with a Stripe Subscription: the ones the job reports.
+    pub async fn mirrored_subscriptions(&mut self) -> StoreResult<Vec<String>> {
+        let sql = "SELECT s.id FROM subscriptions s \
+                   JOIN stripe_subscriptions ss ON ss.subscription_id = s.id ORDER BY s.id";
+        let rows: Vec<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    pub async fn billed_line(
+        &mut self,
+        subscription_id: &str,
+        period_start: i64,
+        line: &str,
+    ) -> StoreResult<Option<BilledLine>> {
+        let sql = "SELECT stripe_item_id, amount_minor, description, revision FROM billed_lines \
+                   WHERE subscription_id = $1 AND period_start = $2 AND line = $3";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subscription_id)
+            .bind(period_start)
+            .bind(line)
+            .fetch_optional(conn)
+            .await?))
+    }
+
+    /// Records what is now billed for a line.
+    pub async fn save_billed_line(
+        &mut self,
+        subscription_id: &str,
+        period_start: i64,
+        line: &str,
+        billed: &BilledLine,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO billed_lines (subscription_id, period_start, line, stripe_item_id, \
+                   amount_minor, description, revision, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                   ON CONFLICT (subscription_id, period_start, line) DO UPDATE SET \
+                   stripe_item_id = excluded.stripe_item_id, amount_minor = excluded.amount_minor, \
+                   description = excluded.description, revision = excluded.revision, updated_at = excluded.updated_at";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(subscription_id)
+            .bind(period_start)
+            .bind(line)
+            .bind(&billed.stripe_item_id)
+            .bind(billed.amount_minor)
+            .bind(&billed.description)
+            .bind(billed.revision)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}
+
+impl Tx {
+    /// Every billed line of one period of a subscription, by line key.
+    pub async fn billed_lines_of(
+        &mut self,
+        subscription_id: &str,
+        period_start: i64,
+    ) -> StoreResult<Vec<(String, BilledLine)>> {
+        let sql = "SELECT line, stripe_item_id, amount_minor, description, revision FROM billed_lines \
+                   WHERE subscription_id = $1 AND period_start = $2 ORDER BY line";
+        let rows: Vec<(String, String, i64, String, i64)> =
+            on_tx!(self, |conn| sqlx::query_as(sql)
+                .bind(subscription_id)
+                .bind(period_start)
+                .fetch_all(conn)
+                .await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(line, stripe_item_id, amount_minor, description, revision)| {
+                    (
+                        line,
+                        BilledLine {
+                            stripe_item_id,
+                            amount_minor,
+                            description,
+                            revision,
+                        },
+                    )
+                },
+            )
+            .collect())
+    }
+}

@@ -1,0 +1,357 @@
+//! The daily billing job against a mock Stripe: usage reported as invoice items created once and
+//! then updated, days claimed once, missed days caught up, one failing subscription not holding up
+//! the others.
+
+use crate::events::post_events;
+use crate::helpers::{Backend, TestApp, on_both_backends, spawn_app_with, use_stripe};
+use crate::stripe_mock::StripeMock;
+use chrono::{Days, NaiveDate, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tollbooth::billing::BillingJob;
+use tollbooth::store::Store;
+use tollbooth::stripe::Stripe;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+on_both_backends!(
+    usage_becomes_an_invoice_item_created_once_then_updated,
+    a_day_is_run_once_however_often_it_is_started,
+    a_stripe_500_for_one_subscription_leaves_the_others_billed,
+    missed_days_are_caught_up_in_order_and_a_stopped_run_is_taken_over,
+);
+
+/// A tier at $0.50 a call plus $25 a month, a gateway, and `count` subscriptions `acme-{i}` with
+/// consumer keys `k{i}`.
+async fn setup(app: &TestApp, count: usize) -> (String, Vec<Value>) {
+    let post = |path: &'static str, body: Value| async move {
+        let (status, answer) = app.post(path, &body).await;
+        assert!(status.is_success(), "{path}: {answer}");
+        answer
+    };
+    post(
+        "/v1/apis",
+        json!({"slug": "weather", "name": "Weather API"}),
+    )
+    .await;
+    post(
+        "/v1/tiers",
+        json!({"slug": "weather-metered", "api": "weather", "name": "Metered", "currency": "usd",
+        "fixed_fee": {"amount": "25.00", "interval": "month"},
+        "usage": {"model": "per_unit", "unit_price": "0.50"}}),
+    )
+    .await;
+    let mut subscriptions = Vec::new();
+    for i in 1..=count {
+        post("/v1/subscribers", json!({"external_id": format!("acme{i}"), "name": "Acme", "email": "billing@acme.example"})).await;
+        subscriptions.push(
+            post(
+                "/v1/subscriptions",
+                json!({"external_id": format!("acme-{i}"), "subscriber": format!("acme{i}"),
+                "tier": "weather-metered", "consumer_keys": [format!("k{i}")]}),
+            )
+            .await,
+        );
+    }
+    let gateway = post("/v1/gateways", json!({"name": "kong"})).await;
+    (gateway["key"].as_str().unwrap().to_owned(), subscriptions)
+}
+
+async fn calls(app: &TestApp, key: &str, consumer: &str, ids: &[&str]) {
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "consumer": consumer, "api": "weather", "timestamp": Utc::now().to_rfc3339(), "status": 200}))
+        .collect();
+    let (status, answer) = post_events(app, key, Value::Array(records).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+}
+
+struct Runner {
+    store: Store,
+    stripe: Stripe,
+}
+
+impl Runner {
+    async fn new(app: &TestApp, stripe: &StripeMock) -> Self {
+        let mut settings = crate::helpers::test_settings(&app.database_url);
+        use_stripe(&mut settings, &stripe.uri());
+        Self {
+            store: Store::connect(&app.database_url).await.unwrap(),
+            stripe: Stripe::from_settings(&settings).unwrap(),
+        }
+    }
+
+    fn job<'a>(&'a self, owner: &'a str) -> BillingJob<'a> {
+        BillingJob {
+            store: &self.store,
+            stripe: &self.stripe,
+            owner,
+            retention: std::time::Duration::from_secs(35 * 86_400),
+        }
+    }
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+fn next(day: NaiveDate, n: u64) -> NaiveDate {
+    day.checked_add_days(Days::new(n)).unwrap()
+}
+
+async fn usage_becomes_an_invoice_item_created_once_then_updated(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe
+        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe
+        .object("POST", "/v1/invoiceitems/[^/]+", "invoiceitem", "ii")
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, subscriptions) = setup(&app, 1).await;
+    let subscription = subscriptions[0]["id"].as_str().unwrap();
+    let stripe_subscription = subscriptions[0]["stripe"]["subscription"]["id"]
+        .as_str()
+        .unwrap();
+    calls(&app, &key, "k1", &["c1", "c2", "c3"]).await;
+    let runner = Runner::new(&app, &stripe).await;
+
+    let report = runner.job("runner-a").run_day(today()).await.unwrap();
+    assert_eq!(report.outcome, "done");
+    assert_eq!(
+        (report.subscriptions_reported, report.items_created),
+        (1, 1),
+        "{report:?}"
+    );
+    let created = &stripe.requests("POST", "/v1/invoiceitems").await[0];
+    assert_eq!(created.field("amount"), Some("150"), "3 calls at $0.50");
+    assert_eq!(created.field("currency"), Some("usd"));
+    assert_eq!(created.field("subscription"), Some(stripe_subscription));
+    assert!(created.field("customer").unwrap().starts_with("cus_"));
+    assert!(
+        created.field("description").unwrap().contains('3'),
+        "{:?}",
+        created.field("description")
+    );
+    let period_start = today()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let item_key = format!("tb-usage-{subscription}-{period_start}-usage-1");
+    assert_eq!(created.idempotency_key.as_deref(), Some(item_key.as_str()));
+
+    // Two more calls: the next day's run updates the same item to the new amount.
+    calls(&app, &key, "k1", &["c4", "c5"]).await;
+    let report = runner
+        .job("runner-a")
+        .run_day(next(today(), 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.items_created, report.items_updated),
+        (0, 1),
+        "{report:?}"
+    );
+    let updated = &stripe.requests("POST", "/v1/invoiceitems/[^/]+").await[0];
+    assert_eq!(updated.path, format!("/v1/invoiceitems/{}", "ii_test6"));
+    assert_eq!(updated.field("amount"), Some("250"));
+    assert_eq!(
+        updated.idempotency_key.as_deref(),
+        Some(format!("{item_key}-r2").as_str())
+    );
+
+    // Nothing changed: the day after sends nothing.
+    let before = stripe.server.received_requests().await.unwrap().len();
+    let report = runner
+        .job("runner-a")
+        .run_day(next(today(), 2))
+        .await
+        .unwrap();
+    assert_eq!((report.items_created, report.items_updated), (0, 0));
+    assert_eq!(
+        stripe.server.received_requests().await.unwrap().len(),
+        before
+    );
+
+    let (status, runs) = app.get("/v1/billing/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs["data"].as_array().unwrap().len(), 3);
+    let (status, run) = app
+        .get(&format!("/v1/billing/runs/{}", next(today(), 1)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "done");
+    assert_eq!(run["report"]["items_updated"], 1);
+    let (status, _) = app.get("/v1/billing/runs/1999-01-01").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    runner.store.close().await;
+}
+
+async fn a_day_is_run_once_however_often_it_is_started(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe
+        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, _) = setup(&app, 1).await;
+    calls(&app, &key, "k1", &["c1"]).await;
+    let runner = Runner::new(&app, &stripe).await;
+
+    let (job_a, job_b) = (runner.job("replica-a"), runner.job("replica-b"));
+    let (a, b) = tokio::join!(job_a.run_day(today()), job_b.run_day(today()));
+    let mut outcomes = vec![a.unwrap().outcome, b.unwrap().outcome];
+    outcomes.sort();
+    assert_eq!(outcomes[1], "done", "{outcomes:?}");
+    assert!(
+        ["already_done", "claimed_elsewhere"].contains(&outcomes[0].as_str()),
+        "{outcomes:?}"
+    );
+    let again = runner.job("manual").run_day(today()).await.unwrap();
+    assert_eq!(again.outcome, "already_done");
+    runner.store.close().await;
+}
+
+async fn a_stripe_500_for_one_subscription_leaves_the_others_billed(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, subscriptions) = setup(&app, 2).await;
+    let failing = subscriptions[0]["stripe"]["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    calls(&app, &key, "k1", &["a1"]).await;
+    calls(&app, &key, "k2", &["b1", "b2"]).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/invoiceitems"))
+        .and(body_string_contains(format!("subscription={failing}")))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"type": "api_error", "message": "boom"}})),
+        )
+        .expect(5)
+        .with_priority(1)
+        .named("the failing subscription's item, every attempt")
+        .mount(&stripe.server)
+        .await;
+    let runner = Runner::new(&app, &stripe).await;
+
+    let report = runner.job("runner").run_day(today()).await.unwrap();
+    assert_eq!(report.subscriptions_reported, 1, "{report:?}");
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(
+        report.failures[0].subscription,
+        subscriptions[0]["id"].as_str().unwrap()
+    );
+    assert!(report.failures[0].error.contains("boom"), "{report:?}");
+    let items = stripe.requests("POST", "/v1/invoiceitems").await;
+    let billed: Vec<_> = items
+        .iter()
+        .filter(|r| r.field("subscription") != Some(failing.as_str()))
+        .collect();
+    assert_eq!(billed.len(), 1);
+    assert_eq!(billed[0].field("amount"), Some("100"));
+
+    // Stripe recovers: the next run bills the one that failed, with the key it used before.
+    let first_key = items
+        .iter()
+        .find(|r| r.field("subscription") == Some(failing.as_str()))
+        .unwrap()
+        .idempotency_key
+        .clone();
+    stripe.server.reset().await;
+    stripe
+        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
+        .expect(1)
+        .mount(&stripe.server)
+        .await;
+    let report = runner
+        .job("runner")
+        .run_day(next(today(), 1))
+        .await
+        .unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    let retried = &stripe.requests("POST", "/v1/invoiceitems").await[0];
+    assert_eq!(retried.field("subscription"), Some(failing.as_str()));
+    assert_eq!(retried.field("amount"), Some("50"));
+    assert_eq!(retried.idempotency_key, first_key);
+    runner.store.close().await;
+}
+
+async fn missed_days_are_caught_up_in_order_and_a_stopped_run_is_taken_over(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |_| {}).await else {
+        return;
+    };
+    let runner = Runner::new(&app, &stripe).await;
+    let start = today().checked_sub_days(Days::new(4)).unwrap();
+    assert_eq!(
+        runner.job("a").run_day(start).await.unwrap().outcome,
+        "done"
+    );
+
+    // Down for three days: the next start runs them, oldest first, then today.
+    let reports = runner.job("a").run_due(today()).await.unwrap();
+    let days: Vec<String> = reports.iter().map(|r| r.day.clone()).collect();
+    let expected: Vec<String> = (1..=4).map(|n| next(start, n).to_string()).collect();
+    assert_eq!(days, expected);
+    assert!(reports.iter().all(|r| r.outcome == "done"));
+    assert!(
+        runner
+            .job("a")
+            .run_due(today())
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.outcome == "already_done")
+    );
+
+    // A runner that stopped mid-run keeps the day until its lease passes; then the next takes over.
+    let tomorrow = next(today(), 1).to_string();
+    let mut tx = runner.store.begin().await.unwrap();
+    tx.claim_run(tollbooth::billing::JOB, &tomorrow, "killed", -1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let report = runner.job("b").run_day(next(today(), 1)).await.unwrap();
+    assert_eq!(report.outcome, "done");
+    let mut tx = runner.store.begin().await.unwrap();
+    tx.claim_run(
+        tollbooth::billing::JOB,
+        &next(today(), 2).to_string(),
+        "alive",
+        60_000,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        runner
+            .job("b")
+            .run_day(next(today(), 2))
+            .await
+            .unwrap()
+            .outcome,
+        "claimed_elsewhere"
+    );
+    runner.store.close().await;
+}
