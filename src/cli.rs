@@ -121,6 +121,7 @@ impl Cli {
                     stripe: &stripe,
                     owner: &owner,
                     retention: settings.retention.0,
+                    lease: std::time::Duration::from_secs(15 * 60),
                 };
                 let day = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
                 let mut failed = 0;

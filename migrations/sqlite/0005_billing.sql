@@ -30,3 +30,11 @@ CREATE TABLE billed_lines (
     updated_at      BIGINT NOT NULL,
     PRIMARY KEY (subscription_id, period_start, line)
 );
+
+-- How far each subscription's periods are closed: the end of the last period whose final usage
+-- is on Stripe. A run closes every period that ended since, in order, so a failure or downtime
+-- only delays a close.
+CREATE TABLE billing_cursors (
+    subscription_id TEXT PRIMARY KEY REFERENCES subscriptions (id),
+    closed_until    BIGINT NOT NULL
+);

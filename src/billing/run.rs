@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 /// The job's name in `job_runs`.
 pub const JOB: &str = "billing";
-/// How long a claim holds before another runner may take over a stopped run.
-const LEASE_MS: i64 = 15 * 60 * 1000;
+/// The setting holding the aggregation-table revision the last clean run had seen.
+const WATERMARK: &str = "billing_usage_revision";
+/// At most this many periods of one subscription are closed in one run.
+const MAX_CLOSES: usize = 400;
 /// At most this many missed days are caught up in one go.
 const MAX_CATCH_UP_DAYS: u64 = 60;
 
@@ -66,6 +68,8 @@ pub struct BillingJob<'a> {
     pub owner: &'a str,
     /// Raw call records older than this are purged after each run.
     pub retention: std::time::Duration,
+    /// How long a claim holds before another runner may take over a run that stopped.
+    pub lease: std::time::Duration,
 }
 
 impl BillingJob<'_> {
@@ -117,8 +121,10 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
         day: day_text.clone(),
         ..RunReport::default()
     };
+    let lease_ms = i64::try_from(job.lease.as_millis()).unwrap_or(i64::MAX);
     let mut tx = store.begin().await?;
-    let claim = tx.claim_run(JOB, &day_text, owner, LEASE_MS).await?;
+    tx.lock_job_claims(JOB).await?;
+    let claim = tx.claim_run(JOB, &day_text, owner, lease_ms).await?;
     tx.commit().await?;
     match claim {
         Claim::Done => {
@@ -132,9 +138,33 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
         Claim::Claimed => {}
     }
     let start_of_day = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let subscriptions = store.begin_read().await?.mirrored_subscriptions().await?;
+    let mut tx = store.begin_read().await?;
+    let subscriptions = tx.mirrored_subscriptions().await?;
+    // Where records arrived since the last clean run: closed periods they fell in are billed again.
+    let upto = tx.usage_revision().await?;
+    let after = tx
+        .setting(WATERMARK)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    let changed = tx.usage_changed_between(after, upto).await?;
+    drop(tx);
     for subscription in subscriptions {
-        match report_subscription(store, stripe, &subscription, start_of_day, &mut report).await {
+        let hours: Vec<i64> = changed
+            .iter()
+            .filter(|(id, _)| *id == subscription)
+            .map(|(_, hour)| *hour)
+            .collect();
+        match report_subscription(
+            store,
+            stripe,
+            &subscription,
+            start_of_day,
+            &hours,
+            &mut report,
+        )
+        .await
+        {
             Ok(()) => report.subscriptions_reported += 1,
             Err(error) => {
                 tracing::warn!(%subscription, %error, "billing a subscription failed; it is retried next run");
@@ -150,6 +180,10 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
         .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
     let mut tx = store.begin().await?;
     tx.finish_run(JOB, &day_text, &text).await?;
+    // A subscription that failed keeps the watermark: its late records are looked at again.
+    if report.failures.is_empty() {
+        tx.put_setting(WATERMARK, &upto.to_string()).await?;
+    }
     tx.commit().await?;
     match crate::metering::purge_expired(store, job.retention, crate::store::now_ms()).await {
         Ok(purged) => tracing::info!(purged, "raw call records past the retention window purged"),
@@ -176,16 +210,32 @@ async fn report_subscription(
     stripe: &Stripe,
     subscription_id: &str,
     start_of_day: DateTime<Utc>,
+    changed_hours: &[i64],
     report: &mut RunReport,
 ) -> Result<(), SubscriptionError> {
-    let now = Utc::now();
-    // The period that ended as this day began gets its final usage.
-    let before = start_of_day - chrono::Duration::milliseconds(1);
-    if let Ok(closed) = super::preview(store, subscription_id, None, before).await
-        && closed.invoice.period_end == start_of_day
-    {
-        let start = closed.invoice.period_start.date_naive();
-        let closed = super::preview(store, subscription_id, Some(start), now).await?;
+    // A run for a day ahead of the clock (a test, a manual `--as-of`) rates as of that day.
+    let now = Utc::now().max(start_of_day);
+    let started_at = {
+        let mut tx = store.begin_read().await?;
+        let found = tx.find_subscription(subscription_id).await?;
+        let Some(found) = found else {
+            return Ok(());
+        };
+        (tx.closed_until(subscription_id).await?, found.started_at)
+    };
+    let (closed_until, started_at) = started_at;
+    // Every period that ended since the last close gets its final usage, oldest first.
+    let mut cursor = crate::domain::time::from_ms(closed_until.unwrap_or(started_at));
+    let mut closed_now = Vec::new();
+    for _ in 0..MAX_CLOSES {
+        let Ok(period) = super::preview(store, subscription_id, None, cursor).await else {
+            break;
+        };
+        if period.invoice.period_end > start_of_day {
+            break;
+        }
+        let start = period.invoice.period_start;
+        let closed = super::preview(store, subscription_id, Some(start.date_naive()), now).await?;
         bring_in_line(
             store,
             stripe,
@@ -195,14 +245,41 @@ async fn report_subscription(
             report,
         )
         .await?;
+        let mut tx = store.begin().await?;
+        tx.set_closed_until(
+            subscription_id,
+            closed.invoice.period_end.timestamp_millis(),
+        )
+        .await?;
+        tx.commit().await?;
         report.cycles_closed += 1;
+        closed_now.push(start);
+        cursor = closed.invoice.period_end;
     }
-    let open = super::preview(store, subscription_id, None, start_of_day).await;
-    match open {
-        Ok(open) => {
-            bring_in_line(store, stripe, subscription_id, &open.invoice, false, report).await?
+    // Late records in periods closed before: the difference goes to Stripe too.
+    let mut late_periods = Vec::new();
+    for hour in changed_hours {
+        let at = crate::domain::time::from_ms(*hour);
+        if at >= cursor {
+            continue;
         }
-        // Not started yet on this day: nothing open to report.
+        if let Ok(period) = super::preview(store, subscription_id, None, at).await {
+            let start = period.invoice.period_start;
+            if !closed_now.contains(&start) && !late_periods.contains(&start) {
+                late_periods.push(start);
+            }
+        }
+    }
+    for start in late_periods {
+        let again = super::preview(store, subscription_id, Some(start.date_naive()), now).await?;
+        bring_in_line(store, stripe, subscription_id, &again.invoice, true, report).await?;
+    }
+    match super::preview(store, subscription_id, None, start_of_day.max(cursor)).await {
+        Ok(open) if open.invoice.period_end > start_of_day => {
+            bring_in_line(store, stripe, subscription_id, &open.invoice, false, report).await?;
+        }
+        Ok(_) => {}
+        // Not started by this day: nothing open to report.
         Err(BillingError::Pricing(_)) => {}
         Err(other) => return Err(other.into()),
     }

@@ -14,6 +14,7 @@ pub async fn run_now(store: &Store, stripe: &Stripe, owner: &str, retention: Dur
         stripe,
         owner,
         retention,
+        lease: Duration::from_secs(15 * 60),
     };
     match job.run_due(chrono::Utc::now().date_naive()).await {
         Ok(reports) => {

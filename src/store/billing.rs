@@ -210,3 +210,77 @@ impl Tx {
             .collect())
     }
 }
+
+impl Tx {
+    /// The revision of the newest committed change to the aggregation table.
+    pub async fn usage_revision(&mut self) -> StoreResult<i64> {
+        let sql = "SELECT value FROM usage_revision WHERE id = 1";
+        let row: Option<(i64,)> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .fetch_optional(conn)
+            .await?);
+        Ok(row.map_or(0, |(value,)| value))
+    }
+
+    /// The (subscription, hour) rows changed in `(after, upto]`: where late records landed.
+    pub async fn usage_changed_between(
+        &mut self,
+        after: i64,
+        upto: i64,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let sql = "SELECT DISTINCT subscription_id, hour FROM usage_hourly \
+                   WHERE revision > $1 AND revision <= $2 ORDER BY subscription_id, hour";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(after)
+            .bind(upto)
+            .fetch_all(conn)
+            .await?))
+    }
+
+    /// Writes a setting tollbooth keeps for itself.
+    pub async fn put_setting(&mut self, name: &str, value: &str) -> StoreResult<()> {
+        let sql = "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                   ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(name)
+            .bind(value)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// On PostgreSQL, serializes the claims of all replicas until this transaction ends.
+    pub async fn lock_job_claims(&mut self, job: &str) -> StoreResult<()> {
+        if let super::Tx::Postgres(tx) = self {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("tollbooth-job-{job}"))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Tx {
+    /// The end of the last closed period of a subscription, if any was closed.
+    pub async fn closed_until(&mut self, subscription_id: &str) -> StoreResult<Option<i64>> {
+        let sql = "SELECT closed_until FROM billing_cursors WHERE subscription_id = $1";
+        let row: Option<(i64,)> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subscription_id)
+            .fetch_optional(conn)
+            .await?);
+        Ok(row.map(|(at,)| at))
+    }
+
+    pub async fn set_closed_until(&mut self, subscription_id: &str, at: i64) -> StoreResult<()> {
+        let sql = "INSERT INTO billing_cursors (subscription_id, closed_until) VALUES ($1, $2) \
+                   ON CONFLICT (subscription_id) DO UPDATE SET closed_until = excluded.closed_until";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(subscription_id)
+            .bind(at)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}

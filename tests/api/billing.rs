@@ -19,6 +19,8 @@ on_both_backends!(
     a_day_is_run_once_however_often_it_is_started,
     a_stripe_500_for_one_subscription_leaves_the_others_billed,
     missed_days_are_caught_up_in_order_and_a_stopped_run_is_taken_over,
+    a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice,
+    a_run_stopped_part_way_is_completed_without_a_second_item,
 );
 
 /// A tier at $0.50 a call plus $25 a month, a gateway, and `count` subscriptions `acme-{i}` with
@@ -38,6 +40,14 @@ async fn setup(app: &TestApp, count: usize) -> (String, Vec<Value>) {
         "/v1/tiers",
         json!({"slug": "weather-metered", "api": "weather", "name": "Metered", "currency": "usd",
         "fixed_fee": {"amount": "25.00", "interval": "month"},
+        "usage": {"model": "per_unit", "unit_price": "0.50"}}),
+    )
+    .await;
+    // Daily periods: a cycle ends every midnight.
+    post(
+        "/v1/tiers",
+        json!({"slug": "weather-daily", "api": "weather", "name": "Daily", "currency": "usd",
+        "billing_period": {"interval": "day"},
         "usage": {"model": "per_unit", "unit_price": "0.50"}}),
     )
     .await;
@@ -69,6 +79,7 @@ async fn calls(app: &TestApp, key: &str, consumer: &str, ids: &[&str]) {
 struct Runner {
     store: Store,
     stripe: Stripe,
+    lease: std::time::Duration,
 }
 
 impl Runner {
@@ -78,6 +89,7 @@ impl Runner {
         Self {
             store: Store::connect(&app.database_url).await.unwrap(),
             stripe: Stripe::from_settings(&settings).unwrap(),
+            lease: std::time::Duration::from_secs(15 * 60),
         }
     }
 
@@ -87,6 +99,7 @@ impl Runner {
             stripe: &self.stripe,
             owner,
             retention: std::time::Duration::from_secs(35 * 86_400),
+            lease: self.lease,
         }
     }
 }
@@ -163,7 +176,10 @@ async fn usage_becomes_an_invoice_item_created_once_then_updated(backend: Backen
         "{report:?}"
     );
     let updated = &stripe.requests("POST", "/v1/invoiceitems/[^/]+").await[0];
-    assert_eq!(updated.path, format!("/v1/invoiceitems/{}", "ii_test6"));
+    assert!(
+        updated.path.starts_with("/v1/invoiceitems/ii_test"),
+        "the item made the day before"
+    );
     assert_eq!(updated.field("amount"), Some("250"));
     assert_eq!(
         updated.idempotency_key.as_deref(),
@@ -352,6 +368,137 @@ async fn missed_days_are_caught_up_in_order_and_a_stopped_run_is_taken_over(back
             .unwrap()
             .outcome,
         "claimed_elsewhere"
+    );
+    runner.store.close().await;
+}
+
+async fn a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, _) = setup(&app, 0).await;
+    let (status, _) = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "daily", "name": "Daily Co", "email": "billing@daily.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, subscription) = app
+        .post("/v1/subscriptions", &json!({"external_id": "daily-1", "subscriber": "daily", "tier": "weather-daily", "consumer_keys": ["d1"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    let subscription_id = subscription["id"].as_str().unwrap().to_owned();
+    let runner = Runner::new(&app, &stripe).await;
+
+    // Today: three calls reported on today's period.
+    calls(&app, &key, "d1", &["t1", "t2", "t3"]).await;
+    let report = runner.job("r").run_day(today()).await.unwrap();
+    assert_eq!(report.items_created, 1, "{report:?}");
+    let item = stripe.requests("POST", "/v1/invoiceitems").await[0].clone();
+    assert_eq!(item.field("amount"), Some("150"));
+
+    // A fourth call, then the cycle ends at midnight: tomorrow's run puts the final usage on the item.
+    calls(&app, &key, "d1", &["t4"]).await;
+    let report = runner.job("r").run_day(next(today(), 1)).await.unwrap();
+    assert_eq!(report.cycles_closed, 1, "{report:?}");
+    assert_eq!(report.items_updated, 1);
+    let update = stripe.requests("POST", "/v1/invoiceitems/[^/]+").await[0].clone();
+    assert_eq!(update.field("amount"), Some("200"));
+    let reconciliation = &report.reconciliation[0];
+    assert_eq!(reconciliation.subscription, subscription_id);
+    assert_eq!(reconciliation.rated.to_string(), "2.00");
+    assert_eq!(reconciliation.difference.to_string(), "0.00");
+
+    // Stripe has finalized today's invoice; a record of today arrives late.
+    Mock::given(method("POST"))
+        .and(path(update.path.clone()))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"type": "invalid_request_error",
+            "message": "The invoice item is attached to an invoice that is finalized and cannot be modified."}})))
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    calls(&app, &key, "d1", &["t5"]).await;
+    let report = runner.job("r").run_day(next(today(), 2)).await.unwrap();
+    assert_eq!(report.late_items, 1, "{report:?}");
+    let late = stripe.requests("POST", "/v1/invoiceitems").await;
+    assert_eq!(late.len(), 2);
+    assert_eq!(late[1].field("amount"), Some("50"), "only the difference");
+    assert!(
+        late[1]
+            .field("description")
+            .unwrap()
+            .starts_with(&format!("Late usage for the period from {}", today()))
+    );
+    assert!(
+        late[1]
+            .idempotency_key
+            .as_deref()
+            .unwrap()
+            .starts_with("tb-late-")
+    );
+
+    // Once: the next run sends nothing.
+    let before = stripe.server.received_requests().await.unwrap().len();
+    let report = runner.job("r").run_day(next(today(), 3)).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(
+        stripe.server.received_requests().await.unwrap().len(),
+        before
+    );
+    runner.store.close().await;
+}
+
+async fn a_run_stopped_part_way_is_completed_without_a_second_item(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    // Stripe makes the item, but the run is stopped before its answer comes back.
+    stripe
+        .object_answering_in(
+            "POST",
+            "/v1/invoiceitems",
+            "invoiceitem",
+            "ii",
+            Some(std::time::Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, _) = setup(&app, 1).await;
+    calls(&app, &key, "k1", &["c1", "c2"]).await;
+    let mut runner = Runner::new(&app, &stripe).await;
+    runner.lease = std::time::Duration::from_millis(1);
+
+    let stopped = tokio::time::timeout(
+        std::time::Duration::from_millis(1_500),
+        runner.job("killed").run_day(today()),
+    )
+    .await;
+    assert!(
+        stopped.is_err(),
+        "the run was stopped while Stripe was answering"
+    );
+    let report = runner.job("next").run_day(today()).await.unwrap();
+    assert_eq!(
+        report.outcome, "done",
+        "the stopped run's day is taken over"
+    );
+    assert_eq!(report.items_created, 1);
+    let sent = stripe.requests("POST", "/v1/invoiceitems").await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].idempotency_key, sent[1].idempotency_key);
+    assert_eq!(stripe.objects_made("tb-usage-"), 1, "Stripe made one item");
+    assert_eq!(
+        runner.job("again").run_day(today()).await.unwrap().outcome,
+        "already_done"
     );
     runner.store.close().await;
 }

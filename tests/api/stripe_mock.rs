@@ -61,6 +61,8 @@ struct StripeObject {
     fixture: &'static str,
     prefix: &'static str,
     made: Made,
+    /// Stripe makes the object at once but its answer takes this long.
+    delay: Option<std::time::Duration>,
 }
 
 impl Respond for StripeObject {
@@ -85,7 +87,11 @@ impl Respond for StripeObject {
         if let Some(key) = seen.idempotency_key {
             made.insert(key, object.clone());
         }
-        ResponseTemplate::new(200).set_body_json(object)
+        let answer = ResponseTemplate::new(200).set_body_json(object);
+        match self.delay {
+            Some(delay) => answer.set_delay(delay),
+            None => answer,
+        }
     }
 }
 
@@ -156,16 +162,29 @@ impl StripeMock {
         fixture: &'static str,
         prefix: &'static str,
     ) -> Mock {
+        self.object_answering_in(verb, path, fixture, prefix, None)
+    }
+
+    /// Like [`Self::object`], but the answer comes after `delay` (the object is made at once).
+    pub fn object_answering_in(
+        &self,
+        verb: &str,
+        path: &str,
+        fixture: &'static str,
+        prefix: &'static str,
+        delay: Option<std::time::Duration>,
+    ) -> Mock {
         Mock::given(method(verb))
             .and(path_regex(format!("^{path}$")))
             .respond_with(StripeObject {
                 fixture,
                 prefix,
                 made: self.made.clone(),
+                delay,
             })
     }
 
-    /// Every endpoint the catalog mirror uses, each expected `times` times when given.
+    /// Every endpoint the catalog mirror uses.
     pub async fn mount_catalog(&self) {
         for (verb, path, fixture, prefix) in CATALOG {
             self.object(verb, path, fixture, prefix)
@@ -194,8 +213,8 @@ impl StripeMock {
     }
 }
 
-/// The endpoints of the catalog mirror: method, path pattern, fixture, id prefix.
-const CATALOG: [(&str, &str, &str, &str); 11] = [
+/// The endpoints tollbooth writes to: method, path pattern, fixture, id prefix.
+const CATALOG: [(&str, &str, &str, &str); 12] = [
     ("POST", "/v1/products", "product", "prod"),
     ("POST", "/v1/prices", "price", "price"),
     ("POST", "/v1/prices/[^/]+", "price", "price"),
@@ -207,6 +226,7 @@ const CATALOG: [(&str, &str, &str, &str); 11] = [
     ("DELETE", "/v1/subscriptions/[^/]+", "subscription", "sub"),
     ("POST", "/v1/checkout/sessions", "checkout_session", "cs"),
     ("POST", "/v1/invoiceitems", "invoiceitem", "ii"),
+    ("POST", "/v1/invoiceitems/[^/]+", "invoiceitem", "ii"),
 ];
 
 /// Paths in tests are literal or end in `/[^/]+`: enough of a matcher for them.
