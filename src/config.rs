@@ -263,10 +263,31 @@ fn env_name(key: &str) -> String {
     }
 }
 
-/// A database URL tollbooth can open.
-#[derive(Debug, Clone, Deserialize)]
+/// A database URL tollbooth can open. `Debug` hides a password in it.
+#[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct DatabaseUrl(String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `scheme://user:password@host`: everything between the user's `:` and the `@` goes.
+        let shown = match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let credentials = &self.0[scheme + 3..at];
+                match credentials.find(':') {
+                    Some(colon) => format!(
+                        "{}:[REDACTED]{}",
+                        &self.0[..scheme + 3 + colon],
+                        &self.0[at..]
+                    ),
+                    None => self.0.clone(),
+                }
+            }
+            _ => self.0.clone(),
+        };
+        f.debug_tuple("DatabaseUrl").field(&shown).finish()
+    }
+}
 
 impl DatabaseUrl {
     pub fn as_str(&self) -> &str {
@@ -365,12 +386,19 @@ mod tests {
             )?;
             jail.set_env("TOLLBOOTH_LISTEN", "127.0.0.1:9100");
             jail.set_env("STRIPE_SECRET_KEY", "sk_test_hidden");
+            jail.set_env(
+                "TOLLBOOTH_DATABASE_URL",
+                "postgres://billing:pg_hidden@db.internal/tollbooth",
+            );
             let settings = Settings::load(Some(Path::new("t.toml"))).unwrap();
             assert_eq!(settings.listen.port(), 9100);
             assert_eq!(settings.billing_cron.as_str(), "0 0 1 * * *");
             let key = settings.stripe_secret_key.as_ref().unwrap();
             assert_eq!(key.expose_secret(), "sk_test_hidden");
-            assert!(!format!("{settings:?}").contains("sk_test_hidden"));
+            let shown = format!("{settings:?}");
+            assert!(!shown.contains("sk_test_hidden"), "{shown}");
+            assert!(!shown.contains("pg_hidden"), "{shown}");
+            assert!(shown.contains("postgres://billing:[REDACTED]@db.internal/tollbooth"));
             Ok(())
         });
     }

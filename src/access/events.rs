@@ -35,6 +35,9 @@ impl EventOutcome {
 pub struct Applied {
     pub outcome: EventOutcome,
     pub changed: Vec<(String, &'static str)>,
+    /// A renewal invoice was drafted: the subscription's period that ended at this time
+    /// (Unix milliseconds) is to be closed now, the billing job's fast path.
+    pub close: Option<(String, i64)>,
 }
 
 /// Subscriptions whose payment state an event set.
@@ -55,21 +58,47 @@ pub async fn apply_event(
         return Ok(Applied {
             outcome: EventOutcome::Replayed,
             changed,
+            close: None,
         });
     }
-    let outcome = outcome_of(&mut tx, event, &mut changed).await?;
+    let mut close = None;
+    let outcome = outcome_of(&mut tx, event, &mut changed, &mut close).await?;
     if outcome == EventOutcome::UnknownObject {
         tracing::info!(event = %event.id, kind = %event.type_name, "Stripe event about an object tollbooth does not know");
     }
     tx.set_event_outcome(&event.id, outcome.as_str()).await?;
     tx.commit().await?;
-    Ok(Applied { outcome, changed })
+    Ok(Applied {
+        outcome,
+        changed,
+        close,
+    })
+}
+
+/// `invoice.created` for a renewal: the period that just ended is to be closed at once.
+async fn renewal(
+    tx: &mut Tx,
+    event: &StripeEvent,
+    close: &mut Option<(String, i64)>,
+) -> StoreResult<EventOutcome> {
+    if event.object["billing_reason"].as_str() != Some("subscription_cycle") {
+        return Ok(EventOutcome::Ignored);
+    }
+    let Some(subscription) = subscription_of(tx, event).await? else {
+        return Ok(EventOutcome::UnknownObject);
+    };
+    let period_end = event.object["period_end"]
+        .as_i64()
+        .map_or(event.created_ms, |seconds| seconds.saturating_mul(1000));
+    *close = Some((subscription, period_end));
+    Ok(EventOutcome::Applied)
 }
 
 async fn outcome_of(
     tx: &mut Tx,
     event: &StripeEvent,
     changed: &mut Changed,
+    close: &mut Option<(String, i64)>,
 ) -> StoreResult<EventOutcome> {
     let failed_at = Some(event.created_ms);
     Ok(match &event.kind {
@@ -114,9 +143,9 @@ async fn outcome_of(
                 None => EventOutcome::UnknownObject,
             }
         }
-        // The billing job's fast path (closing the period on the draft invoice) is the billing
-        // job's; the webhook records them so the job can see them.
-        EventType::InvoiceCreated | EventType::InvoiceFinalized => EventOutcome::Ignored,
+        EventType::InvoiceCreated => renewal(tx, event, close).await?,
+        // Usage goes on a draft; once final, the billing job sends late usage to the next one.
+        EventType::InvoiceFinalized => EventOutcome::Ignored,
         EventType::Other(_) => EventOutcome::Ignored,
     })
 }

@@ -83,7 +83,57 @@ impl BillingJob<'_> {
     pub async fn run_day(&self, day: NaiveDate) -> Result<RunReport, BillingError> {
         run_day(self, day).await
     }
+
+    /// The fast path of a renewal's `invoice.created`: closes the subscription's periods that
+    /// ended by `period_end` (Unix milliseconds) while the invoice is a draft, once per period end.
+    pub async fn close_now(
+        &self,
+        subscription_id: &str,
+        period_end: i64,
+    ) -> Result<RunReport, BillingError> {
+        let claim_key = format!("{subscription_id}@{period_end}");
+        let mut report = RunReport {
+            day: claim_key.clone(),
+            ..RunReport::default()
+        };
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.store.begin().await?;
+        let claim = tx
+            .claim_run(CLOSE_JOB, &claim_key, self.owner, lease_ms)
+            .await?;
+        tx.commit().await?;
+        if claim != Claim::Claimed {
+            report.outcome = "already_done".into();
+            return Ok(report);
+        }
+        let at = crate::domain::time::from_ms(period_end);
+        if let Err(error) = report_subscription(
+            self.store,
+            self.stripe,
+            subscription_id,
+            at,
+            &[],
+            &mut report,
+        )
+        .await
+        {
+            report.failures.push(Failure {
+                subscription: subscription_id.to_owned(),
+                error: error.to_string(),
+            });
+        }
+        report.outcome = "done".into();
+        let text = serde_json::to_string(&report)
+            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.store.begin().await?;
+        tx.finish_run(CLOSE_JOB, &claim_key, &text).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
 }
+
+/// The fast-path closes in `job_runs`, one per subscription and period end.
+const CLOSE_JOB: &str = "close_period";
 
 async fn run_due(job: &BillingJob<'_>, today: NaiveDate) -> Result<Vec<RunReport>, BillingError> {
     let (store, stripe) = (job.store, job.stripe);
@@ -105,7 +155,13 @@ async fn run_due(job: &BillingJob<'_>, today: NaiveDate) -> Result<Vec<RunReport
     let mut reports = Vec::new();
     let mut day = first;
     while day <= today {
-        reports.push(run_day(job, day).await?);
+        let report = run_day(job, day).await?;
+        // Days are billed in order: one still held elsewhere stops the catch-up here.
+        let held = report.outcome != "done" && report.outcome != "already_done";
+        reports.push(report);
+        if held {
+            break;
+        }
         let Some(next) = day.checked_add_days(Days::new(1)) else {
             break;
         };
@@ -147,14 +203,26 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
         .await?
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
-    let changed = tx.usage_changed_between(after, upto).await?;
+    let mut changed: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for (subscription, hour) in tx.usage_changed_between(after, upto).await? {
+        changed.entry(subscription).or_default().push(hour);
+    }
     drop(tx);
+    let mut renewed_at = std::time::Instant::now();
     for subscription in subscriptions {
-        let hours: Vec<i64> = changed
-            .iter()
-            .filter(|(id, _)| *id == subscription)
-            .map(|(_, hour)| *hour)
-            .collect();
+        // A long run keeps its claim: the lease is renewed well before it runs out.
+        if renewed_at.elapsed() > job.lease / 3 {
+            let mut tx = store.begin().await?;
+            let kept = tx.renew_run(JOB, &day_text, owner, lease_ms).await?;
+            tx.commit().await?;
+            if !kept {
+                tracing::warn!(day = %day_text, "another runner took this day over; stopping");
+                report.outcome = "taken_over".into();
+                return Ok(report);
+            }
+            renewed_at = std::time::Instant::now();
+        }
+        let hours = changed.remove(&subscription).unwrap_or_default();
         match report_subscription(
             store,
             stripe,
@@ -305,11 +373,6 @@ fn usage_lines(invoice: &Invoice) -> Vec<(String, Decimal, String)> {
         .collect()
 }
 
-fn minor(amount: Decimal, currency: Currency) -> i64 {
-    let scaled = amount * Decimal::from(10_i64.pow(currency.minor_unit_digits()));
-    i64::try_from(scaled.round()).unwrap_or(0)
-}
-
 fn major(amount: i64, currency: Currency) -> Decimal {
     Decimal::new(amount, currency.minor_unit_digits())
 }
@@ -362,7 +425,12 @@ async fn bring_in_line(
     let mut billed_total = Decimal::ZERO;
     for (line, amount, description) in wanted {
         rated_total += amount;
-        let amount_minor = minor(amount, currency);
+        let amount_minor = currency.to_minor(amount).ok_or_else(|| {
+            BillingError::Invalid(crate::domain::FieldError::new(
+                "amount",
+                format!("{amount} {} is too large to bill", currency.code()),
+            ))
+        })?;
         let previous = billed
             .iter()
             .find(|(key, _)| *key == line)
@@ -418,7 +486,7 @@ async fn bring_in_line(
                 {
                     Ok(()) => report.items_updated += 1,
                     // The period's invoice is final: the difference goes on the next one.
-                    Err(StripeError::Refused { status: 400, .. }) if closing => {
+                    Err(error) if closing && error.is_finalized_invoice() => {
                         let late =
                             format!("Late usage for the period from {period}: {description}");
                         let item = UsageItem {

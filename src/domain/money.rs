@@ -29,6 +29,14 @@ impl Currency {
         )
     }
 
+    /// An amount in this currency's minor unit (cents for `usd`), rounded as [`Currency::round`]
+    /// rounds; `None` when it does not fit in an `i64`.
+    pub fn to_minor(self, amount: Decimal) -> Option<i64> {
+        let scaled =
+            self.round(amount) * Decimal::from(10_i64.checked_pow(self.minor_unit_digits())?);
+        i64::try_from(scaled).ok()
+    }
+
     pub fn code(self) -> String {
         self.0.code().to_ascii_lowercase()
     }

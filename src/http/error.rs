@@ -131,6 +131,7 @@ impl From<crate::stripe::StripeError> for ApiError {
             StripeError::Store(store) => store.into(),
             StripeError::Refused {
                 status,
+                kind: _,
                 code,
                 message,
                 param,

@@ -5,14 +5,16 @@ use super::extract::{Admin, JsonBody, Pagination};
 use super::{AppState, ListBody, timestamp};
 use crate::catalog::create_gateway;
 use crate::store::Gateway;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/gateways", get(list).post(create))
+    Router::new()
+        .route("/v1/gateways", get(list).post(create))
+        .route("/v1/gateways/{id}", get(read))
 }
 
 #[derive(Deserialize)]
@@ -67,4 +69,14 @@ async fn list(
         |g| &g.id,
         |g| GatewayView::new(g, None),
     )))
+}
+
+async fn read(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<GatewayView>, ApiError> {
+    let gateway = state.store.begin_read().await?.find_gateway(&id).await?;
+    let gateway = gateway.ok_or_else(|| ApiError::not_found("gateway", &id))?;
+    Ok(Json(GatewayView::new(gateway, None)))
 }

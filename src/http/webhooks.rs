@@ -54,6 +54,9 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Json
         state.access.reload().await?;
         state.directory.reload().await?;
         notify(&state, &event, &applied.changed);
+        if let Some((subscription, period_end)) = applied.close {
+            close_in_background(&state, subscription, period_end);
+        }
     }
     tracing::info!(event = %event.id, kind = %event.type_name, outcome = outcome.as_str(), "Stripe event");
     Ok(Json(
@@ -81,4 +84,32 @@ fn notify(state: &AppState, event: &StripeEvent, changed: &[(String, &'static st
             );
         }
     }
+}
+
+/// Closes a renewed subscription's period while its invoice is a draft, without holding up the
+/// webhook's answer; the daily job is the safety net if this fails.
+fn close_in_background(state: &AppState, subscription: String, period_end: i64) {
+    let (store, stripe) = (state.store.clone(), state.stripe.clone());
+    let retention = state.settings.retention.0;
+    tokio::spawn(async move {
+        let owner = crate::domain::ids::new_id("webhook");
+        let job = crate::billing::BillingJob {
+            store: &store,
+            stripe: &stripe,
+            owner: &owner,
+            retention,
+            lease: std::time::Duration::from_secs(15 * 60),
+        };
+        match job.close_now(&subscription, period_end).await {
+            Ok(report) if report.failures.is_empty() => {
+                tracing::info!(%subscription, closed = report.cycles_closed, "period closed on invoice.created");
+            }
+            Ok(report) => {
+                tracing::warn!(%subscription, failures = ?report.failures, "closing on invoice.created failed; the daily job retries")
+            }
+            Err(error) => {
+                tracing::warn!(%subscription, %error, "closing on invoice.created failed; the daily job retries")
+            }
+        }
+    });
 }

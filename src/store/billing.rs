@@ -83,6 +83,27 @@ impl Tx {
         })
     }
 
+    /// Extends this owner's claim on a running day; false when another runner took it over.
+    pub async fn renew_run(
+        &mut self,
+        job: &str,
+        day: &str,
+        owner: &str,
+        lease_ms: i64,
+    ) -> StoreResult<bool> {
+        let sql = "UPDATE job_runs SET leased_until = $4 \
+                   WHERE job = $1 AND day = $2 AND owner = $3 AND state = 'running'";
+        let renewed = on_tx!(self, |conn| sqlx::query(sql)
+            .bind(job)
+            .bind(day)
+            .bind(owner)
+            .bind(now_ms() + lease_ms)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(renewed == 1)
+    }
+
     pub async fn finish_run(&mut self, job: &str, day: &str, report: &str) -> StoreResult<()> {
         let sql = "UPDATE job_runs SET state = 'done', finished_at = $3, report = $4 \
                    WHERE job = $1 AND day = $2";

@@ -44,6 +44,15 @@ impl Tx {
         Ok(Page::from_rows(rows, page.limit))
     }
 
+    /// The gateway with this id, if any.
+    pub async fn find_gateway(&mut self, id: &str) -> StoreResult<Option<Gateway>> {
+        let sql = "SELECT id, name, created_at FROM gateways WHERE id = $1";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(conn)
+            .await?))
+    }
+
     /// The gateway whose key hashes to `key_hash`, if any.
     pub async fn find_gateway_by_key_hash(
         &mut self,

@@ -151,24 +151,29 @@ impl Store {
 
     /// Ready means: the database answers, and every migration of this build has been applied.
     pub async fn is_ready(&self) -> StoreResult<bool> {
-        let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
-        let (expected, applied): (usize, Result<(i64,), sqlx::Error>) = match &self.pool {
-            Pool::Sqlite(pool) => (
-                SQLITE_MIGRATIONS.iter().count(),
-                sqlx::query_as(sql).fetch_one(pool).await,
-            ),
-            Pool::Postgres(pool) => (
-                POSTGRES_MIGRATIONS.iter().count(),
-                sqlx::query_as(sql).fetch_one(pool).await,
-            ),
-        };
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
+        let (migrator, applied): (&sqlx::migrate::Migrator, Result<Vec<(i64,)>, sqlx::Error>) =
+            match &self.pool {
+                Pool::Sqlite(pool) => (
+                    &SQLITE_MIGRATIONS,
+                    sqlx::query_as(sql).fetch_all(pool).await,
+                ),
+                Pool::Postgres(pool) => (
+                    &POSTGRES_MIGRATIONS,
+                    sqlx::query_as(sql).fetch_all(pool).await,
+                ),
+            };
         let applied = match applied {
-            Ok((count,)) => count,
+            Ok(rows) => rows,
             // No migrations table yet: the database answers, but nothing is applied.
-            Err(sqlx::Error::Database(_)) => 0,
+            Err(sqlx::Error::Database(_)) => Vec::new(),
             Err(other) => return Err(other.into()),
         };
-        Ok(usize::try_from(applied).is_ok_and(|applied| applied >= expected))
+        Ok(migrator.iter().all(|migration| {
+            applied
+                .iter()
+                .any(|(version,)| *version == migration.version)
+        }))
     }
 
     /// Starts a unit of work that reads and writes. On SQLite it takes the write lock at once,

@@ -24,6 +24,8 @@ pub enum StripeError {
     #[error("Stripe refused the request ({status}{}): {message}", code.as_deref().map(|c| format!(", {c}")).unwrap_or_default())]
     Refused {
         status: u16,
+        /// Stripe's error `type` (`invalid_request_error`, `idempotency_error`, …).
+        kind: Option<String>,
         code: Option<String>,
         message: String,
         param: Option<String>,
@@ -58,6 +60,8 @@ impl StripeError {
         }
         #[derive(serde::Deserialize)]
         struct Detail {
+            #[serde(rename = "type")]
+            kind: Option<String>,
             code: Option<String>,
             message: Option<String>,
             param: Option<String>,
@@ -65,6 +69,7 @@ impl StripeError {
         match serde_json::from_slice::<Body>(body) {
             Ok(Body { error }) => Self::Refused {
                 status,
+                kind: error.kind,
                 code: error.code,
                 message: error
                     .message
@@ -73,6 +78,7 @@ impl StripeError {
             },
             Err(_) => Self::Refused {
                 status,
+                kind: None,
                 code: None,
                 message: String::from_utf8_lossy(body).chars().take(300).collect(),
                 param: None,
@@ -185,5 +191,13 @@ impl Stripe {
             })
             .transpose()?;
         Ok(Self::new(client, settings.checkout_return_url.clone()))
+    }
+}
+
+impl StripeError {
+    /// Stripe refused a change to an invoice item because its invoice is no longer a draft. An
+    /// idempotency error (the same key with other parameters) is not that: it is retried later.
+    pub fn is_finalized_invoice(&self) -> bool {
+        matches!(self, Self::Refused { status: 400, kind, .. } if kind.as_deref() != Some("idempotency_error"))
     }
 }

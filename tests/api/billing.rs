@@ -21,6 +21,7 @@ on_both_backends!(
     missed_days_are_caught_up_in_order_and_a_stopped_run_is_taken_over,
     a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice,
     a_run_stopped_part_way_is_completed_without_a_second_item,
+    invoice_created_closes_the_period_at_once,
 );
 
 /// A tier at $0.50 a call plus $25 a month, a gateway, and `count` subscriptions `acme-{i}` with
@@ -499,6 +500,83 @@ async fn a_run_stopped_part_way_is_completed_without_a_second_item(backend: Back
     assert_eq!(
         runner.job("again").run_day(today()).await.unwrap().outcome,
         "already_done"
+    );
+    runner.store.close().await;
+}
+
+async fn invoice_created_closes_the_period_at_once(backend: Backend) {
+    use crate::webhooks::{NEW_SECRET, event, send_event};
+    let stripe = StripeMock::start().await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| {
+        use_stripe(s, &stripe.uri());
+        s.stripe_webhook_secret = Some(NEW_SECRET.to_owned().into());
+    })
+    .await
+    else {
+        return;
+    };
+    let (key, _) = setup(&app, 0).await;
+    let (status, _) = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "daily", "name": "Daily Co", "email": "billing@daily.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, subscription) = app
+        .post("/v1/subscriptions", &json!({"external_id": "daily-1", "subscriber": "daily", "tier": "weather-daily", "consumer_keys": ["d1"]}))
+        .await;
+    let stripe_subscription = subscription["stripe"]["subscription"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    calls(&app, &key, "d1", &["t1"]).await;
+    let runner = Runner::new(&app, &stripe).await;
+    runner.job("r").run_day(today()).await.unwrap();
+    calls(&app, &key, "d1", &["t2", "t3"]).await;
+
+    // Stripe drafts the renewal invoice at midnight and says so.
+    let midnight = next(today(), 1)
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp();
+    let mut invoice = crate::stripe_mock::fixture("invoice");
+    invoice["billing_reason"] = json!("subscription_cycle");
+    invoice["period_end"] = json!(midnight);
+    invoice["parent"] = json!({"type": "subscription_details", "quote_details": null,
+        "subscription_details": {"subscription": stripe_subscription, "metadata": {}}});
+    let body = event("evt_renewal", "invoice.created", midnight, invoice);
+    assert_eq!(send_event(&app, &body).await, "applied");
+    let mut updates = Vec::new();
+    for _ in 0..100 {
+        updates = stripe.requests("POST", "/v1/invoiceitems/[^/]+").await;
+        if !updates.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        updates.len(),
+        1,
+        "the final usage went on the draft at once"
+    );
+    assert_eq!(updates[0].field("amount"), Some("150"));
+
+    // The daily run that follows finds the period closed and sends nothing for it.
+    let report = runner.job("r").run_day(next(today(), 1)).await.unwrap();
+    assert_eq!(
+        (report.cycles_closed, report.items_updated),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        stripe
+            .requests("POST", "/v1/invoiceitems/[^/]+")
+            .await
+            .len(),
+        1
     );
     runner.store.close().await;
 }

@@ -222,6 +222,22 @@ impl TestApp {
         (status, body)
     }
 
+    /// Runs SQL straight on the app's database, for tests that break or inspect it underneath.
+    pub async fn execute_sql(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
     /// Everything the admin API lists, to compare the catalog before and after a refused request.
     pub async fn catalog_snapshot(&self) -> Value {
         let mut snapshot = serde_json::Map::new();

@@ -140,6 +140,18 @@ async fn gateways_are_created_with_a_key_shown_once(app: TestApp) {
     let (_, list) = app.get("/v1/gateways").await;
     assert_eq!(list["data"][0]["name"], "kong-eu");
     assert!(list["data"][0].get("key").is_none(), "{list}");
+    let id = created["id"].as_str().unwrap();
+    let (status, read) = app.get(&format!("/v1/gateways/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(
+        (&read["id"], &read["name"]),
+        (&created["id"], &created["name"])
+    );
+    assert!(read.get("key").is_none(), "{read}");
+    let missing = app.get("/v1/gateways/gw_missing").await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "not_found", None);
+
+    let before = app.catalog_snapshot().await;
     let blank = app.post("/v1/gateways", &json!({"name": " "})).await;
     assert_error(
         &blank,
@@ -147,4 +159,5 @@ async fn gateways_are_created_with_a_key_shown_once(app: TestApp) {
         "invalid_field",
         Some("name"),
     );
+    assert_eq!(app.catalog_snapshot().await, before);
 }

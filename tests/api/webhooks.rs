@@ -17,7 +17,7 @@ on_both_backends!(
 );
 
 const OLD_SECRET: &str = "whsec_test_old";
-const NEW_SECRET: &str = "whsec_test_new";
+pub const NEW_SECRET: &str = "whsec_test_new";
 
 async fn app(backend: Backend) -> Option<TestApp> {
     spawn_app_with(backend, |s| {
@@ -61,7 +61,7 @@ async fn setup(app: &TestApp, hard_limit: Option<u64>) -> (String, String) {
 }
 
 /// A Stripe event built on Stripe's example event, about a tollbooth subscription.
-fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
+pub fn event(id: &str, kind: &str, created: i64, object: Value) -> String {
     let mut event = crate::stripe_mock::fixture("event");
     event["id"] = json!(id);
     event["type"] = json!(kind);
@@ -112,7 +112,7 @@ fn signed(secret: &str, t: i64, body: &str) -> Option<String> {
 }
 
 /// Delivers an event signed with the current secret now, and answers its outcome.
-async fn send_event(app: &TestApp, body: &str) -> String {
+pub async fn send_event(app: &TestApp, body: &str) -> String {
     let (status, answer) = deliver(app, body, signed(NEW_SECRET, unix_now(), body)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer["outcome"].as_str().unwrap().to_owned()
