@@ -8,10 +8,9 @@
 //! and run again sends every change once.
 
 use super::BillingError;
-use crate::domain::money::Currency;
-use crate::pricing::{Invoice, LineKind};
-use crate::store::{BilledLine, Claim, Store};
-use crate::stripe::{Stripe, StripeError, UsageItem};
+use super::ledger::bring_in_line;
+use crate::store::{Claim, Store};
+use crate::stripe::{Stripe, StripeError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -264,7 +263,7 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
 
 /// Why one subscription could not be billed.
 #[derive(Debug, thiserror::Error)]
-enum SubscriptionError {
+pub(super) enum SubscriptionError {
     #[error(transparent)]
     Billing(#[from] BillingError),
     #[error(transparent)]
@@ -350,191 +349,6 @@ async fn report_subscription(
         // Not started by this day: nothing open to report.
         Err(BillingError::Pricing(_)) => {}
         Err(other) => return Err(other.into()),
-    }
-    Ok(())
-}
-
-/// The key of each usage line of an invoice: its kind and its place among lines of that kind.
-fn usage_lines(invoice: &Invoice) -> Vec<(String, Decimal, String)> {
-    let mut counts: std::collections::HashMap<LineKind, usize> = std::collections::HashMap::new();
-    invoice
-        .lines
-        .iter()
-        .filter(|line| !matches!(line.kind, LineKind::FixedFee | LineKind::OneTimeFee))
-        .map(|line| {
-            let n = counts.entry(line.kind).or_default();
-            *n += 1;
-            let kind = serde_json::to_value(line.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            (format!("{kind}-{n}"), line.amount, line.description.clone())
-        })
-        .collect()
-}
-
-fn major(amount: i64, currency: Currency) -> Decimal {
-    Decimal::new(amount, currency.minor_unit_digits())
-}
-
-/// Makes Stripe's items for one period match the rated invoice, sending only differences.
-async fn bring_in_line(
-    store: &Store,
-    stripe: &Stripe,
-    subscription_id: &str,
-    invoice: &Invoice,
-    closing: bool,
-    report: &mut RunReport,
-) -> Result<(), SubscriptionError> {
-    let currency = invoice.currency;
-    let period_start = invoice.period_start.timestamp_millis();
-    let mut tx = store.begin_read().await?;
-    let mirror = tx
-        .stripe_subscription(subscription_id)
-        .await?
-        .ok_or_else(|| {
-            StripeError::Missing(format!(
-                "subscription `{subscription_id}` has no Stripe Subscription"
-            ))
-        })?;
-    let subscriber = tx
-        .find_subscription(subscription_id)
-        .await?
-        .map(|s| s.subscriber_id)
-        .unwrap_or_default();
-    let customer = tx
-        .stripe_object("customer", &subscriber, &mirror.account)
-        .await?
-        .ok_or_else(|| {
-            StripeError::Missing(format!(
-                "subscription `{subscription_id}` has no Stripe Customer"
-            ))
-        })?;
-    let billed = tx.billed_lines_of(subscription_id, period_start).await?;
-    drop(tx);
-
-    let mut wanted = usage_lines(invoice);
-    // A line billed before that the rating no longer gives goes to zero.
-    for (line, _) in &billed {
-        if !wanted.iter().any(|(key, _, _)| key == line) {
-            wanted.push((line.clone(), Decimal::ZERO, "No usage".to_owned()));
-        }
-    }
-    let period = invoice.period_start.date_naive();
-    let mut rated_total = Decimal::ZERO;
-    let mut billed_total = Decimal::ZERO;
-    for (line, amount, description) in wanted {
-        rated_total += amount;
-        let amount_minor = currency.to_minor(amount).ok_or_else(|| {
-            BillingError::Invalid(crate::domain::FieldError::new(
-                "amount",
-                format!("{amount} {} is too large to bill", currency.code()),
-            ))
-        })?;
-        let previous = billed
-            .iter()
-            .find(|(key, _)| *key == line)
-            .map(|(_, b)| b.clone());
-        let key_base = format!("tb-usage-{subscription_id}-{period_start}-{line}");
-        let next = match previous {
-            None if amount_minor == 0 => continue,
-            None => {
-                let item = UsageItem {
-                    account: &mirror.account,
-                    customer: &customer,
-                    subscription: &mirror.stripe_id,
-                    currency,
-                    amount_minor,
-                    description: &description,
-                    metadata: [
-                        (
-                            "tollbooth_subscription_id".to_owned(),
-                            subscription_id.to_owned(),
-                        ),
-                        ("tollbooth_period_start".to_owned(), period.to_string()),
-                        ("tollbooth_line".to_owned(), line.clone()),
-                    ]
-                    .into(),
-                };
-                let id = stripe.create_usage_item(&key_base, &item).await?;
-                report.items_created += 1;
-                BilledLine {
-                    stripe_item_id: id,
-                    amount_minor,
-                    description,
-                    revision: 1,
-                }
-            }
-            Some(previous)
-                if previous.amount_minor == amount_minor && previous.description == description =>
-            {
-                billed_total += major(previous.amount_minor, currency);
-                continue;
-            }
-            Some(previous) => {
-                let revision = previous.revision + 1;
-                let key = format!("{key_base}-r{revision}");
-                match stripe
-                    .update_usage_item(
-                        &key,
-                        &mirror.account,
-                        &previous.stripe_item_id,
-                        amount_minor,
-                        &description,
-                    )
-                    .await
-                {
-                    Ok(()) => report.items_updated += 1,
-                    // The period's invoice is final: the difference goes on the next one.
-                    Err(error) if closing && error.is_finalized_invoice() => {
-                        let late =
-                            format!("Late usage for the period from {period}: {description}");
-                        let item = UsageItem {
-                            account: &mirror.account,
-                            customer: &customer,
-                            subscription: &mirror.stripe_id,
-                            currency,
-                            amount_minor: amount_minor - previous.amount_minor,
-                            description: &late,
-                            metadata: [
-                                (
-                                    "tollbooth_subscription_id".to_owned(),
-                                    subscription_id.to_owned(),
-                                ),
-                                ("tollbooth_late_for".to_owned(), period.to_string()),
-                            ]
-                            .into(),
-                        };
-                        let late_key =
-                            format!("tb-late-{subscription_id}-{period_start}-{line}-r{revision}");
-                        stripe.create_usage_item(&late_key, &item).await?;
-                        report.late_items += 1;
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-                BilledLine {
-                    stripe_item_id: previous.stripe_item_id,
-                    amount_minor,
-                    description,
-                    revision,
-                }
-            }
-        };
-        billed_total += major(next.amount_minor, currency);
-        let mut tx = store.begin().await?;
-        tx.save_billed_line(subscription_id, period_start, &line, &next)
-            .await?;
-        tx.commit().await?;
-    }
-    if closing {
-        report.reconciliation.push(Reconciliation {
-            subscription: subscription_id.to_owned(),
-            period_start: invoice.period_start,
-            currency: currency.code(),
-            rated: rated_total,
-            billed: billed_total,
-            difference: rated_total - billed_total,
-        });
     }
     Ok(())
 }

@@ -233,6 +233,68 @@ impl Tx {
 }
 
 impl Tx {
+    /// The Stripe writes owed for a period's usage lines, by line: `(line, request)`.
+    pub async fn pending_sends_of(
+        &mut self,
+        subscription_id: &str,
+        period_start: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let sql = "SELECT line, request FROM billing_outbox \
+                   WHERE subscription_id = $1 AND period_start = $2 ORDER BY line";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subscription_id)
+            .bind(period_start)
+            .fetch_all(conn)
+            .await?))
+    }
+
+    /// Saves the Stripe write about to be sent for a line, replacing one owed before.
+    pub async fn save_pending_send(
+        &mut self,
+        subscription_id: &str,
+        period_start: i64,
+        line: &str,
+        request: &str,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO billing_outbox (subscription_id, period_start, line, request, created_at) \
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subscription_id, period_start, line) \
+                   DO UPDATE SET request = excluded.request, created_at = excluded.created_at";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(subscription_id)
+            .bind(period_start)
+            .bind(line)
+            .bind(request)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Records what is now billed for a line and that nothing is owed for it any more.
+    pub async fn settle_billed_line(
+        &mut self,
+        subscription_id: &str,
+        period_start: i64,
+        line: &str,
+        billed: &BilledLine,
+    ) -> StoreResult<()> {
+        self.save_billed_line(subscription_id, period_start, line, billed)
+            .await?;
+        let sql = "DELETE FROM billing_outbox \
+                   WHERE subscription_id = $1 AND period_start = $2 AND line = $3";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(subscription_id)
+            .bind(period_start)
+            .bind(line)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+}
+
+impl Tx {
     /// The revision of the newest committed change to the aggregation table.
     pub async fn usage_revision(&mut self) -> StoreResult<i64> {
         let sql = "SELECT value FROM usage_revision WHERE id = 1";

@@ -487,16 +487,31 @@ async fn a_run_stopped_part_way_is_completed_without_a_second_item(backend: Back
         stopped.is_err(),
         "the run was stopped while Stripe was answering"
     );
+    // More calls arrive before the next run: the item Stripe made must not be made again.
+    calls(&app, &key, "k1", &["c3"]).await;
     let report = runner.job("next").run_day(today()).await.unwrap();
     assert_eq!(
         report.outcome, "done",
         "the stopped run's day is taken over"
     );
-    assert_eq!(report.items_created, 1);
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!((report.items_created, report.items_updated), (1, 1));
     let sent = stripe.requests("POST", "/v1/invoiceitems").await;
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].idempotency_key, sent[1].idempotency_key);
-    assert_eq!(stripe.objects_made("tb-usage-"), 1, "Stripe made one item");
+    assert_eq!(
+        sent[0].form, sent[1].form,
+        "the stopped request is resent unchanged"
+    );
+    assert_eq!(sent[1].field("amount"), Some("100"));
+    let updates = stripe.requests("POST", "/v1/invoiceitems/[^/]+").await;
+    assert_eq!(updates.len(), 1);
+    assert_ne!(updates[0].idempotency_key, sent[0].idempotency_key);
+    assert_eq!(
+        updates[0].field("amount"),
+        Some("150"),
+        "then the third call is added"
+    );
     assert_eq!(
         runner.job("again").run_day(today()).await.unwrap().outcome,
         "already_done"

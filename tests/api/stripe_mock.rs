@@ -1,6 +1,7 @@
 //! A mock Stripe on wiremock that answers with Stripe's own example objects
 //! (`wiremock-fixtures/`), and keeps Stripe's promise about idempotency: the same
-//! `Idempotency-Key` answers the same object, a new key makes a new one.
+//! `Idempotency-Key` with the same parameters answers the same object, with other parameters an
+//! `idempotency_error`; a new key makes a new object.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -53,8 +54,9 @@ impl SeenRequest {
     }
 }
 
-/// Which objects a key made, shared by every responder of one mock Stripe.
-type Made = Arc<Mutex<HashMap<String, Value>>>;
+/// Which object each key made, and the parameters it was made with, shared by every responder
+/// of one mock Stripe.
+type Made = Arc<Mutex<HashMap<String, (Value, HashMap<String, String>)>>>;
 
 /// Answers like Stripe: the object of a known key again, or a new object for a new key.
 struct StripeObject {
@@ -70,8 +72,14 @@ impl Respond for StripeObject {
         let seen = SeenRequest::from(request);
         let mut made = self.made.lock().expect("lock");
         if let Some(key) = &seen.idempotency_key
-            && let Some(object) = made.get(key)
+            && let Some((object, form)) = made.get(key)
         {
+            if *form != seen.form {
+                return ResponseTemplate::new(400).set_body_json(json!({"error": {
+                    "type": "idempotency_error",
+                    "message": format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."),
+                }}));
+            }
             return ResponseTemplate::new(200)
                 .set_body_json(object)
                 .insert_header("Idempotent-Replayed", "true");
@@ -84,8 +92,8 @@ impl Respond for StripeObject {
             format!("{}_test{number}", self.prefix)
         };
         let object = shape(self.fixture, &id, &seen);
-        if let Some(key) = seen.idempotency_key {
-            made.insert(key, object.clone());
+        if let Some(key) = seen.idempotency_key.clone() {
+            made.insert(key, (object.clone(), seen.form.clone()));
         }
         let answer = ResponseTemplate::new(200).set_body_json(object);
         match self.delay {
