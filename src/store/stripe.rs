@@ -73,6 +73,17 @@ impl Tx {
         Ok(())
     }
 
+    /// How many intents have this key, or this key and a repeat suffix (`{key}-c2`, …).
+    pub async fn count_intents_keyed(&mut self, key: &str) -> StoreResult<i64> {
+        let sql = "SELECT COUNT(*) FROM stripe_intents WHERE idempotency_key = $1 \
+                   OR substr(idempotency_key, 1, length($1) + 2) = $1 || '-c'";
+        let (count,): (i64,) = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(key)
+            .fetch_one(conn)
+            .await?);
+        Ok(count)
+    }
+
     pub async fn find_intent(&mut self, key: &str) -> StoreResult<Option<StripeIntent>> {
         let sql = const_format::concatcp!(
             "SELECT ",

@@ -83,6 +83,37 @@ async fn owe(
     account: &str,
 ) -> StoreResult<String> {
     let key = idempotency_key(intent, local_id, detail, account);
+    enqueue(tx, key, intent, subject_id, local_id, account).await
+}
+
+/// Writes the intent of one change to a subscription. The same change made again later (moved
+/// A → B → A, cancelled after a move back to paid) is a new request to Stripe, so its key
+/// carries how often that change was owed before: `…-c2`, `…-c3`.
+async fn owe_change(
+    tx: &mut Tx,
+    intent: Intent,
+    subscription_id: &str,
+    version_id: &str,
+    account: &str,
+) -> StoreResult<String> {
+    let base = idempotency_key(intent, subscription_id, Some(version_id), account);
+    let before = tx.count_intents_keyed(&base).await?;
+    let key = if before == 0 {
+        base
+    } else {
+        format!("{base}-c{}", before + 1)
+    };
+    enqueue(tx, key, intent, subscription_id, subscription_id, account).await
+}
+
+async fn enqueue(
+    tx: &mut Tx,
+    key: String,
+    intent: Intent,
+    subject_id: &str,
+    local_id: &str,
+    account: &str,
+) -> StoreResult<String> {
     tx.enqueue_intent(&NewIntent {
         idempotency_key: &key,
         intent: intent.as_str(),
@@ -197,15 +228,7 @@ pub async fn subscription_started(
     )
     .await?;
     owe(tx, Intent::Price, subject, &version.id, None, &account).await?;
-    owe(
-        tx,
-        Intent::Subscription,
-        subject,
-        subject,
-        Some(&version.id),
-        &account,
-    )
-    .await?;
+    owe_change(tx, Intent::Subscription, subject, &version.id, &account).await?;
     Ok(())
 }
 
@@ -223,28 +246,12 @@ pub async fn tier_changed(
             let account = tx.tier_account(&to.tier_id).await?;
             owe(tx, Intent::Product, subject, &to.tier_id, None, &account).await?;
             owe(tx, Intent::Price, subject, &to.id, None, &account).await?;
-            owe(
-                tx,
-                Intent::ChangePrice,
-                subject,
-                subject,
-                Some(&to.id),
-                &account,
-            )
-            .await?;
+            owe_change(tx, Intent::ChangePrice, subject, &to.id, &account).await?;
         }
         (false, true) => subscription_started(tx, subscription, to).await?,
         (true, false) => {
             let account = tx.tier_account(&from.tier_id).await?;
-            owe(
-                tx,
-                Intent::CancelNow,
-                subject,
-                subject,
-                Some(&from.id),
-                &account,
-            )
-            .await?;
+            owe_change(tx, Intent::CancelNow, subject, &from.id, &account).await?;
         }
         (false, false) => {}
     }
@@ -268,7 +275,7 @@ pub async fn subscription_canceled(
         Intent::CancelAtPeriodEnd
     };
     let subject = subscription.id.as_str();
-    owe(tx, intent, subject, subject, Some(&version.id), &account).await?;
+    owe_change(tx, intent, subject, &version.id, &account).await?;
     Ok(())
 }
 

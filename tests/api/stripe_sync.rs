@@ -292,7 +292,7 @@ async fn a_tier_change_moves_the_price_and_cancel_now_makes_a_final_invoice(back
     let stripe = StripeMock::start().await;
     stripe
         .object("POST", "/v1/subscriptions/[^/]+", "subscription", "sub")
-        .expect(1)
+        .expect(3)
         .with_priority(1)
         .mount(&stripe.server)
         .await;
@@ -344,6 +344,28 @@ async fn a_tier_change_moves_the_price_and_cancel_now_makes_a_final_invoice(back
         update.field("proration_behavior"),
         Some("none"),
         "the new tier's proration"
+    );
+
+    // Back to pro, then to scale again: each move is its own request, under its own key.
+    for tier in ["weather-pro", "weather-scale"] {
+        let (status, moved) = app
+            .post("/v1/subscriptions/acme-weather/tier", &json!({"tier": tier}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{moved}");
+        assert_eq!(moved["stripe"]["state"], "synced", "{moved}");
+    }
+    let updates = stripe.requests("POST", "/v1/subscriptions/[^/]+").await;
+    assert_eq!(updates.len(), 3);
+    assert_eq!(updates[2].field("items[0][price]"), Some(scale_price));
+    let keys: std::collections::HashSet<_> =
+        updates.iter().map(|u| u.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), 3, "{updates:?}");
+    assert!(
+        updates[2]
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.ends_with("-c2")),
+        "{updates:?}"
     );
 
     let (status, canceled) = app
