@@ -369,10 +369,11 @@ impl Job<'_> {
                 ..stripe_billing::subscription::CreateSubscriptionItems::new()
             }])
             .collection_method(stripe_shared::SubscriptionCollectionMethod::ChargeAutomatically)
-            .proration_behavior(match version.spec.proration {
-                Proration::ByDay => stripe_billing::subscription::CreateSubscriptionProrationBehavior::CreateProrations,
-                Proration::None => stripe_billing::subscription::CreateSubscriptionProrationBehavior::None,
-            })
+            // The first period starts at midnight on the start day (backdated) and ends at the
+            // anchor: a whole period, charged whole. With `none` Stripe would make it free.
+            .proration_behavior(
+                stripe_billing::subscription::CreateSubscriptionProrationBehavior::CreateProrations,
+            )
             .metadata(params::metadata([
                 ("subscription_id", subscription.id.as_str()),
                 ("external_id", subscription.external_id.as_str()),
@@ -577,7 +578,8 @@ fn with_amount(
     }
 }
 
-/// Periods end at 00:00 UTC: a monthly or yearly period is anchored on the start day at midnight
+/// Periods end at 00:00 UTC: the Subscription starts at midnight on the start day
+/// (`backdate_start_date`), and a monthly or yearly period is anchored on that day at midnight
 /// (`billing_cycle_anchor_config`); other periods on the end of tollbooth's first period.
 fn anchored(
     request: stripe_billing::subscription::CreateSubscription,
@@ -588,6 +590,12 @@ fn anchored(
     let period = spec.period();
     let start = crate::domain::time::from_ms(started_at);
     let day = start.date_naive();
+    let midnight = day.and_time(chrono::NaiveTime::MIN).and_utc();
+    let request = if midnight < start {
+        request.backdate_start_date(midnight.timestamp())
+    } else {
+        request
+    };
     if period.interval_count.get() == 1
         && matches!(period.interval, Interval::Month | Interval::Year)
     {

@@ -229,6 +229,12 @@ async fn a_subscription_becomes_a_stripe_subscription_with_a_checkout_link(backe
     assert_eq!(sent.field("billing_cycle_anchor_config[hour]"), Some("0"));
     assert_eq!(sent.field("billing_cycle_anchor_config[minute]"), Some("0"));
     assert_eq!(sent.field("billing_cycle_anchor_config[second]"), Some("0"));
+    let midnight = today.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    assert_eq!(
+        sent.field("backdate_start_date"),
+        Some(midnight.to_string().as_str()),
+        "the first period starts at midnight, a whole period"
+    );
     assert_eq!(
         sent.field("metadata[tollbooth_subscription_id]"),
         Some(subscription_id)
