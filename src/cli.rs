@@ -121,9 +121,14 @@ impl Cli {
                     stripe: &stripe,
                     owner: &owner,
                     retention: settings.retention.0,
-                    lease: std::time::Duration::from_secs(15 * 60),
+                    lease: crate::billing::schedule::LEASE,
                 };
-                let day = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+                let today = chrono::Utc::now().date_naive();
+                let day = as_of.unwrap_or(today);
+                if day > today {
+                    // A day ahead would be marked done before its usage exists.
+                    anyhow::bail!("--as-of {day} is after today ({today}, UTC)");
+                }
                 let mut failed = 0;
                 for report in job.run_due(day).await? {
                     failed += report.failures.len();

@@ -131,6 +131,35 @@ impl BillingJob<'_> {
     }
 }
 
+impl BillingJob<'_> {
+    /// Brings Stripe's items for one subscription in line with its usage up to now (its ended
+    /// periods closed, its open one reported), outside any day's run: before a cancel that makes
+    /// a final invoice.
+    pub async fn report_now(&self, subscription_id: &str) -> Result<RunReport, BillingError> {
+        let mut report = RunReport {
+            day: format!("{subscription_id}@now"),
+            ..RunReport::default()
+        };
+        if let Err(error) = report_subscription(
+            self.store,
+            self.stripe,
+            subscription_id,
+            Utc::now(),
+            &[],
+            &mut report,
+        )
+        .await
+        {
+            report.failures.push(Failure {
+                subscription: subscription_id.to_owned(),
+                error: error.to_string(),
+            });
+        }
+        report.outcome = "done".into();
+        Ok(report)
+    }
+}
+
 /// The fast-path closes in `job_runs`, one per subscription and period end.
 const CLOSE_JOB: &str = "close_period";
 

@@ -7,6 +7,10 @@ use crate::stripe::Stripe;
 use std::time::Duration;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
+/// How long a claim on a day holds before another runner may take over a run that stopped; a
+/// run renews it as it goes.
+pub const LEASE: Duration = Duration::from_secs(15 * 60);
+
 /// Runs what is due now; failures are logged and the next firing tries again.
 pub async fn run_now(store: &Store, stripe: &Stripe, owner: &str, retention: Duration) {
     let job = BillingJob {
@@ -14,7 +18,7 @@ pub async fn run_now(store: &Store, stripe: &Stripe, owner: &str, retention: Dur
         stripe,
         owner,
         retention,
-        lease: Duration::from_secs(15 * 60),
+        lease: LEASE,
     };
     match job.run_due(chrono::Utc::now().date_naive()).await {
         Ok(reports) => {

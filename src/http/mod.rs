@@ -50,6 +50,19 @@ pub struct AppState {
     pub webhook_secrets: Option<crate::stripe::webhook::WebhookSecrets>,
 }
 
+impl AppState {
+    /// The billing job as a request of this replica runs it (a webhook's fast path, a cancel).
+    pub fn billing_job<'a>(&'a self, owner: &'a str) -> crate::billing::BillingJob<'a> {
+        crate::billing::BillingJob {
+            store: &self.store,
+            stripe: &self.stripe,
+            owner,
+            retention: self.settings.retention.0,
+            lease: crate::billing::schedule::LEASE,
+        }
+    }
+}
+
 /// The whole HTTP surface of tollbooth.
 pub fn router(state: AppState) -> Router {
     Router::new()

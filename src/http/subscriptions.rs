@@ -124,11 +124,33 @@ async fn cancel(
     }
     state.directory.reload().await?;
     state.access.reload().await?;
+    if request.at == CancelAt::Now && outcome != crate::catalog::Outcome::Unchanged {
+        report_final_usage(&state, &subscription.id).await;
+    }
     mirror::settle(&state, &subscription.id).await?;
     Ok((
         put_status(outcome),
         Json(with_stripe(&state, subscription).await?),
     ))
+}
+
+/// Puts the usage of the period so far on Stripe before the Subscription is canceled with a
+/// final invoice, which takes the pending items. A failure is logged and the cancel goes on: the
+/// usage is then in the preview and the export, not on the final invoice.
+async fn report_final_usage(state: &AppState, subscription_id: &str) {
+    if !state.stripe.is_live() {
+        return;
+    }
+    let owner = crate::domain::ids::new_id("cancel");
+    match state.billing_job(&owner).report_now(subscription_id).await {
+        Ok(report) if report.failures.is_empty() => {}
+        Ok(report) => {
+            tracing::warn!(%subscription_id, failures = ?report.failures, "usage could not be put on the final invoice")
+        }
+        Err(error) => {
+            tracing::warn!(%subscription_id, %error, "usage could not be put on the final invoice")
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -89,18 +89,14 @@ fn notify(state: &AppState, event: &StripeEvent, changed: &[(String, &'static st
 /// Closes a renewed subscription's period while its invoice is a draft, without holding up the
 /// webhook's answer; the daily job is the safety net if this fails.
 fn close_in_background(state: &AppState, subscription: String, period_end: i64) {
-    let (store, stripe) = (state.store.clone(), state.stripe.clone());
-    let retention = state.settings.retention.0;
+    let state = state.clone();
     tokio::spawn(async move {
         let owner = crate::domain::ids::new_id("webhook");
-        let job = crate::billing::BillingJob {
-            store: &store,
-            stripe: &stripe,
-            owner: &owner,
-            retention,
-            lease: std::time::Duration::from_secs(15 * 60),
-        };
-        match job.close_now(&subscription, period_end).await {
+        match state
+            .billing_job(&owner)
+            .close_now(&subscription, period_end)
+            .await
+        {
             Ok(report) if report.failures.is_empty() => {
                 tracing::info!(%subscription, closed = report.cycles_closed, "period closed on invoice.created");
             }

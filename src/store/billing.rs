@@ -145,10 +145,12 @@ impl Tx {
             .await?))
     }
 
-    /// Subscriptions with a Stripe Subscription: the ones the job reports.
+    /// Subscriptions with a live Stripe Subscription: the ones the job reports. A canceled one
+    /// had its final invoice; Stripe takes no more items for it.
     pub async fn mirrored_subscriptions(&mut self) -> StoreResult<Vec<String>> {
         let sql = "SELECT s.id FROM subscriptions s \
-                   JOIN stripe_subscriptions ss ON ss.subscription_id = s.id ORDER BY s.id";
+                   JOIN stripe_subscriptions ss ON ss.subscription_id = s.id \
+                   WHERE ss.status <> 'canceled' ORDER BY s.id";
         let rows: Vec<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }

@@ -364,10 +364,12 @@ impl Job<'_> {
         let version_number = version.version.to_string();
         let mut request = stripe_billing::subscription::CreateSubscription::new()
             .customer(customer.clone())
-            .items(vec![stripe_billing::subscription::CreateSubscriptionItems {
-                price: Some(price.clone()),
-                ..stripe_billing::subscription::CreateSubscriptionItems::new()
-            }])
+            .items(vec![
+                stripe_billing::subscription::CreateSubscriptionItems {
+                    price: Some(price.clone()),
+                    ..stripe_billing::subscription::CreateSubscriptionItems::new()
+                },
+            ])
             .collection_method(stripe_shared::SubscriptionCollectionMethod::ChargeAutomatically)
             // The first period starts at midnight on the start day (backdated) and ends at the
             // anchor: a whole period, charged whole. With `none` Stripe would make it free.

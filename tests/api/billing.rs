@@ -22,6 +22,7 @@ on_both_backends!(
     a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice,
     a_run_stopped_part_way_is_completed_without_a_second_item,
     invoice_created_closes_the_period_at_once,
+    cancel_now_puts_the_usage_so_far_on_the_final_invoice,
 );
 
 /// A tier at $0.50 a call plus $25 a month, a gateway, and `count` subscriptions `acme-{i}` with
@@ -593,5 +594,55 @@ async fn invoice_created_closes_the_period_at_once(backend: Backend) {
             .len(),
         1
     );
+    runner.store.close().await;
+}
+
+async fn cancel_now_puts_the_usage_so_far_on_the_final_invoice(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe
+        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, _) = setup(&app, 1).await;
+    calls(&app, &key, "k1", &["c1", "c2", "c3"]).await;
+    let (status, canceled) = app
+        .post("/v1/subscriptions/acme-1/cancel", &json!({"at": "now"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{canceled}");
+    let order: Vec<(String, String)> = stripe
+        .server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.method.to_string(), r.url.path().to_owned()))
+        .filter(|(_, path)| {
+            path.starts_with("/v1/invoiceitems") || path.starts_with("/v1/subscriptions/")
+        })
+        .collect();
+    assert_eq!(order.len(), 2, "{order:?}");
+    assert_eq!(
+        order[0],
+        ("POST".to_owned(), "/v1/invoiceitems".to_owned()),
+        "usage first"
+    );
+    assert_eq!(
+        order[1].0, "DELETE",
+        "then the cancel with its final invoice"
+    );
+    let item = &stripe.requests("POST", "/v1/invoiceitems").await[0];
+    assert_eq!(item.field("amount"), Some("150"));
+
+    // The canceled Subscription is not billed again.
+    let runner = Runner::new(&app, &stripe).await;
+    let report = runner.job("r").run_day(today()).await.unwrap();
+    assert_eq!(report.subscriptions_reported, 0, "{report:?}");
+    assert!(report.failures.is_empty(), "{report:?}");
     runner.store.close().await;
 }

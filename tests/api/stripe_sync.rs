@@ -355,7 +355,10 @@ async fn a_tier_change_moves_the_price_and_cancel_now_makes_a_final_invoice(back
     // Back to pro, then to scale again: each move is its own request, under its own key.
     for tier in ["weather-pro", "weather-scale"] {
         let (status, moved) = app
-            .post("/v1/subscriptions/acme-weather/tier", &json!({"tier": tier}))
+            .post(
+                "/v1/subscriptions/acme-weather/tier",
+                &json!({"tier": tier}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{moved}");
         assert_eq!(moved["stripe"]["state"], "synced", "{moved}");
