@@ -7,7 +7,7 @@ mod run;
 pub mod schedule;
 
 pub use preview::{InvoicePreview, preview};
-pub use run::{BillingJob, JOB, RunReport};
+pub use run::{BillingJob, CLOSE_JOB, JOB, RunReport};
 
 use crate::domain::FieldError;
 use crate::pricing::PricingError;

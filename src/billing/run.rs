@@ -161,7 +161,7 @@ impl BillingJob<'_> {
 }
 
 /// The fast-path closes in `job_runs`, one per subscription and period end.
-const CLOSE_JOB: &str = "close_period";
+pub const CLOSE_JOB: &str = "close_period";
 
 async fn run_due(job: &BillingJob<'_>, today: NaiveDate) -> Result<Vec<RunReport>, BillingError> {
     let (store, stripe) = (job.store, job.stripe);

@@ -1,15 +1,15 @@
 //! `/v1/billing/runs`: what each day's billing run did.
 
-use super::AppState;
 use super::error::ApiError;
-use super::extract::Admin;
-use crate::billing::{JOB, RunReport};
+use super::extract::{Admin, Pagination};
+use super::{AppState, ListBody};
+use crate::billing::{CLOSE_JOB, JOB, RunReport};
+use crate::domain::FieldError;
 use crate::store::JobRun;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,29 +39,43 @@ impl From<JobRun> for RunView {
     }
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let runs = state
-        .store
-        .begin_read()
-        .await?
-        .job_runs(JOB, None, 100)
-        .await?;
-    let data: Vec<RunView> = runs.into_iter().map(Into::into).collect();
-    Ok(Json(json!({ "data": data })))
+/// `?job=billing` (the daily runs, by day) or `?job=close_period` (periods closed at once on a
+/// renewal's `invoice.created`, by subscription and period end).
+#[derive(serde::Deserialize)]
+struct JobQuery {
+    job: Option<String>,
+}
+
+fn job_of(query: &JobQuery) -> Result<&'static str, ApiError> {
+    match query.job.as_deref() {
+        None | Some("billing") => Ok(JOB),
+        Some("close_period") => Ok(CLOSE_JOB),
+        Some(other) => Err(ApiError::invalid_field(FieldError::new(
+            "job",
+            format!("`{other}` is not `billing` or `close_period`"),
+        ))),
+    }
+}
+
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Pagination(page): Pagination,
+    Query(query): Query<JobQuery>,
+) -> Result<Json<ListBody<RunView>>, ApiError> {
+    let job = job_of(&query)?;
+    let page = state.store.begin_read().await?.job_runs(job, &page).await?;
+    Ok(Json(ListBody::from_page(page, |run| &run.day, Into::into)))
 }
 
 async fn show(
     _: Admin,
     State(state): State<AppState>,
     Path(day): Path<String>,
+    Query(query): Query<JobQuery>,
 ) -> Result<Json<RunView>, ApiError> {
-    let mut runs = state
-        .store
-        .begin_read()
-        .await?
-        .job_runs(JOB, Some(&day), 1)
-        .await?;
-    runs.pop()
-        .map(|run| Json(run.into()))
+    let job = job_of(&query)?;
+    let run = state.store.begin_read().await?.job_run(job, &day).await?;
+    run.map(|run| Json(run.into()))
         .ok_or_else(|| ApiError::not_found("billing run", &day))
 }

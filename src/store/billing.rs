@@ -1,6 +1,6 @@
 //! The daily job's claims and reports, and the ledger of billed usage lines.
 
-use super::{StoreResult, Tx, now_ms, on_tx};
+use super::{Page, PageRequest, StoreResult, Tx, now_ms, on_tx};
 
 /// What claiming a day's run came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,21 +128,28 @@ impl Tx {
         Ok(day)
     }
 
-    /// Runs of a job, newest first, or one day's.
-    pub async fn job_runs(
-        &mut self,
-        job: &str,
-        day: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<JobRun>> {
+    /// One day's run of a job.
+    pub async fn job_run(&mut self, job: &str, day: &str) -> StoreResult<Option<JobRun>> {
         let sql = "SELECT day, state, started_at, finished_at, report FROM job_runs \
-                   WHERE job = $1 AND ($2 = '' OR day = $2) ORDER BY day DESC LIMIT $3";
+                   WHERE job = $1 AND day = $2";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(job)
-            .bind(day.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(conn)
+            .bind(day)
+            .fetch_optional(conn)
             .await?))
+    }
+
+    /// Runs of a job, newest first, a page of those before `page.after` (a day).
+    pub async fn job_runs(&mut self, job: &str, page: &PageRequest) -> StoreResult<Page<JobRun>> {
+        let sql = "SELECT day, state, started_at, finished_at, report FROM job_runs \
+                   WHERE job = $1 AND ($2 = '' OR day < $2) ORDER BY day DESC LIMIT $3";
+        let rows = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(job)
+            .bind(page.after())
+            .bind(page.fetch_limit())
+            .fetch_all(conn)
+            .await?);
+        Ok(Page::from_rows(rows, page.limit))
     }
 
     /// Subscriptions with a live Stripe Subscription: the ones the job reports. A canceled one

@@ -273,11 +273,11 @@ impl<T> Page<T> {
 }
 
 impl PageRequest {
-    fn fetch_limit(&self) -> i64 {
+    pub(crate) fn fetch_limit(&self) -> i64 {
         i64::from(self.limit) + 1
     }
 
-    fn after(&self) -> &str {
+    pub(crate) fn after(&self) -> &str {
         self.after.as_deref().unwrap_or("")
     }
 }

@@ -204,6 +204,29 @@ async fn usage_becomes_an_invoice_item_created_once_then_updated(backend: Backen
     let (status, runs) = app.get("/v1/billing/runs").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(runs["data"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        runs["data"][0]["day"],
+        next(today(), 2).to_string(),
+        "newest first"
+    );
+    let (_, first) = app.get("/v1/billing/runs?limit=2").await;
+    assert_eq!(
+        (first["data"].as_array().unwrap().len(), &first["has_more"]),
+        (2, &json!(true))
+    );
+    let after = first["next_after"].as_str().unwrap();
+    let (_, rest) = app
+        .get(&format!("/v1/billing/runs?limit=2&after={after}"))
+        .await;
+    assert_eq!(rest["data"][0]["day"], today().to_string());
+    assert_eq!(rest["has_more"], false);
+    let wrong = app.get("/v1/billing/runs?job=weekly").await;
+    crate::helpers::assert_error(
+        &wrong,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("job"),
+    );
     let (status, run) = app
         .get(&format!("/v1/billing/runs/{}", next(today(), 1)))
         .await;
@@ -594,6 +617,10 @@ async fn invoice_created_closes_the_period_at_once(backend: Backend) {
             .len(),
         1
     );
+    let (status, closes) = app.get("/v1/billing/runs?job=close_period").await;
+    assert_eq!(status, StatusCode::OK, "{closes}");
+    assert_eq!(closes["data"][0]["state"], "done", "{closes}");
+    assert_eq!(closes["data"][0]["report"]["cycles_closed"], 1, "{closes}");
     runner.store.close().await;
 }
 
