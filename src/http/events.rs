@@ -41,7 +41,7 @@ async fn ingest(
             "malformed_json",
             format!("the body is not a JSON array or NDJSON: {e}"),
         )
-        .with_details(json!({ "line": e.line(), "column": e.column() }))
+        .with_details(json!({ "line": e.line, "column": e.column }))
     })?;
     let limit = state.settings.events_max_records;
     if raws.len() > limit {

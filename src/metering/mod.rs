@@ -41,19 +41,31 @@ pub struct RejectedRecord {
     pub message: String,
 }
 
+/// Why a body is not a JSON array or NDJSON, and where: line and column in the whole body.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct BodyError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
 /// The records of a body: a JSON array, or one JSON object per line (NDJSON).
-pub fn split_body(body: &str) -> Result<Vec<&RawValue>, serde_json::Error> {
+pub fn split_body(body: &str) -> Result<Vec<&RawValue>, BodyError> {
+    let at = |line: usize, e: serde_json::Error| BodyError {
+        line,
+        column: e.column(),
+        message: crate::domain::field::without_position(&e.to_string()).to_owned(),
+    };
     if body.trim_start().starts_with('[') {
-        return serde_json::from_str(body);
+        return serde_json::from_str(body).map_err(|e| at(e.line(), e));
     }
     body.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
+        // Each line is its own document: its line in the body is its index + 1.
         .map(|(number, line)| {
-            serde_json::from_str::<&RawValue>(line).map_err(|e| {
-                // Name the line in the body, not in the one-line document.
-                serde_json::Error::io(std::io::Error::other(format!("line {}: {e}", number + 1)))
-            })
+            serde_json::from_str::<&RawValue>(line).map_err(|e| at(number + 1, e))
         })
         .collect()
 }

@@ -85,6 +85,7 @@ async fn a_mixed_batch_is_counted_exactly(app: TestApp) {
     let key = metered_setup(&app).await;
     let old = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
     let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let in_ten_minutes = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
     let mut options = record("r4", 200);
     options["method"] = json!("OPTIONS");
     let mut units = record("r8", 201);
@@ -104,6 +105,7 @@ async fn a_mixed_batch_is_counted_exactly(app: TestApp) {
         header_units,
         {"id": "r11", "consumer": "k1", "api": "maps", "timestamp": now(), "status": 200},
         {"id": "r12", "consumer": "k1", "api": "weather", "timestamp": yesterday, "status": 200},
+        {"id": "r13", "consumer": "k1", "api": "weather", "timestamp": in_ten_minutes, "status": 200},
     ]);
     let (status, answer) = post_events(&app, &key, batch.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -123,7 +125,8 @@ async fn a_mixed_batch_is_counted_exactly(app: TestApp) {
             (5, "unknown_consumer"),
             (8, "too_old"),
             (10, "unknown_api"),
-            (11, "before_subscription")
+            (11, "before_subscription"),
+            (12, "in_future")
         ]
     );
     assert!(
@@ -171,6 +174,7 @@ async fn refused_requests_leave_the_tables_unchanged(app: TestApp) {
     let (status, _) = post_events(&app, &key, json!([record("kept", 200)]).to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (_, before) = app.get("/v1/usage/export").await;
+    let raw_before = app.count_rows("call_records").await;
 
     let good = json!([record("x1", 200)]).to_string();
     let missing_key = app
@@ -185,6 +189,20 @@ async fn refused_requests_leave_the_tables_unchanged(app: TestApp) {
     let malformed = post_events(&app, &key, format!("[{}, {{\"id\": ", record("x2", 200))).await;
     assert_error(&malformed, StatusCode::BAD_REQUEST, "malformed_json", None);
     assert!(malformed.1["error"]["details"]["column"].as_i64().unwrap() > 1);
+    // NDJSON: the position is the line in the body and the column in that line.
+    let ndjson = format!("{}\n{{\"id\": \"x3\",, }}\n", record("x2", 200));
+    let malformed = post_events(&app, &key, ndjson).await;
+    assert_error(&malformed, StatusCode::BAD_REQUEST, "malformed_json", None);
+    assert_eq!(
+        malformed.1["error"]["details"]["line"], 2,
+        "{}",
+        malformed.1
+    );
+    assert_eq!(
+        malformed.1["error"]["details"]["column"], 13,
+        "{}",
+        malformed.1
+    );
 
     let many: Vec<Value> = (0..10_001).map(|i| record(&format!("m{i}"), 200)).collect();
     let too_many = post_events(&app, &key, serde_json::to_string(&many).unwrap()).await;
@@ -207,6 +225,7 @@ async fn refused_requests_leave_the_tables_unchanged(app: TestApp) {
     let (_, after) = app.get("/v1/usage/export").await;
     assert_eq!(after, before);
     assert_eq!(usage_totals(&app).await.3, 1);
+    assert_eq!(app.count_rows("call_records").await, raw_before);
 }
 
 async fn the_export_cursor_sees_every_change_once_while_records_arrive(app: TestApp) {
@@ -367,4 +386,98 @@ async fn concurrent_batches_sharing_ids_count_each_record_once(app: TestApp) {
     }
     assert_eq!(accepted, 400);
     assert_eq!(usage_totals(&app).await.0, 400);
+}
+
+crate::helpers::on_both_backends!(a_full_queue_answers_503_with_retry_after_and_stores_nothing);
+
+/// While the database holds the writer up, a queue of 5 records is full after one request of 5:
+/// the next is refused at once with 503 + `Retry-After`, and the first is stored once it can be.
+async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing(
+    backend: crate::helpers::Backend,
+) {
+    use sqlx::Connection;
+    let Some(app) = crate::helpers::spawn_app_with(backend, |s| {
+        s.ingest_queue_records = 5;
+        s.events_max_records = 5;
+    })
+    .await
+    else {
+        return;
+    };
+    let key = metered_setup(&app).await;
+    let five: Vec<Value> = (0..5).map(|i| record(&format!("q{i}"), 200)).collect();
+    let five = serde_json::to_string(&five).unwrap();
+
+    // Another connection takes the write lock (SQLite) or the aggregation table (PostgreSQL).
+    let sqlite = app.database_url.starts_with("sqlite:");
+    let mut lite = None;
+    let mut pg = None;
+    if sqlite {
+        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        lite = Some(conn);
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .unwrap();
+        sqlx::raw_sql("BEGIN; LOCK TABLE usage_hourly IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        pg = Some(conn);
+    }
+    let first = {
+        let app_url = app.url("/v1/events");
+        let client = app.client.clone();
+        let (key, body) = (key.clone(), five.clone());
+        tokio::spawn(async move {
+            client
+                .post(app_url)
+                .bearer_auth(key)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // The first request's records are queued once the writer has taken them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let response = app
+        .client
+        .post(app.url("/v1/events"))
+        .bearer_auth(&key)
+        .body(json!([record("q9", 200)]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "queue_full", "{body}");
+
+    if let Some(mut conn) = lite {
+        sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+    }
+    if let Some(mut conn) = pg {
+        sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+    }
+    assert_eq!(first.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(
+        app.count_rows("call_records").await,
+        5,
+        "the refused record was not stored"
+    );
+    assert_eq!(usage_totals(&app).await.0, 5);
 }

@@ -238,6 +238,22 @@ impl TestApp {
         }
     }
 
+    /// How many rows a table of the app's database holds.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
     /// Everything the admin API lists, to compare the catalog before and after a refused request.
     pub async fn catalog_snapshot(&self) -> Value {
         let mut snapshot = serde_json::Map::new();
