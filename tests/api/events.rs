@@ -388,14 +388,100 @@ async fn concurrent_batches_sharing_ids_count_each_record_once(app: TestApp) {
     assert_eq!(usage_totals(&app).await.0, 400);
 }
 
-crate::helpers::on_both_backends!(a_full_queue_answers_503_with_retry_after_and_stores_nothing);
+crate::helpers::on_both_backends!(
+    a_full_queue_answers_503_with_retry_after_and_stores_nothing,
+    a_graceful_stop_answers_and_stores_what_was_queued
+);
+
+/// Another connection holding the database so the ingestion writer waits: the write lock on
+/// SQLite, the aggregation table on PostgreSQL.
+enum HeldWriter {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeldWriter {
+    async fn hold(app: &TestApp) -> Self {
+        use sqlx::Connection;
+        if app.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Self::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .unwrap();
+            sqlx::raw_sql("BEGIN; LOCK TABLE usage_hourly IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Self::Postgres(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+}
+
+/// Posts a body in the background and answers its status.
+fn post_in_background(
+    app: &TestApp,
+    key: &str,
+    body: String,
+) -> tokio::task::JoinHandle<StatusCode> {
+    let (client, url, key) = (app.client.clone(), app.url("/v1/events"), key.to_owned());
+    tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+}
+
+/// SIGTERM while records wait for the writer: the stop waits for them, their request is answered
+/// 202, and they are in the database after the stop.
+async fn a_graceful_stop_answers_and_stores_what_was_queued(backend: crate::helpers::Backend) {
+    let Some(mut app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let key = metered_setup(&app).await;
+    let held = HeldWriter::hold(&app).await;
+    let three: Vec<Value> = (0..3).map(|i| record(&format!("s{i}"), 200)).collect();
+    let first = post_in_background(&app, &key, serde_json::to_string(&three).unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let ((), status) = tokio::join!(app.stop(), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!first.is_finished(), "the request waits for the writer");
+        held.release().await;
+        first.await.unwrap()
+    });
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(app.count_rows("call_records").await, 3);
+    assert_eq!(app.count_rows("usage_hourly").await, 1);
+}
 
 /// While the database holds the writer up, a queue of 5 records is full after one request of 5:
 /// the next is refused at once with 503 + `Retry-After`, and the first is stored once it can be.
 async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing(
     backend: crate::helpers::Backend,
 ) {
-    use sqlx::Connection;
     let Some(app) = crate::helpers::spawn_app_with(backend, |s| {
         s.ingest_queue_records = 5;
         s.events_max_records = 5;
@@ -408,29 +494,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing(
     let five: Vec<Value> = (0..5).map(|i| record(&format!("q{i}"), 200)).collect();
     let five = serde_json::to_string(&five).unwrap();
 
-    // Another connection takes the write lock (SQLite) or the aggregation table (PostgreSQL).
-    let sqlite = app.database_url.starts_with("sqlite:");
-    let mut lite = None;
-    let mut pg = None;
-    if sqlite {
-        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-            .await
-            .unwrap();
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        lite = Some(conn);
-    } else {
-        let mut conn = sqlx::PgConnection::connect(&app.database_url)
-            .await
-            .unwrap();
-        sqlx::raw_sql("BEGIN; LOCK TABLE usage_hourly IN ACCESS EXCLUSIVE MODE")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        pg = Some(conn);
-    }
+    let held = HeldWriter::hold(&app).await;
     let first = {
         let app_url = app.url("/v1/events");
         let client = app.client.clone();
@@ -467,12 +531,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing(
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "queue_full", "{body}");
 
-    if let Some(mut conn) = lite {
-        sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
-    }
-    if let Some(mut conn) = pg {
-        sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
-    }
+    held.release().await;
     assert_eq!(first.await.unwrap(), StatusCode::ACCEPTED);
     assert_eq!(
         app.count_rows("call_records").await,
