@@ -38,6 +38,8 @@ pub struct Applied {
     /// A renewal invoice was drafted: the subscription's period that ended at this time
     /// (Unix milliseconds) is to be closed now, the billing job's fast path.
     pub close: Option<(String, i64)>,
+    /// A subscription this event left Stripe writes owed for (a payment method to adopt).
+    pub stripe_owed: Option<String>,
 }
 
 /// Subscriptions whose payment state an event set.
@@ -59,10 +61,12 @@ pub async fn apply_event(
             outcome: EventOutcome::Replayed,
             changed,
             close: None,
+            stripe_owed: None,
         });
     }
     let mut close = None;
-    let outcome = outcome_of(&mut tx, event, &mut changed, &mut close).await?;
+    let mut stripe_owed = None;
+    let outcome = outcome_of(&mut tx, event, &mut changed, &mut close, &mut stripe_owed).await?;
     if outcome == EventOutcome::UnknownObject {
         tracing::info!(event = %event.id, kind = %event.type_name, "Stripe event about an object tollbooth does not know");
     }
@@ -72,7 +76,32 @@ pub async fn apply_event(
         outcome,
         changed,
         close,
+        stripe_owed,
     })
+}
+
+/// Checkout (setup mode) done: the link goes, and the payment method it saved is to be adopted.
+async fn checkout_completed(
+    tx: &mut Tx,
+    event: &StripeEvent,
+    stripe_owed: &mut Option<String>,
+) -> StoreResult<EventOutcome> {
+    let Some(id) = event.object["metadata"]["tollbooth_subscription_id"].as_str() else {
+        return Ok(EventOutcome::UnknownObject);
+    };
+    let Some(mirror) = tx.stripe_subscription(id).await? else {
+        return Ok(EventOutcome::UnknownObject);
+    };
+    tx.clear_checkout_url(id).await?;
+    let setup_intent = match &event.object["setup_intent"] {
+        serde_json::Value::String(id) => Some(id.as_str()),
+        expanded => expanded["id"].as_str(),
+    };
+    if let Some(setup_intent) = setup_intent {
+        crate::stripe::intents::payment_method_added(tx, id, setup_intent, &mirror.account).await?;
+        *stripe_owed = Some(id.to_owned());
+    }
+    Ok(EventOutcome::Applied)
 }
 
 /// `invoice.created` for a renewal: the period that just ended is to be closed at once.
@@ -99,6 +128,7 @@ async fn outcome_of(
     event: &StripeEvent,
     changed: &mut Changed,
     close: &mut Option<(String, i64)>,
+    stripe_owed: &mut Option<String>,
 ) -> StoreResult<EventOutcome> {
     let failed_at = Some(event.created_ms);
     Ok(match &event.kind {
@@ -134,15 +164,7 @@ async fn outcome_of(
                 EventOutcome::Applied
             }
         }
-        EventType::CheckoutSessionCompleted => {
-            match event.object["metadata"]["tollbooth_subscription_id"].as_str() {
-                Some(id) => {
-                    tx.clear_checkout_url(id).await?;
-                    EventOutcome::Applied
-                }
-                None => EventOutcome::UnknownObject,
-            }
-        }
+        EventType::CheckoutSessionCompleted => checkout_completed(tx, event, stripe_owed).await?,
         EventType::InvoiceCreated => renewal(tx, event, close).await?,
         // Usage goes on a draft; once final, the billing job sends late usage to the next one.
         EventType::InvoiceFinalized => EventOutcome::Ignored,

@@ -57,6 +57,9 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Json
         if let Some((subscription, period_end)) = applied.close {
             close_in_background(&state, subscription, period_end);
         }
+        if let Some(subscription) = applied.stripe_owed {
+            settle_in_background(&state, subscription);
+        }
     }
     tracing::info!(event = %event.id, kind = %event.type_name, outcome = outcome.as_str(), "Stripe event");
     Ok(Json(
@@ -106,6 +109,17 @@ fn close_in_background(state: &AppState, subscription: String, period_end: i64) 
             Err(error) => {
                 tracing::warn!(%subscription, %error, "closing on invoice.created failed; the daily job retries")
             }
+        }
+    });
+}
+
+/// Sends the Stripe writes an event left owed, without holding up the answer; a failure stays
+/// on the intent for `tollbooth stripe sync` and the daily job.
+fn settle_in_background(state: &AppState, subscription: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(error) = state.stripe.settle(&state.store, &subscription).await {
+            tracing::warn!(%subscription, %error, "a Stripe write after a webhook failed; it stays owed");
         }
     });
 }

@@ -22,6 +22,9 @@ pub enum Intent {
     ChangePrice,
     CancelNow,
     CancelAtPeriodEnd,
+    /// The payment method a subscriber added through Checkout becomes the Customer's default, and
+    /// an invoice the Subscription is waiting on is paid with it.
+    AdoptPaymentMethod,
 }
 
 impl Intent {
@@ -36,6 +39,7 @@ impl Intent {
             Self::ChangePrice => "change_price",
             Self::CancelNow => "cancel_now",
             Self::CancelAtPeriodEnd => "cancel_at_period_end",
+            Self::AdoptPaymentMethod => "adopt_payment_method",
         }
     }
 
@@ -50,6 +54,7 @@ impl Intent {
             Self::ChangePrice,
             Self::CancelNow,
             Self::CancelAtPeriodEnd,
+            Self::AdoptPaymentMethod,
         ]
         .into_iter()
         .find(|intent| intent.as_str() == text)
@@ -276,6 +281,25 @@ pub async fn subscription_canceled(
     };
     let subject = subscription.id.as_str();
     owe_change(tx, intent, subject, &version.id, &account).await?;
+    Ok(())
+}
+
+/// A subscriber finished Checkout (setup mode): the SetupIntent's payment method is to be adopted.
+pub async fn payment_method_added(
+    tx: &mut Tx,
+    subscription_id: &str,
+    setup_intent: &str,
+    account: &str,
+) -> StoreResult<()> {
+    owe(
+        tx,
+        Intent::AdoptPaymentMethod,
+        subscription_id,
+        setup_intent,
+        None,
+        account,
+    )
+    .await?;
     Ok(())
 }
 

@@ -73,20 +73,20 @@ pub fn run<'a>(
     })
 }
 
-struct Job<'a> {
-    client: &'a StripeHttp,
+pub(super) struct Job<'a> {
+    pub(super) client: &'a StripeHttp,
     stripe: &'a Stripe,
-    store: &'a Store,
-    intent: &'a StripeIntent,
+    pub(super) store: &'a Store,
+    pub(super) intent: &'a StripeIntent,
 }
 
 impl Job<'_> {
-    fn account(&self) -> &str {
+    pub(super) fn account(&self) -> &str {
         &self.intent.account
     }
 
     /// A request with this intent's account and the given key.
-    fn customize<R: StripeRequest>(
+    pub(super) fn customize<R: StripeRequest>(
         &self,
         request: &R,
         key: &str,
@@ -102,7 +102,7 @@ impl Job<'_> {
         Ok(request)
     }
 
-    async fn read(&self) -> Result<Tx, StripeError> {
+    pub(super) async fn read(&self) -> Result<Tx, StripeError> {
         Ok(self.store.begin_read().await?)
     }
 
@@ -157,6 +157,7 @@ impl Job<'_> {
             Intent::ChangePrice => self.change_price().await,
             Intent::CancelNow => self.cancel(true).await,
             Intent::CancelAtPeriodEnd => self.cancel(false).await,
+            Intent::AdoptPaymentMethod => self.adopt_payment_method().await,
         }
     }
 
@@ -560,7 +561,7 @@ impl Job<'_> {
             .ok_or_else(|| StripeError::Missing(format!("subscriber `{id}` is gone")))
     }
 
-    async fn local_subscription(&self) -> Result<Subscription, StripeError> {
+    pub(super) async fn local_subscription(&self) -> Result<Subscription, StripeError> {
         let id = &self.intent.local_id;
         self.read()
             .await?

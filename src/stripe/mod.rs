@@ -7,6 +7,7 @@ pub mod client;
 pub mod intents;
 mod mirror;
 mod params;
+mod payment_method;
 mod usage;
 pub mod webhook;
 

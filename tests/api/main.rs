@@ -6,6 +6,7 @@ mod admin_auth;
 mod apis;
 mod billing;
 mod catalog_file;
+mod checkout;
 mod crash;
 mod events;
 mod health;
