@@ -4,7 +4,7 @@ use super::BillingError;
 use crate::domain::FieldError;
 use crate::domain::time::from_ms;
 use crate::domain::units::units_from_micros;
-use crate::pricing::{self, DailyUsage, Invoice, Period, PeriodUsage, RatedPeriod};
+use crate::pricing::{self, DailyUsage, Invoice, Period, PeriodUsage, RatedPart, RatedPeriod};
 use crate::store::{Store, Subscription, UsageRow};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -68,8 +68,49 @@ pub async fn preview(
             period.end().timestamp_millis(),
         )
         .await?;
-    let usage = PeriodUsage::from_days(daily(&rows))?;
-    let invoice = pricing::rate(tier, &rated, &usage)?;
+    let history = tx.tier_history(&subscription.id).await?;
+    let mut versions = Vec::with_capacity(history.len());
+    for (version_id, from_ms) in history {
+        let spec = if version_id == version.id {
+            version.spec.clone()
+        } else {
+            let found = tx.find_tier_version(&version_id).await?.ok_or_else(|| {
+                crate::store::StoreError::Corrupt(format!("tier version {version_id} is gone"))
+            })?;
+            found.spec
+        };
+        versions.push((spec, from_ms));
+    }
+    let spans = tier_spans(&versions, &rated, period)?;
+    let mut parts = Vec::with_capacity(spans.len());
+    let mut usage = PeriodUsage::default();
+    for (index, span) in spans.iter().enumerate() {
+        // An hour's calls go with the tier the subscription was on when the hour began; hours
+        // before the first change are the first tier's, hours after the last the last one's.
+        let from = if index == 0 {
+            i64::MIN
+        } else {
+            span.from.timestamp_millis()
+        };
+        let to = if index + 1 == spans.len() {
+            i64::MAX
+        } else {
+            span.to.timestamp_millis()
+        };
+        let hours: Vec<UsageRow> = rows
+            .iter()
+            .filter(|row| row.hour >= from && row.hour < to)
+            .cloned()
+            .collect();
+        let part_usage = PeriodUsage::from_days(daily(&hours))?;
+        usage = add_usage(usage, &part_usage);
+        parts.push(RatedPart {
+            tier: &versions[span.version].0,
+            period: span.rated,
+            usage: part_usage,
+        });
+    }
+    let invoice = pricing::rate_parts(&parts)?;
     Ok(InvoicePreview {
         subscription: subscription.id,
         external_id: subscription.external_id,
@@ -85,6 +126,71 @@ pub async fn preview(
         },
         invoice,
     })
+}
+
+/// The part of the rated span the subscription spent on one tier version.
+struct TierSpan {
+    /// Index into the versions.
+    version: usize,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    rated: RatedPeriod,
+}
+
+/// Splits the rated span of a period where the subscription changed tier. `versions` are
+/// `(tier, on it from)`, oldest first; with no history the current tier covers it all.
+fn tier_spans(
+    versions: &[(crate::domain::tier::TierSpec, i64)],
+    rated: &RatedPeriod,
+    period: Period,
+) -> Result<Vec<TierSpan>, BillingError> {
+    let (active_from, active_to) = (rated.active_from(), rated.active_to());
+    let mut spans = Vec::new();
+    for (index, (_, since)) in versions.iter().enumerate() {
+        let until = versions
+            .get(index + 1)
+            .map_or(active_to, |(_, next)| from_ms(*next));
+        let from = from_ms(*since).max(active_from);
+        let to = until.min(active_to);
+        // The first version also covers anything before its recorded start (rows made before
+        // the history existed start at `started_at`, which is the active start).
+        let from = if spans.is_empty() { active_from } else { from };
+        if from >= to {
+            continue;
+        }
+        let part = if from == active_from && to == active_to {
+            *rated
+        } else {
+            let part = RatedPeriod::partial(period, from, to)?;
+            if rated.is_first_period() && from == active_from {
+                part.as_first_period()
+            } else {
+                part
+            }
+        };
+        spans.push(TierSpan {
+            version: index,
+            from,
+            to,
+            rated: part,
+        });
+    }
+    if spans.is_empty() {
+        return Err(BillingError::Store(crate::store::StoreError::Corrupt(
+            "a subscription without its tier history".into(),
+        )));
+    }
+    Ok(spans)
+}
+
+fn add_usage(total: PeriodUsage, part: &PeriodUsage) -> PeriodUsage {
+    PeriodUsage {
+        billable_calls: total.billable_calls + part.billable_calls,
+        billable_units: total.billable_units + part.billable_units,
+        failed_calls: total.failed_calls + part.failed_calls,
+        total_calls: total.total_calls + part.total_calls,
+        days: Vec::new(),
+    }
 }
 
 /// The period starting on `start`, which must be one of the subscription's period starts and begun.

@@ -196,6 +196,19 @@ async fn move_to(
     to: &crate::store::TierVersion,
 ) -> CatalogResult<()> {
     let from = found(tx.find_tier_version(&subscription.tier_version_id).await?)?;
+    if from.spec.currency != to.spec.currency {
+        // Stripe cannot move a Subscription between currencies, and a period is billed in one.
+        return Err(FieldError::new(
+            "tier",
+            format!(
+                "tier `{}` is priced in {}, the subscription in {}: start a new subscription instead",
+                to.spec.slug.as_str(),
+                to.spec.currency.code(),
+                from.spec.currency.code()
+            ),
+        )
+        .into());
+    }
     tx.set_subscription_tier_version(&subscription.id, &to.id)
         .await?;
     let moved = found(tx.find_subscription(&subscription.id).await?)?;

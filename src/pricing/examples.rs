@@ -188,3 +188,68 @@ fn usage_outside_the_active_days_is_refused() {
         Err(super::PricingError::DayOutsideActive(usage.days[0].day))
     );
 }
+
+#[test]
+fn a_tier_change_mid_period_rates_each_part_on_its_own_tier() {
+    use super::{RatedPart, rate_parts};
+    let basic = tier(
+        json!({"name": "Basic", "fixed_fee": {"amount": "30.00", "interval": "month"},
+        "usage": {"model": "per_unit", "unit_price": "0.01"}}),
+    );
+    let pro = tier(
+        json!({"name": "Pro", "fixed_fee": {"amount": "90.00", "interval": "month"},
+        "usage": {"model": "per_unit", "unit_price": "0.005"}}),
+    );
+    let change = at("2026-11-11T12:00:00Z");
+    let before = RatedPeriod::partial(november(), november().start(), change).unwrap();
+    let after = RatedPeriod::partial(november(), change, november().end()).unwrap();
+    let invoice = rate_parts(&[
+        RatedPart {
+            tier: &basic,
+            period: before,
+            usage: calls(1_000),
+        },
+        RatedPart {
+            tier: &pro,
+            period: after,
+            usage: calls(4_000),
+        },
+    ])
+    .unwrap();
+    // Basic for 11 started days: 30 × 11/30 = 11.00, and 1,000 × 0.01 = 10.00.
+    // Pro for the 20 days from the 11th (a started day counts): 90 × 20/30 = 60.00, 4,000 × 0.005 = 20.00.
+    let amounts: Vec<String> = invoice.lines.iter().map(|l| l.amount.to_string()).collect();
+    assert_eq!(amounts, ["11.00", "10.00", "60.00", "20.00"]);
+    assert_eq!(invoice.total, dec!(101.00));
+    assert!(
+        invoice.lines[0]
+            .description
+            .starts_with("Basic (2026-11-01 00:00 UTC to 2026-11-11 12:00 UTC): "),
+        "{}",
+        invoice.lines[0].description
+    );
+    assert!(
+        invoice.lines[2]
+            .description
+            .starts_with("Pro (2026-11-11 12:00 UTC")
+    );
+
+    let euro =
+        tier(json!({"currency": "eur", "usage": {"model": "per_unit", "unit_price": "0.01"}}));
+    let mixed = rate_parts(&[
+        RatedPart {
+            tier: &basic,
+            period: before,
+            usage: calls(1),
+        },
+        RatedPart {
+            tier: &euro,
+            period: after,
+            usage: calls(1),
+        },
+    ]);
+    assert!(matches!(
+        mixed,
+        Err(super::PricingError::MixedCurrencies(..))
+    ));
+}

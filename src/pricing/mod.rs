@@ -44,6 +44,10 @@ pub enum PricingError {
     CalendarOverflow,
     #[error("an amount or a count is too large to compute")]
     Overflow,
+    #[error("a period is billed in one currency; its parts are in {0} and {1}")]
+    MixedCurrencies(String, String),
+    #[error("a period needs at least one part to rate")]
+    NoParts,
 }
 
 /// The usage of one subscription over the part of a billing period that is being rated.
@@ -111,6 +115,47 @@ pub fn rate(
         lines,
         total,
     })
+}
+
+/// The part of a billing period a subscription spent on one tier version, with its usage there.
+#[derive(Debug, Clone)]
+pub struct RatedPart<'a> {
+    pub tier: &'a TierSpec,
+    pub period: RatedPeriod,
+    pub usage: PeriodUsage,
+}
+
+/// Rates a period whose parts were on different tier versions (a tier change mid-period): each
+/// part on its own tier, prorated to its days, its usage priced from zero; with several parts each
+/// line names its tier and dates. The total is the sum of the parts' totals.
+pub fn rate_parts(parts: &[RatedPart<'_>]) -> Result<Invoice, PricingError> {
+    let (first, rest) = parts.split_first().ok_or(PricingError::NoParts)?;
+    let mut invoice = rate(first.tier, &first.period, &first.usage)?;
+    if rest.is_empty() {
+        return Ok(invoice);
+    }
+    name_lines(&mut invoice.lines, first);
+    for part in rest {
+        if part.tier.currency != invoice.currency {
+            return Err(PricingError::MixedCurrencies(
+                invoice.currency.code(),
+                part.tier.currency.code(),
+            ));
+        }
+        let mut more = rate(part.tier, &part.period, &part.usage)?;
+        name_lines(&mut more.lines, part);
+        invoice.lines.append(&mut more.lines);
+        invoice.total = sum(invoice.total, more.total)?;
+    }
+    Ok(invoice)
+}
+
+fn name_lines(lines: &mut [Line], part: &RatedPart<'_>) {
+    let from = part.period.active_from().format("%Y-%m-%d %H:%M UTC");
+    let to = part.period.active_to().format("%Y-%m-%d %H:%M UTC");
+    for line in lines {
+        line.description = format!("{} ({from} to {to}): {}", part.tier.name, line.description);
+    }
 }
 
 fn product(a: Decimal, b: Decimal) -> Result<Decimal, PricingError> {

@@ -138,17 +138,49 @@ impl Tx {
     ) -> StoreResult<()> {
         let sql = "INSERT INTO subscriptions (id, external_id, subscriber_id, tier_version_id, \
                    status, started_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $6)";
+        let now = now_ms();
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(external_id)
             .bind(subscriber_id)
             .bind(tier_version_id)
             .bind(SubscriptionStatus::Active.as_str())
-            .bind(now_ms())
+            .bind(now)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        self.record_tier(id, tier_version_id, now).await
+    }
+
+    /// Notes that a subscription is on `tier_version_id` from `from_ms` on.
+    async fn record_tier(
+        &mut self,
+        subscription_id: &str,
+        tier_version_id: &str,
+        from_ms: i64,
+    ) -> StoreResult<()> {
+        // Two moves in one millisecond: the later one is the tier from then on.
+        let sql = "INSERT INTO subscription_tiers (subscription_id, tier_version_id, from_ms) \
+                   VALUES ($1, $2, $3) ON CONFLICT (subscription_id, from_ms) \
+                   DO UPDATE SET tier_version_id = excluded.tier_version_id";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(subscription_id)
+            .bind(tier_version_id)
+            .bind(from_ms)
             .execute(conn)
             .await?
             .rows_affected());
         Ok(())
+    }
+
+    /// The tier versions a subscription has been on, oldest first: `(version id, from)`.
+    pub async fn tier_history(&mut self, subscription_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        let sql = "SELECT tier_version_id, from_ms FROM subscription_tiers \
+                   WHERE subscription_id = $1 ORDER BY from_ms";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subscription_id)
+            .fetch_all(conn)
+            .await?))
     }
 
     /// Moves a subscription to another tier version.
@@ -158,14 +190,15 @@ impl Tx {
         tier_version_id: &str,
     ) -> StoreResult<()> {
         let sql = "UPDATE subscriptions SET tier_version_id = $2, updated_at = $3 WHERE id = $1";
+        let now = now_ms();
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(tier_version_id)
-            .bind(now_ms())
+            .bind(now)
             .execute(conn)
             .await?
             .rows_affected());
-        Ok(())
+        self.record_tier(id, tier_version_id, now).await
     }
 
     /// Makes `keys` the live consumer keys of a subscription: keys it no longer lists are released,
