@@ -28,6 +28,9 @@ pub struct Settings {
     pub payment_grace: HumanDuration,
     /// How long raw call records are kept for audit and dedupe; older records are refused.
     pub retention: HumanDuration,
+    /// How often a replica reads the catalog and payment state again, for changes made by other
+    /// replicas or the CLI: the bound on how stale another replica's change can be.
+    pub replica_refresh: HumanDuration,
     /// Largest `POST /v1/events` body, in bytes.
     pub events_max_bytes: usize,
     /// Most records in one `POST /v1/events`.
@@ -77,6 +80,7 @@ struct Defaults {
     billing_enabled: bool,
     payment_grace: &'static str,
     retention: &'static str,
+    replica_refresh: &'static str,
     events_max_bytes: usize,
     events_max_records: usize,
     ingest_queue_records: u32,
@@ -98,6 +102,7 @@ const DEFAULTS: Defaults = Defaults {
     billing_enabled: true,
     payment_grace: "3d",
     retention: "35d",
+    replica_refresh: "5s",
     events_max_bytes: 8 * 1024 * 1024,
     events_max_records: 10_000,
     ingest_queue_records: 200_000,
@@ -113,7 +118,7 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 22] = [
+const TOLLBOOTH_VARS: [&str; 23] = [
     "database_url",
     "listen",
     "admin_token",
@@ -121,6 +126,7 @@ const TOLLBOOTH_VARS: [&str; 22] = [
     "billing_enabled",
     "payment_grace",
     "retention",
+    "replica_refresh",
     "events_max_bytes",
     "events_max_records",
     "ingest_queue_records",

@@ -12,12 +12,7 @@ use crate::stripe::webhook::WebhookSecrets;
 use crate::telemetry;
 use anyhow::Context;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// How often the consumer directory and the access book are read again, for changes made by
-/// other replicas or the CLI: the bound on how stale another replica's change can be.
-const DIRECTORY_REFRESH: Duration = Duration::from_secs(5);
 
 /// A built tollbooth, bound to its port, ready to serve.
 pub struct Application {
@@ -49,12 +44,12 @@ impl Application {
         let directory = Directory::load(store.clone())
             .await
             .context("loading the consumer directory")?;
-        let refresh = directory.spawn_refresh(DIRECTORY_REFRESH);
+        let refresh = directory.spawn_refresh(settings.replica_refresh.0);
         let notifier = Notifier::start(settings.notify());
         let access = AccessBook::load(store.clone(), settings.payment_grace.0, notifier.clone())
             .await
             .context("loading the access book")?;
-        let access_refresh = access.spawn_refresh(DIRECTORY_REFRESH);
+        let access_refresh = access.spawn_refresh(settings.replica_refresh.0);
         let counts = access.clone();
         let (ingestor, writer) = Ingestor::start(
             store.clone(),

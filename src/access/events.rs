@@ -201,10 +201,16 @@ async fn set(
     };
     if tx.set_payment_state(subscription, &state).await? {
         changed.push((subscription.to_owned(), status));
-        Ok(EventOutcome::Applied)
-    } else {
-        Ok(EventOutcome::Stale)
+        return Ok(EventOutcome::Applied);
     }
+    // Older than the state held, but an earlier failure of a subscription still past due: its
+    // grace period runs from the first failure.
+    if let ("past_due", Some(failed_at)) = (status, past_due_since)
+        && tx.move_grace_start_back(subscription, failed_at).await?
+    {
+        return Ok(EventOutcome::Applied);
+    }
+    Ok(EventOutcome::Stale)
 }
 
 /// The tollbooth subscription of the event's Stripe Subscription: by its stored id, else by the

@@ -110,6 +110,25 @@ impl Tx {
         Ok(changed == 1)
     }
 
+    /// A failure older than the one a past-due subscription's grace period runs from, delivered
+    /// late: the grace period runs from it instead. False when that changes nothing.
+    pub async fn move_grace_start_back(
+        &mut self,
+        subscription_id: &str,
+        failed_at: i64,
+    ) -> StoreResult<bool> {
+        let sql = "UPDATE subscriptions SET past_due_since = $2, updated_at = $3 \
+                   WHERE id = $1 AND status = 'past_due' AND past_due_since > $2";
+        let changed = on_tx!(self, |conn| sqlx::query(sql)
+            .bind(subscription_id)
+            .bind(failed_at)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(changed == 1)
+    }
+
     /// Forgets a Checkout link once the subscriber has added a payment method.
     pub async fn clear_checkout_url(&mut self, subscription_id: &str) -> StoreResult<()> {
         let sql = "UPDATE stripe_subscriptions SET checkout_url = NULL WHERE subscription_id = $1";

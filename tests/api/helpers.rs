@@ -141,6 +141,13 @@ pub fn use_stripe(settings: &mut Settings, api_base: &str) {
 }
 
 /// Starts tollbooth on an existing database (to restart it, or after the CLI wrote to it).
+/// Another replica on the database of `app`, with its own settings.
+pub async fn spawn_replica(app: &TestApp, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings(&app.database_url);
+    configure(&mut settings);
+    spawn_app_from(settings).await
+}
+
 pub async fn spawn_app_on(database_url: &str) -> TestApp {
     spawn_app_from(test_settings(database_url)).await
 }

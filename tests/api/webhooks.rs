@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tollbooth::stripe::webhook::sign;
 
 on_both_backends!(
+    another_replica_sees_a_change_within_the_refresh_period,
     signatures_are_checked_and_a_bad_one_changes_nothing,
     each_event_is_handled_once_and_unknown_ones_are_acknowledged,
     updated_after_deleted_does_not_bring_a_subscription_back,
@@ -307,10 +308,31 @@ async fn access_follows_payment_through_the_grace_period(backend: Backend) {
         unix_now() - 4 * 86_400,
         invoice_object(&subscription),
     );
-    // An older event than the state held is stale: the grace period runs from the first failure.
-    assert_eq!(send_event(&app, &earlier).await, "stale");
+    // Delivered late, it is older than the state held, but the grace period runs from the first
+    // failure: the same subscription is now past its grace period.
+    assert_eq!(send_event(&app, &earlier).await, "applied");
     let (_, read) = app.get("/v1/subscriptions/acme-weather").await;
     assert_eq!(read["status"], "past_due");
+    let (status, answer) = authorize(&app, &key, "k1").await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{answer}");
+    // Paid since: back in; a failure older than the payment changes nothing.
+    let paid = event(
+        "evt_p1",
+        "invoice.paid",
+        unix_now() - 2,
+        invoice_object(&subscription),
+    );
+    assert_eq!(send_event(&app, &paid).await, "applied");
+    let (status, _) = authorize(&app, &key, "k1").await;
+    assert_eq!(status, StatusCode::OK, "paid");
+    let older = event(
+        "evt_f00",
+        "invoice.payment_failed",
+        unix_now() - 5 * 86_400,
+        invoice_object(&subscription),
+    );
+    assert_eq!(send_event(&app, &older).await, "stale");
+    assert_eq!(status_of(&app).await, "active");
 
     // A new subscription whose first failure was four days ago.
     let (status, other) = app
@@ -513,4 +535,67 @@ async fn the_provider_is_notified_signed_and_retried(backend: Backend) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 3, "the retry carries the same notification id");
+}
+
+/// With several replicas, a change made through one (a webhook, a new subscription) reaches the
+/// access decision of another within the refresh period, here 200 ms.
+async fn another_replica_sees_a_change_within_the_refresh_period(backend: Backend) {
+    let refresh = |s: &mut tollbooth::config::Settings| {
+        s.replica_refresh = "200ms".to_owned().try_into().expect("duration");
+    };
+    let Some(first) = spawn_app_with(backend, |s| {
+        s.stripe_webhook_secret = Some(NEW_SECRET.to_owned().into());
+        refresh(s);
+    })
+    .await
+    else {
+        return;
+    };
+    let (subscription, key) = setup(&first, None).await;
+    let second = crate::helpers::spawn_replica(&first, refresh).await;
+    assert_eq!(authorize(&second, &key, "k1").await.0, StatusCode::OK);
+
+    let unpaid = event(
+        "evt_u1",
+        "invoice.marked_uncollectible",
+        unix_now(),
+        invoice_object(&subscription),
+    );
+    assert_eq!(send_event(&first, &unpaid).await, "applied");
+    assert_eq!(
+        authorize(&first, &key, "k1").await.0,
+        StatusCode::PAYMENT_REQUIRED,
+        "at once where it arrived"
+    );
+    assert!(
+        eventually(|| async {
+            authorize(&second, &key, "k1").await.0 == StatusCode::PAYMENT_REQUIRED
+        })
+        .await,
+        "the other replica refuses too"
+    );
+
+    let (status, _) = first
+        .post("/v1/subscriptions", &json!({"external_id": "acme-9", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": ["k9"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        eventually(|| async { authorize(&second, &key, "k9").await.0 == StatusCode::OK }).await,
+        "the other replica knows the new consumer"
+    );
+}
+
+/// Whether `check` holds within ten refresh periods (2 s), asked every 50 ms.
+async fn eventually<F, Fut>(check: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..40 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }
