@@ -32,27 +32,31 @@ pub struct TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let Some((server, name)) = self.postgres_database.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime, which cannot block on itself: use a thread of our own.
-        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&server).await?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut conn)
-                    .await?;
-                anyhow::Ok(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {name}; it can be dropped by hand");
+        if let Some((server, name)) = self.postgres_database.take() {
+            drop_postgres_database(server, name);
         }
+    }
+}
+
+/// Drops a test database. Drop runs inside the test's runtime, which cannot block on itself:
+/// the work is done on a thread of its own.
+fn drop_postgres_database(server: String, name: String) {
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            anyhow::Ok(())
+        })
+    })
+    .join();
+    if !matches!(dropped, Ok(Ok(()))) {
+        eprintln!("could not drop the test database {name}; it can be dropped by hand");
     }
 }
 
@@ -61,6 +65,14 @@ pub struct FreshDatabase {
     pub url: String,
     dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.postgres.take() {
+            drop_postgres_database(server, name);
+        }
+    }
 }
 
 /// A fresh, empty database of the given kind; `None` when PostgreSQL is not configured.
@@ -99,10 +111,10 @@ pub async fn fresh_database(backend: Backend) -> Option<FreshDatabase> {
 
 /// Starts tollbooth on a fresh database; `None` when PostgreSQL is asked for but not configured.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    let database = fresh_database(backend).await?;
+    let mut database = fresh_database(backend).await?;
     let mut app = spawn_app_on(&database.url).await;
-    app._dir = database.dir;
-    app.postgres_database = database.postgres;
+    app._dir = database.dir.take();
+    app.postgres_database = database.postgres.take();
     Some(app)
 }
 
@@ -112,12 +124,12 @@ pub async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut Settings),
 ) -> Option<TestApp> {
-    let database = fresh_database(backend).await?;
+    let mut database = fresh_database(backend).await?;
     let mut settings = test_settings(&database.url);
     configure(&mut settings);
     let mut app = spawn_app_from(settings).await;
-    app._dir = database.dir;
-    app.postgres_database = database.postgres;
+    app._dir = database.dir.take();
+    app.postgres_database = database.postgres.take();
     Some(app)
 }
 

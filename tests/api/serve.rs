@@ -1,4 +1,6 @@
-use crate::helpers::{Backend, TestApp, fresh_database, on_both_databases, spawn_app_on};
+use crate::helpers::{
+    Backend, TestApp, fresh_database, on_both_backends, on_both_databases, spawn_app_on,
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::io::Read;
@@ -30,9 +32,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `tollbooth serve` as users do, waits until it answers, stops it with SIGTERM, and
-/// answers what it printed on stdout.
-async fn serve_until_sigterm(database_url: &str) -> String {
+/// Starts `tollbooth serve` as users do, waits until it answers, stops it with `signal` (`TERM`
+/// or `INT`), and answers what it printed on stdout.
+async fn serve_until_signal(database_url: &str, signal: &str) -> String {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
         .arg("serve")
@@ -58,14 +60,14 @@ async fn serve_until_sigterm(database_url: &str) -> String {
     }
     assert!(ready, "tollbooth serve did not answer /healthz");
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(
         status.success(),
-        "tollbooth serve exited with {status} on SIGTERM"
+        "tollbooth serve exited with {status} on SIG{signal}"
     );
     let mut stdout = String::new();
     child
@@ -77,18 +79,21 @@ async fn serve_until_sigterm(database_url: &str) -> String {
     stdout
 }
 
+on_both_backends!(first_start_prints_an_admin_token_once_and_a_signal_stops_cleanly);
+
 /// With no admin token configured, the first start makes one and prints it once; the next start
-/// prints nothing, and the token printed works.
-#[tokio::test]
-async fn first_start_prints_an_admin_token_once_and_sigterm_stops_cleanly() {
-    let database = fresh_database(Backend::Sqlite).await.unwrap();
-    let first = serve_until_sigterm(&database.url).await;
+/// prints nothing, and the token printed works. SIGTERM and SIGINT both stop it cleanly.
+async fn first_start_prints_an_admin_token_once_and_a_signal_stops_cleanly(backend: Backend) {
+    let Some(database) = fresh_database(backend).await else {
+        return;
+    };
+    let first = serve_until_signal(&database.url, "TERM").await;
     let token = first
         .lines()
         .find_map(|line| line.strip_prefix("admin token (shown once, keep it safe): "))
         .unwrap_or_else(|| panic!("no admin token printed: {first}"))
         .to_owned();
-    let second = serve_until_sigterm(&database.url).await;
+    let second = serve_until_signal(&database.url, "INT").await;
     assert!(!second.contains("admin token"), "{second}");
     assert!(!second.contains(&token));
 
