@@ -7,6 +7,8 @@ on_both_databases!(
     a_subscription_keeps_its_tier_version_and_its_consumer_keys,
     bad_subscriber_and_subscription_input_is_refused_and_changes_nothing,
     gateways_are_created_with_a_key_shown_once,
+    every_list_pages_without_gaps_or_repeats,
+    a_subscription_posted_again_with_another_tier_is_a_conflict,
 );
 
 async fn setup(app: &TestApp) {
@@ -159,5 +161,92 @@ async fn gateways_are_created_with_a_key_shown_once(app: TestApp) {
         "invalid_field",
         Some("name"),
     );
+    assert_eq!(app.catalog_snapshot().await, before);
+}
+
+async fn every_list_pages_without_gaps_or_repeats(app: TestApp) {
+    setup(&app).await;
+    for i in 0..4 {
+        let mut tier = pro_tier("5.00");
+        tier["slug"] = json!(format!("weather-t{i}"));
+        for (path, body) in [
+            ("/v1/tiers", tier),
+            (
+                "/v1/subscribers",
+                json!({"external_id": format!("s{i}"), "name": "S", "email": "s@example.com"}),
+            ),
+            (
+                "/v1/subscriptions",
+                json!({"external_id": format!("sub{i}"), "subscriber": format!("s{i}"), "tier": "weather-pro", "consumer_keys": [format!("key{i}")]}),
+            ),
+            ("/v1/gateways", json!({"name": format!("gw{i}")})),
+        ] {
+            let (status, answer) = app.post(path, &body).await;
+            assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
+        }
+    }
+    for (kind, count) in [
+        ("tiers", 5),
+        ("subscribers", 5),
+        ("subscriptions", 4),
+        ("gateways", 4),
+    ] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &after {
+                None => format!("/v1/{kind}?limit=2"),
+                Some(after) => format!("/v1/{kind}?limit=2&after={after}"),
+            };
+            let (status, page) = app.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            let data = page["data"].as_array().unwrap();
+            assert!(data.len() <= 2, "{page}");
+            seen.extend(
+                data.iter()
+                    .map(|item| item["id"].as_str().unwrap().to_owned()),
+            );
+            pages += 1;
+            if page["has_more"] == false {
+                assert!(page["next_after"].is_null(), "{page}");
+                break;
+            }
+            after = Some(page["next_after"].as_str().unwrap().to_owned());
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), seen.len(), "{kind}: a repeat in {seen:?}");
+        assert_eq!(seen.len(), count, "{kind}: {seen:?}");
+        assert_eq!(pages, count.div_ceil(2), "{kind}");
+        let bad = app.get(&format!("/v1/{kind}?limit=0")).await;
+        assert_error(
+            &bad,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("limit"),
+        );
+    }
+}
+
+async fn a_subscription_posted_again_with_another_tier_is_a_conflict(app: TestApp) {
+    setup(&app).await;
+    let mut other = pro_tier("5.00");
+    other["slug"] = json!("weather-other");
+    let (status, _) = app.post("/v1/tiers", &other).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let subscription = json!({"external_id": "acme-weather", "subscriber": "acme", "tier": "weather-pro", "consumer_keys": ["k1"]});
+    let (status, _) = app.post("/v1/subscriptions", &subscription).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let before = app.catalog_snapshot().await;
+    let mut changed = subscription.clone();
+    changed["tier"] = json!("weather-other");
+    let answer = app.post("/v1/subscriptions", &changed).await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", None);
+    let mut other_keys = subscription;
+    other_keys["consumer_keys"] = json!(["k2"]);
+    let answer = app.post("/v1/subscriptions", &other_keys).await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", None);
     assert_eq!(app.catalog_snapshot().await, before);
 }
