@@ -22,7 +22,9 @@
 //! For a quick try: `-- --records N` (default 300,000) and `-- --only sqlite|postgres`;
 //! `-- --clients N` changes the batched run's connections (default 4).
 
-use anyhow::{Context, Result, bail, ensure};
+mod support;
+
+use anyhow::{Context, Result, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -31,11 +33,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{AssertSqlSafe, Connection};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::{
+    ADMIN_TOKEN, CpuSnapshot, Database, DatabaseFlags, FreshDatabase, Server, admin_post,
+    clock_ticks, metric_sum, migrate, server_binary, thousands,
+};
 use tollbooth::metering::key::record_key;
 use tollbooth::store::{StoredRecord, UsageIncrement};
 
@@ -56,21 +61,12 @@ const SINGLE_IN_FLIGHT: usize = 64;
 /// SQLite accepts up to 32,766 variables a statement: 1,000 rows of 11 is one statement.
 const CEILING_ROWS_PER_STATEMENT: usize = 1_000;
 
-const ADMIN_TOKEN: &str = "tba_bench_admin_token_0000000000";
-const POSTGRES_VAR: &str = "TOLLBOOTH_BENCH_POSTGRES_URL";
-
 /// Goals of issue 7.
 const GOAL_POSTGRES_RANDOM: f64 = 50_000.0;
 const GOAL_SQLITE_RANDOM: f64 = 25_000.0;
 const GOAL_SQLITE_ORDERED: f64 = 80_000.0;
 const GOAL_RATIO: f64 = 0.6;
 const GOAL_P99_MS: f64 = 5.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Database {
-    Sqlite,
-    Postgres,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IdKind {
@@ -100,43 +96,24 @@ impl IdKind {
     }
 }
 
-impl Database {
-    fn label(self) -> &'static str {
-        match self {
-            Database::Sqlite => "SQLite",
-            Database::Postgres => "PostgreSQL",
-        }
-    }
-}
-
 struct Options {
-    postgres: Option<String>,
+    databases: DatabaseFlags,
     records: usize,
-    /// `--only sqlite` or `--only postgres`: one database, for a quick try.
-    only: Option<Database>,
     clients: usize,
 }
 
 fn parse_args() -> Result<Options> {
     let mut options = Options {
-        postgres: std::env::var(POSTGRES_VAR).ok().filter(|v| !v.is_empty()),
+        databases: DatabaseFlags::from_env(),
         records: RECORDS,
-        only: None,
         clients: CLIENTS,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--postgres" {
-            options.postgres = Some(args.next().context("--postgres needs a URL")?);
-        } else if let Some(url) = arg.strip_prefix("--postgres=") {
-            options.postgres = Some(url.to_owned());
-        } else if arg == "--only" {
-            options.only = match args.next().as_deref() {
-                Some("sqlite") => Some(Database::Sqlite),
-                Some("postgres") => Some(Database::Postgres),
-                other => bail!("--only takes sqlite or postgres, not {other:?}"),
-            };
-        } else if arg == "--clients" {
+        if options.databases.take(&arg, &mut args)? {
+            continue;
+        }
+        if arg == "--clients" {
             options.clients = args
                 .next()
                 .context("--clients needs a number")?
@@ -188,23 +165,15 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
         options.records, options.clients
     );
     println!("server: {}", binary.display());
-    let mut databases = vec![Database::Sqlite];
-    match &options.postgres {
-        Some(_) => databases.push(Database::Postgres),
-        None => println!(
-            "PostgreSQL: not measured (pass `-- --postgres postgres://…` or set {POSTGRES_VAR})"
-        ),
-    }
-    databases.retain(|d| options.only.is_none_or(|only| only == *d));
     let mut outcomes = Vec::new();
-    for database in databases {
+    for database in options.databases.databases() {
         for ids in [IdKind::Random, IdKind::TimeOrdered] {
             println!("\n== {} / {} ids ==", database.label(), ids.label());
             let scenario = Scenario {
                 database,
                 ids,
                 binary: &binary,
-                postgres: options.postgres.as_deref(),
+                postgres: options.databases.postgres.as_deref(),
                 records: options.records,
                 clients: options.clients,
                 clock_ticks,
@@ -214,54 +183,6 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
     }
     print_table(&outcomes);
     Ok(())
-}
-
-/// The `tollbooth` binary next to this bench (`target/release/`), built beforehand.
-fn server_binary() -> Result<PathBuf> {
-    let beside_bench = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join("tollbooth")));
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let in_target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| manifest.join("target"), PathBuf::from)
-        .join("release/tollbooth");
-    let binary = beside_bench
-        .filter(|b| b.is_file())
-        .or_else(|| in_target.is_file().then_some(in_target.clone()))
-        .with_context(|| {
-            format!(
-                "{} is missing: run `cargo build --release --bin tollbooth` first",
-                in_target.display()
-            )
-        })?;
-    // The server is a separate build: say so when it is older than the sources.
-    let built = std::fs::metadata(&binary)?.modified()?;
-    let newest_source = ["src", "migrations"]
-        .iter()
-        .filter_map(|dir| newest_modification(&manifest.join(dir)))
-        .max();
-    if newest_source.is_some_and(|source| source > built) {
-        eprintln!(
-            "WARNING: {} is older than src/ or migrations/: run `cargo build --release --bin \
-             tollbooth` to measure the current code",
-            binary.display()
-        );
-    }
-    Ok(binary)
-}
-
-fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        let modified = if path.is_dir() {
-            newest_modification(&path)
-        } else {
-            entry.metadata().ok()?.modified().ok()
-        };
-        newest = newest.max(modified);
-    }
-    newest
 }
 
 struct Scenario<'a> {
@@ -288,26 +209,7 @@ impl Scenario<'_> {
     }
 
     async fn fresh_database(&self, dir: &Path, name: &str) -> Result<FreshDatabase> {
-        match self.database {
-            Database::Sqlite => Ok(FreshDatabase {
-                url: format!("sqlite://{}/{name}.db", dir.display()),
-                postgres: None,
-            }),
-            Database::Postgres => {
-                let server = self.postgres.context("no PostgreSQL URL")?;
-                let database = format!("tollbooth_bench_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = PgConnection::connect(server)
-                    .await
-                    .with_context(|| format!("connecting to {server}"))?;
-                sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {database}")))
-                    .execute(&mut conn)
-                    .await?;
-                Ok(FreshDatabase {
-                    url: with_database(server, &database),
-                    postgres: Some((server.to_owned(), database)),
-                })
-            }
-        }
+        FreshDatabase::create(self.database, self.postgres, dir, name).await
     }
 
     async fn measure(&self, dir: &Path, made: &mut Vec<FreshDatabase>) -> Result<Outcome> {
@@ -447,197 +349,11 @@ impl Scenario<'_> {
     }
 }
 
-/// A database made for one scenario, dropped after it (PostgreSQL; SQLite files go with the
-/// temporary directory).
-struct FreshDatabase {
-    url: String,
-    postgres: Option<(String, String)>,
-}
-
-impl FreshDatabase {
-    async fn drop_database(self) -> Result<()> {
-        if let Some((server, name)) = self.postgres {
-            let mut conn = PgConnection::connect(&server).await?;
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await?;
-        }
-        Ok(())
-    }
-}
-
-/// The server URL with another database name; a query string (`?host=/run/postgresql`) is kept.
-fn with_database(server: &str, database: &str) -> String {
-    let (path, query) = server
-        .split_once('?')
-        .map_or((server, None), |(p, q)| (p, Some(q)));
-    let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
-    match query {
-        Some(query) => format!("{base}/{database}?{query}"),
-        None => format!("{base}/{database}"),
-    }
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// The child's environment: ours without any `TOLLBOOTH_*` setting, plus the given ones.
-fn tollbooth_command(binary: &Path, url: &str, log: &Path) -> Result<Command> {
-    let mut command = Command::new(binary);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TOLLBOOTH_") {
-            command.env_remove(name);
-        }
-    }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
-    command
-        .env("TOLLBOOTH_DATABASE_URL", url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    Ok(command)
-}
-
-/// Applies tollbooth's migrations to a fresh database with `tollbooth migrate`.
-fn migrate(binary: &Path, url: &str, dir: &Path) -> Result<()> {
-    let log = dir.join("migrate.log");
-    let status = tollbooth_command(binary, url, &log)?
-        .arg("migrate")
-        .status()?;
-    ensure!(
-        status.success(),
-        "`tollbooth migrate` failed: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    Ok(())
-}
-
-/// A `tollbooth serve` child process; killed if dropped before [`Server::stop`].
-struct Server {
-    child: Option<Child>,
-    pid: u32,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    fn start(binary: &Path, url: &str, dir: &Path) -> Result<Self> {
-        let port = free_port()?;
-        let log = dir.join("serve.log");
-        let child = tollbooth_command(binary, url, &log)?
-            .arg("serve")
-            .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TOLLBOOTH_ADMIN_TOKEN", ADMIN_TOKEN)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Self {
-            pid: child.id(),
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        })
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    async fn wait_ready(&self, client: &reqwest::Client) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = client.get(format!("{}/readyz", self.base)).send().await
-                && response.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("tollbooth was not ready within 60 s:\n{}", self.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `VmHWM` of the server: the most resident memory it has held.
-    fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in /proc/<pid>/status")
-    }
-
-    /// SIGTERM, then waits for the graceful shutdown (the queue is drained first).
-    fn stop(mut self) -> Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()?;
-        ensure!(status.success(), "kill -TERM {} failed", self.pid);
-        let mut child = self.child.take().context("already stopped")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "tollbooth exited with {status}:\n{}",
-                    self.log_tail()
-                );
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                child.kill()?;
-                child.wait()?;
-                bail!("tollbooth did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// What the admin API made: one subscription (and consumer key) per slot, and the gateway key.
 struct Catalog {
     /// (tollbooth's subscription id, its consumer key)
     subscriptions: Vec<(String, String)>,
     gateway_key: String,
-}
-
-async fn admin_post(
-    client: &reqwest::Client,
-    base: &str,
-    path: &str,
-    body: Value,
-) -> Result<Value> {
-    let response = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    ensure!(status.is_success(), "POST {path}: {status} {answer}");
-    Ok(answer)
 }
 
 impl Catalog {
@@ -1304,117 +1020,6 @@ async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64,
     Ok((records, calls, phases))
 }
 
-/// CPU time (clock ticks) of the server's threads by kind, and of the PostgreSQL backends
-/// serving its database: where the batched run's time went.
-struct CpuSnapshot {
-    process: u64,
-    threads: HashMap<&'static str, u64>,
-    postgres: HashMap<u32, u64>,
-    bench: u64,
-}
-
-/// utime + stime of a `/proc/.../stat` line.
-fn stat_ticks(stat: &str) -> Option<(String, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_owned();
-    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
-fn process_ticks(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| stat_ticks(&s))
-        .map_or(0, |(_, t)| t)
-}
-
-impl CpuSnapshot {
-    async fn take(pid: u32, postgres: Option<&str>, database: Option<&str>) -> Self {
-        let mut threads: HashMap<&'static str, u64> = HashMap::new();
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                let Some((comm, ticks)) = std::fs::read_to_string(task.path().join("stat"))
-                    .ok()
-                    .and_then(|s| stat_ticks(&s))
-                else {
-                    continue;
-                };
-                // sqlx runs each SQLite connection on a thread of its own; the HTTP handlers,
-                // JSON parsing, checks and the writer task run on the tokio workers.
-                let kind = if comm.starts_with("sqlx-sqlite") {
-                    "SQLite threads"
-                } else if comm.starts_with("tokio") {
-                    "tokio workers"
-                } else if comm == "tollbooth" {
-                    "main thread (accept loop)"
-                } else {
-                    "other threads"
-                };
-                *threads.entry(kind).or_default() += ticks;
-            }
-        }
-        let mut backends = HashMap::new();
-        if let (Some(server), Some(database)) = (postgres, database)
-            && let Ok(mut conn) = PgConnection::connect(server).await
-            && let Ok(pids) =
-                sqlx::query_scalar::<_, i32>("SELECT pid FROM pg_stat_activity WHERE datname = $1")
-                    .bind(database)
-                    .fetch_all(&mut conn)
-                    .await
-        {
-            for backend in pids {
-                backends.insert(backend.unsigned_abs(), process_ticks(&backend.to_string()));
-            }
-        }
-        Self {
-            process: process_ticks(&pid.to_string()),
-            threads,
-            postgres: backends,
-            bench: process_ticks("self"),
-        }
-    }
-
-    fn report(&self, before: &CpuSnapshot, wall: Duration, clock_ticks: f64) {
-        let seconds = |ticks: u64| ticks as f64 / clock_ticks;
-        let mut parts = vec![format!(
-            "server {:.1} s",
-            seconds(self.process.saturating_sub(before.process))
-        )];
-        let mut kinds: Vec<_> = self.threads.iter().collect();
-        kinds.sort();
-        for (kind, ticks) in kinds {
-            let earlier = before.threads.get(kind).copied().unwrap_or(0);
-            parts.push(format!(
-                "{kind} {:.1} s",
-                seconds(ticks.saturating_sub(earlier))
-            ));
-        }
-        if !self.postgres.is_empty() {
-            let backends: u64 = self
-                .postgres
-                .iter()
-                .map(|(pid, ticks)| {
-                    ticks.saturating_sub(before.postgres.get(pid).copied().unwrap_or(0))
-                })
-                .sum();
-            parts.push(format!("PostgreSQL backends {:.1} s", seconds(backends)));
-        }
-        parts.push(format!(
-            "bench client {:.1} s",
-            seconds(self.bench.saturating_sub(before.bench))
-        ));
-        println!(
-            "  CPU over {:.1} s of wall time (2 cores = {:.1} s): {}",
-            wall.as_secs_f64(),
-            2.0 * wall.as_secs_f64(),
-            parts.join(", ")
-        );
-    }
-}
-
 /// The writer's own figures from `/metrics`: commits, their time, records.
 struct Metrics {
     commits: f64,
@@ -1435,14 +1040,7 @@ impl Metrics {
             .await?;
         // Summed over labels; the request figures of the events route only.
         let sum = |name: &str, only_events: bool| -> f64 {
-            text.lines()
-                .filter(|line| {
-                    line.strip_prefix(name)
-                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                        && (!only_events || line.contains("/v1/events"))
-                })
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
+            metric_sum(&text, name, only_events.then_some("/v1/events"))
         };
         Ok(Self {
             commits: sum("tollbooth_ingest_commit_seconds_count", false),
@@ -1477,16 +1075,6 @@ impl Metrics {
     }
 }
 
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 fn print_table(outcomes: &[Outcome]) {
     let mark = |ok: bool| if ok { "met" } else { "NOT met" };
     println!(
@@ -1519,17 +1107,4 @@ fn print_table(outcomes: &[Outcome]) {
             if o.verified { "verified" } else { "NO" },
         );
     }
-}
-
-/// 12345.6 as `12,346`.
-fn thousands(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -1,10 +1,12 @@
 //! The ledger of billed usage: makes Stripe's invoice items for one period match the rating,
 //! sending only differences.
 //!
-//! Each change is saved in `billing_outbox` before it is sent and settled into `billed_lines`
-//! after, in one transaction. A run stopped in between resends the saved request unchanged (same
-//! key, same parameters) before it works out anything new, so Stripe never sees one key with two
-//! requests and never makes a second item, whatever usage arrived meanwhile.
+//! A write that adds (a new item, a late item) is saved in `billing_outbox` before it is sent and
+//! settled into `billed_lines` after, in one transaction. A run stopped in between resends the
+//! saved request unchanged (same key, same parameters) before it works out anything new, so Stripe
+//! never sees one key with two requests and never makes a second item, whatever usage arrived
+//! meanwhile. An update sets an item's whole amount, so it is sent straight away under a key that
+//! names the amount and description it sets.
 
 use super::BillingError;
 use super::run::{Reconciliation, RunReport, SubscriptionError};
@@ -203,21 +205,35 @@ async fn send_differences(
             }
             Some(previous) => {
                 let revision = previous.revision + 1;
-                PendingSend {
+                // An update sets the whole amount, so it needs no outbox: its key names what it
+                // sets, and a run stopped after Stripe's answer sends the same key again, or,
+                // if usage moved on, a new key with the new amount.
+                let send = PendingSend {
                     kind: SendKind::Update,
-                    key: format!("{key_base}-r{revision}"),
+                    key: format!(
+                        "{key_base}-r{revision}-{amount_minor}-{}",
+                        short_digest(&description)
+                    ),
                     item_id: Some(previous.stripe_item_id.clone()),
                     amount_minor,
                     description,
                     revision,
                     previous_minor: previous.amount_minor,
-                }
+                };
+                send_line(target, &line, send, report).await?;
+                continue;
             }
         };
         save_pending(target, &line, &send).await?;
         send_line(target, &line, send, report).await?;
     }
     Ok(())
+}
+
+/// Eight hex digits of the SHA-256 of a text: enough to tell two descriptions apart in a key.
+fn short_digest(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..4])
 }
 
 async fn save_pending(

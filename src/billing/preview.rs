@@ -68,7 +68,11 @@ pub async fn preview(
             period.end().timestamp_millis(),
         )
         .await?;
-    let history = tx.tier_history(&subscription.id).await?;
+    let mut history = tx.tier_history(&subscription.id).await?;
+    if history.is_empty() {
+        // A row written without its history: on its current version since it started.
+        history.push((version.id.clone(), subscription.started_at));
+    }
     let mut versions = Vec::with_capacity(history.len());
     for (version_id, from_ms) in history {
         let spec = if version_id == version.id {

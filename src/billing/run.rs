@@ -12,6 +12,7 @@ use super::ledger::bring_in_line;
 use crate::store::{Claim, Store};
 use crate::stripe::{Stripe, StripeError};
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use futures::StreamExt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -21,8 +22,24 @@ pub const JOB: &str = "billing";
 const WATERMARK: &str = "billing_usage_revision";
 /// At most this many periods of one subscription are closed in one run.
 const MAX_CLOSES: usize = 400;
+/// Subscriptions billed at once.
+const CONCURRENCY: usize = 16;
+/// Subscriptions between two renewals of the day's lease.
+const CHUNK: usize = 1_000;
 /// At most this many missed days are caught up in one go.
 const MAX_CATCH_UP_DAYS: u64 = 60;
+
+impl RunReport {
+    /// Adds what one subscription's billing did.
+    fn add(&mut self, other: RunReport) {
+        self.cycles_closed += other.cycles_closed;
+        self.items_created += other.items_created;
+        self.items_updated += other.items_updated;
+        self.late_items += other.late_items;
+        self.failures.extend(other.failures);
+        self.reconciliation.extend(other.reconciliation);
+    }
+}
 
 /// What one day's run did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -105,23 +122,12 @@ impl BillingJob<'_> {
             report.outcome = "already_done".into();
             return Ok(report);
         }
-        let at = crate::domain::time::from_ms(period_end);
-        if let Err(error) = report_subscription(
-            self.store,
-            self.stripe,
+        self.report_one(
             subscription_id,
-            at,
-            &[],
+            crate::domain::time::from_ms(period_end),
             &mut report,
         )
-        .await
-        {
-            report.failures.push(Failure {
-                subscription: subscription_id.to_owned(),
-                error: error.to_string(),
-            });
-        }
-        report.outcome = "done".into();
+        .await;
         let text = serde_json::to_string(&report)
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.store.begin().await?;
@@ -140,23 +146,22 @@ impl BillingJob<'_> {
             day: format!("{subscription_id}@now"),
             ..RunReport::default()
         };
-        if let Err(error) = report_subscription(
-            self.store,
-            self.stripe,
-            subscription_id,
-            Utc::now(),
-            &[],
-            &mut report,
-        )
-        .await
-        {
+        self.report_one(subscription_id, Utc::now(), &mut report)
+            .await;
+        Ok(report)
+    }
+
+    /// One subscription brought in line as of `at`, outside a day's run; a failure is reported.
+    async fn report_one(&self, subscription_id: &str, at: DateTime<Utc>, report: &mut RunReport) {
+        let result =
+            report_subscription(self.store, self.stripe, subscription_id, at, &[], report).await;
+        if let Err(error) = result {
             report.failures.push(Failure {
                 subscription: subscription_id.to_owned(),
                 error: error.to_string(),
             });
         }
         report.outcome = "done".into();
-        Ok(report)
     }
 }
 
@@ -237,7 +242,7 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
     }
     drop(tx);
     let mut renewed_at = std::time::Instant::now();
-    for subscription in subscriptions {
+    for chunk in subscriptions.chunks(CHUNK) {
         // A long run keeps its claim: the lease is renewed well before it runs out.
         if renewed_at.elapsed() > job.lease / 3 {
             let mut tx = store.begin().await?;
@@ -250,24 +255,26 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
             }
             renewed_at = std::time::Instant::now();
         }
-        let hours = changed.remove(&subscription).unwrap_or_default();
-        match report_subscription(
-            store,
-            stripe,
-            &subscription,
-            start_of_day,
-            &hours,
-            &mut report,
-        )
-        .await
-        {
-            Ok(()) => report.subscriptions_reported += 1,
-            Err(error) => {
-                tracing::warn!(%subscription, %error, "billing a subscription failed; it is retried next run");
-                report.failures.push(Failure {
-                    subscription,
-                    error: error.to_string(),
-                });
+        // Subscriptions are independent: several are billed at once, their Stripe calls paced
+        // together by the client, their database waits overlapping.
+        let work: Vec<(String, Vec<i64>)> = chunk
+            .iter()
+            .map(|id| (id.clone(), changed.remove(id).unwrap_or_default()))
+            .collect();
+        let mut billed = futures::stream::iter(work)
+            .map(|(subscription, hours)| bill_one(store, stripe, subscription, start_of_day, hours))
+            .buffer_unordered(CONCURRENCY);
+        while let Some((subscription, own, result)) = billed.next().await {
+            report.add(own);
+            match result {
+                Ok(()) => report.subscriptions_reported += 1,
+                Err(error) => {
+                    tracing::warn!(%subscription, %error, "billing a subscription failed; it is retried next run");
+                    report.failures.push(Failure {
+                        subscription,
+                        error: error.to_string(),
+                    });
+                }
             }
         }
     }
@@ -288,6 +295,27 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
         }
     }
     Ok(report)
+}
+
+/// One subscription of a day's run, with a report of its own.
+async fn bill_one(
+    store: &Store,
+    stripe: &Stripe,
+    subscription: String,
+    start_of_day: DateTime<Utc>,
+    changed_hours: Vec<i64>,
+) -> (String, RunReport, Result<(), SubscriptionError>) {
+    let mut own = RunReport::default();
+    let result = report_subscription(
+        store,
+        stripe,
+        &subscription,
+        start_of_day,
+        &changed_hours,
+        &mut own,
+    )
+    .await;
+    (subscription, own, result)
 }
 
 /// Why one subscription could not be billed.

@@ -313,14 +313,19 @@ impl Tx {
         Ok(row.map_or(0, |(value,)| value))
     }
 
-    /// The (subscription, hour) rows changed in `(after, upto]`: where late records landed.
+    /// The (subscription, hour) rows changed in `(after, upto]` before the subscription's closed
+    /// periods end: where late records landed.
     pub async fn usage_changed_between(
         &mut self,
         after: i64,
         upto: i64,
     ) -> StoreResult<Vec<(String, i64)>> {
-        let sql = "SELECT DISTINCT subscription_id, hour FROM usage_hourly \
-                   WHERE revision > $1 AND revision <= $2 ORDER BY subscription_id, hour";
+        // Only hours of periods already closed: the open period and the periods a run closes
+        // are rated whole anyway.
+        let sql = "SELECT DISTINCT u.subscription_id, u.hour FROM usage_hourly u \
+                   JOIN billing_cursors c ON c.subscription_id = u.subscription_id \
+                   WHERE u.revision > $1 AND u.revision <= $2 AND u.hour < c.closed_until \
+                   ORDER BY u.subscription_id, u.hour";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(after)
             .bind(upto)

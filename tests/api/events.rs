@@ -403,36 +403,28 @@ enum HeldWriter {
 impl HeldWriter {
     async fn hold(app: &TestApp) -> Self {
         use sqlx::Connection;
-        if app.database_url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
-                .await
-                .unwrap();
+        let url = &app.database_url;
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
             sqlx::raw_sql("BEGIN IMMEDIATE")
                 .execute(&mut conn)
                 .await
                 .unwrap();
             Self::Sqlite(conn)
         } else {
-            let mut conn = sqlx::PgConnection::connect(&app.database_url)
-                .await
-                .unwrap();
-            sqlx::raw_sql("BEGIN; LOCK TABLE usage_hourly IN ACCESS EXCLUSIVE MODE")
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let lock = "BEGIN; LOCK TABLE usage_hourly IN ACCESS EXCLUSIVE MODE";
+            sqlx::raw_sql(lock).execute(&mut conn).await.unwrap();
             Self::Postgres(conn)
         }
     }
 
     async fn release(self) {
-        match self {
-            Self::Sqlite(mut conn) => {
-                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
-            }
-            Self::Postgres(mut conn) => {
-                sqlx::raw_sql("COMMIT").execute(&mut conn).await.unwrap();
-            }
-        }
+        let result = match self {
+            Self::Sqlite(mut conn) => sqlx::raw_sql("COMMIT").execute(&mut conn).await.map(drop),
+            Self::Postgres(mut conn) => sqlx::raw_sql("COMMIT").execute(&mut conn).await.map(drop),
+        };
+        result.unwrap();
     }
 }
 
