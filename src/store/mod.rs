@@ -76,39 +76,6 @@ pub struct Store {
     pool: Pool,
 }
 
-/// How often the WAL is copied into the SQLite database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Checkpoints the WAL off the commit path until the pool closes. `PASSIVE` never waits for
-/// writers or readers; a WAL that grew anyway (a reader held it) is cut back with `TRUNCATE`.
-fn spawn_checkpoints(pool: SqlitePool) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if pool.is_closed() {
-                return;
-            }
-            let checkpoint: Result<(i64, i64, i64), sqlx::Error> =
-                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_one(&pool)
-                    .await;
-            match checkpoint {
-                // (busy, pages in the WAL, pages copied): a WAL past ~64 MiB is truncated.
-                Ok((_, in_wal, copied)) if in_wal > 16_384 && copied == in_wal => {
-                    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                        .execute(&pool)
-                        .await;
-                }
-                Ok(_) => {}
-                Err(_) if pool.is_closed() => return,
-                Err(error) => tracing::warn!(%error, "SQLite checkpoint failed; retried"),
-            }
-        }
-    });
-}
-
 /// One unit of work: everything done through it commits together or not at all.
 pub enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
@@ -146,16 +113,13 @@ impl Store {
                 // WAL with NORMAL is durable against a process crash; FULL also survives power loss.
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10))
-                // Checkpoints copy the WAL into the database file and fsync it: done on a commit
-                // they hold that commit up, so a task of the store's own does them instead.
-                .pragma("wal_autocheckpoint", "0");
-            let pool = SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options)
-                .await?;
-            spawn_checkpoints(pool.clone());
-            Pool::Sqlite(pool)
+                .busy_timeout(Duration::from_secs(10));
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .connect_with(options)
+                    .await?,
+            )
         } else {
             let options = PgConnectOptions::from_str(url)?;
             Pool::Postgres(
