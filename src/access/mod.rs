@@ -44,6 +44,20 @@ struct Quota {
     used: u64,
 }
 
+/// Counts one increment against the quota it falls in; answers `(limit, period end)` when this
+/// increment reached the limit.
+fn count(entries: &mut HashMap<String, Entry>, increment: &UsageIncrement) -> Option<(u64, i64)> {
+    let quota = entries
+        .get_mut(increment.subscription_id.as_str())
+        .and_then(|e| e.quota.as_mut())
+        .filter(|quota| (quota.period_start..quota.period_end).contains(&increment.hour))?;
+    let before = quota.used;
+    quota.used = quota
+        .used
+        .saturating_add(u64::try_from(increment.billable_calls).unwrap_or(0));
+    (before < quota.limit && quota.used >= quota.limit).then_some((quota.limit, quota.period_end))
+}
+
 /// The shared book of access state. Cheap to clone.
 #[derive(Clone)]
 pub struct AccessBook {
@@ -51,6 +65,11 @@ pub struct AccessBook {
     notifier: crate::notify::Notifier,
     grace_ms: i64,
     entries: Arc<RwLock<HashMap<String, Entry>>>,
+    /// One reload at a time, so an older snapshot never replaces a newer one.
+    reloading: Arc<tokio::sync::Mutex<()>>,
+    /// Usage counted while a reload reads the database: counted again into the new book, since
+    /// the reload's read may not have seen its commit.
+    counted_during_reload: Arc<std::sync::Mutex<Option<Vec<UsageIncrement>>>>,
 }
 
 impl AccessBook {
@@ -65,6 +84,8 @@ impl AccessBook {
             notifier,
             grace_ms: i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
             entries: Arc::default(),
+            reloading: Arc::default(),
+            counted_during_reload: Arc::default(),
         };
         book.reload().await?;
         Ok(book)
@@ -72,6 +93,27 @@ impl AccessBook {
 
     /// Reads every subscription's state and current-period usage again.
     pub async fn reload(&self) -> StoreResult<()> {
+        let _one_at_a_time = self.reloading.lock().await;
+        *self.during_reload() = Some(Vec::new());
+        let read = self.read_entries().await;
+        let counted = self.during_reload().take().unwrap_or_default();
+        let mut entries = read?;
+        // Usage committed while the database was read, which the read may have missed; at worst
+        // a call counted twice until the next reload, never one lost.
+        for increment in &counted {
+            count(&mut entries, increment);
+        }
+        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = entries;
+        Ok(())
+    }
+
+    fn during_reload(&self) -> std::sync::MutexGuard<'_, Option<Vec<UsageIncrement>>> {
+        self.counted_during_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn read_entries(&self) -> StoreResult<HashMap<String, Entry>> {
         let now = now_ms();
         let mut tx = self.store.begin_read().await?;
         let rows = tx.access_rows().await?;
@@ -115,33 +157,25 @@ impl AccessBook {
                 },
             );
         }
-        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = entries;
-        Ok(())
+        Ok(entries)
     }
 
     /// Counts committed usage against the quotas it falls in.
     pub fn record_usage(&self, increments: &[UsageIncrement]) {
+        if let Some(counted) = self.during_reload().as_mut() {
+            counted.extend(increments.iter().cloned());
+        }
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         for increment in increments {
-            if let Some(quota) = entries
-                .get_mut(increment.subscription_id.as_str())
-                .and_then(|e| e.quota.as_mut())
-                && (quota.period_start..quota.period_end).contains(&increment.hour)
-            {
-                let before = quota.used;
-                quota.used = quota
-                    .used
-                    .saturating_add(u64::try_from(increment.billable_calls).unwrap_or(0));
-                if before < quota.limit && quota.used >= quota.limit {
-                    self.notifier.notify(
-                        "quota.reached",
-                        serde_json::json!({
-                            "subscription": increment.subscription_id,
-                            "limit": quota.limit,
-                            "resets_at": crate::domain::time::from_ms(quota.period_end),
-                        }),
-                    );
-                }
+            if let Some((limit, period_end)) = count(&mut entries, increment) {
+                self.notifier.notify(
+                    "quota.reached",
+                    serde_json::json!({
+                        "subscription": increment.subscription_id,
+                        "limit": limit,
+                        "resets_at": crate::domain::time::from_ms(period_end),
+                    }),
+                );
             }
         }
     }

@@ -268,10 +268,20 @@ async fn send_line(
                     ),
                     ("tollbooth_line".to_owned(), line.to_owned()),
                 ];
+                // Made only as its period closes, the item joins the next invoice, not the
+                // period's own (already drafted): it says which period it is for.
+                let shown = if target.closing {
+                    format!(
+                        "For the period from {}: {}",
+                        target.period, send.description
+                    )
+                } else {
+                    send.description.clone()
+                };
                 let id = stripe
                     .create_usage_item(
                         &send.key,
-                        &item(target, send.amount_minor, &send.description, metadata),
+                        &item(target, send.amount_minor, &shown, metadata),
                     )
                     .await?;
                 report.items_created += 1;

@@ -23,6 +23,7 @@ on_both_backends!(
     a_run_stopped_part_way_is_completed_without_a_second_item,
     invoice_created_closes_the_period_at_once,
     cancel_now_puts_the_usage_so_far_on_the_final_invoice,
+    a_month_of_usage_across_a_cycle_end_is_billed_exactly,
 );
 
 /// A tier at $0.50 a call plus $25 a month, a gateway, and `count` subscriptions `acme-{i}` with
@@ -670,5 +671,114 @@ async fn cancel_now_puts_the_usage_so_far_on_the_final_invoice(backend: Backend)
     let report = runner.job("r").run_day(today()).await.unwrap();
     assert_eq!(report.subscriptions_reported, 0, "{report:?}");
     assert!(report.failures.is_empty(), "{report:?}");
+    runner.store.close().await;
+}
+
+/// Calls of `consumer` stamped at `at`.
+async fn calls_at(
+    app: &TestApp,
+    key: &str,
+    consumer: &str,
+    ids: &[String],
+    at: chrono::DateTime<Utc>,
+) {
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "consumer": consumer, "api": "weather", "timestamp": at.to_rfc3339(), "status": 200}))
+        .collect();
+    let (status, answer) = post_events(app, key, Value::Array(records).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], ids.len(), "{answer}");
+}
+
+/// A monthly subscription that started 33 days ago: its first month has ended, its second is open.
+/// Calls spread over the first month and a few in the second; one run closes the first with its
+/// final usage and reports the second; a record of the first month that arrives late is billed
+/// on the next run as the difference.
+async fn a_month_of_usage_across_a_cycle_end_is_billed_exactly(backend: Backend) {
+    let stripe = StripeMock::start().await;
+    stripe
+        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
+        .expect(2)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe
+        .object("POST", "/v1/invoiceitems/[^/]+", "invoiceitem", "ii")
+        .expect(1)
+        .with_priority(1)
+        .mount(&stripe.server)
+        .await;
+    stripe.mount_catalog().await;
+    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+        return;
+    };
+    let (key, _) = setup(&app, 1).await;
+    let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let started = midnight(today() - Days::new(33));
+    let ms = started.timestamp_millis();
+    app.execute_sql(&format!("UPDATE subscriptions SET started_at = {ms}"))
+        .await;
+    app.execute_sql(&format!("UPDATE subscription_tiers SET from_ms = {ms}"))
+        .await;
+    let (status, _) = app.post("/v1/gateways", &json!({"name": "reload"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // 12 calls over the first month (days 3 to 25), 3 today.
+    for day in 0..12_u64 {
+        let at = started
+            + chrono::Duration::days(3 + 2 * i64::try_from(day).unwrap())
+            + chrono::Duration::hours(9);
+        calls_at(&app, &key, "k1", &[format!("m{day}")], at).await;
+    }
+    calls(&app, &key, "k1", &["t1", "t2", "t3"]).await;
+
+    let runner = Runner::new(&app, &stripe).await;
+    let report = runner.job("r").run_day(today()).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(
+        (report.cycles_closed, report.items_created),
+        (1, 2),
+        "{report:?}"
+    );
+    let created = stripe.requests("POST", "/v1/invoiceitems").await;
+    let first_month = started.date_naive().to_string();
+    let closed = created
+        .iter()
+        .find(|r| r.field("metadata[tollbooth_period_start]") == Some(first_month.as_str()))
+        .expect("an item for the first month");
+    assert_eq!(closed.field("amount"), Some("600"), "12 calls at $0.50");
+    assert!(
+        closed
+            .field("description")
+            .unwrap()
+            .starts_with(&format!("For the period from {first_month}: ")),
+        "{closed:?}"
+    );
+    let open = created.iter().find(|r| !std::ptr::eq(*r, closed)).unwrap();
+    assert_eq!(open.field("amount"), Some("150"), "3 calls at $0.50");
+    let reconciliation = &report.reconciliation[0];
+    assert_eq!(reconciliation.period_start, started);
+    assert_eq!(
+        (
+            reconciliation.rated.to_string(),
+            reconciliation.difference.is_zero()
+        ),
+        ("6.00".to_owned(), true)
+    );
+
+    // A record of the first month, arriving late: the next run sends the difference once.
+    calls_at(
+        &app,
+        &key,
+        "k1",
+        &["late".to_owned()],
+        started + chrono::Duration::days(10),
+    )
+    .await;
+    let report = runner.job("r").run_day(next(today(), 1)).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    let updates = stripe.requests("POST", "/v1/invoiceitems/[^/]+").await;
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].field("amount"), Some("650"), "13 calls at $0.50");
     runner.store.close().await;
 }
