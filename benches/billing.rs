@@ -30,6 +30,8 @@
 //! For a quick try: `-- --subscriptions N` (default 100,000), `-- --hours H` (1 to 24, default
 //! 24), `-- --only sqlite|postgres`.
 
+mod support;
+
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::json;
@@ -153,7 +155,7 @@ fn main() -> Result<()> {
     }
     println!(
         "daily billing run: {} subscriptions, {} hourly usage rows each per run, mock Stripe answering at once, pacing lifted",
-        thousands(options.subscriptions as u64),
+        support::thousands(options.subscriptions as f64),
         options.hours
     );
     let mut rows = Vec::new();
@@ -171,9 +173,9 @@ fn main() -> Result<()> {
             "| {} | {} | {} | {:.1} | {} | {} | {:.0} | {:.0} |",
             row.database.label(),
             row.run,
-            thousands(row.subscriptions as u64),
+            support::thousands(row.subscriptions as f64),
             row.seconds,
-            thousands(row.per_second.round() as u64),
+            support::thousands(row.per_second),
             if row.per_second >= GOAL_PER_SECOND {
                 "met"
             } else {
@@ -234,8 +236,8 @@ async fn measure_on(database: Database, url: &str, options: &Options) -> Result<
         .await?;
     println!(
         "  seeded {} subscriptions and {} usage rows in {:.1} s",
-        thousands(n as u64),
-        thousands((n * hours) as u64),
+        support::thousands(n as f64),
+        support::thousands((n * hours) as f64),
         clock.elapsed().as_secs_f64()
     );
 
@@ -269,7 +271,7 @@ async fn measure_on(database: Database, url: &str, options: &Options) -> Result<
         .await?;
     println!(
         "  seeded {} more usage rows in {:.1} s",
-        thousands((n * hours) as u64),
+        support::thousands((n * hours) as f64),
         clock.elapsed().as_secs_f64()
     );
     seeder.close().await?;
@@ -321,9 +323,9 @@ async fn timed_run(
     let per_second = n as f64 / seconds;
     println!(
         "  run {run} ({day}): {} subscriptions in {seconds:.1} s = {} subscriptions/s (goal ≥ {}: {}); {} items created, {} updated, {} Stripe requests",
-        thousands(n as u64),
-        thousands(per_second.round() as u64),
-        thousands(GOAL_PER_SECOND as u64),
+        support::thousands(n as f64),
+        support::thousands(per_second),
+        support::thousands(GOAL_PER_SECOND),
         if per_second >= GOAL_PER_SECOND {
             "met"
         } else {
@@ -685,18 +687,6 @@ fn proc_status_kib(field: &str) -> Result<u64> {
 /// Resets `VmHWM` to the current RSS (Linux: `5` to `clear_refs`); answers whether it could.
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A fresh database: a SQLite file in a temporary directory, or a new PostgreSQL database.

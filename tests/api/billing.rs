@@ -116,21 +116,7 @@ fn next(day: NaiveDate, n: u64) -> NaiveDate {
 }
 
 async fn usage_becomes_an_invoice_item_created_once_then_updated(backend: Backend) {
-    let stripe = StripeMock::start().await;
-    stripe
-        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
-        .expect(1)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
-    stripe
-        .object("POST", "/v1/invoiceitems/[^/]+", "invoiceitem", "ii")
-        .expect(1)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
-    stripe.mount_catalog().await;
-    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+    let Some((stripe, app)) = app_with_items(backend, 1, Some(1)).await else {
         return;
     };
     let (key, subscriptions) = setup(&app, 1).await;
@@ -240,22 +226,35 @@ async fn usage_becomes_an_invoice_item_created_once_then_updated(backend: Backen
     runner.store.close().await;
 }
 
-/// A mock Stripe whose invoice-item creation must be called `times`, and tollbooth on it.
-async fn app_with_items_created(backend: Backend, times: u64) -> Option<(StripeMock, TestApp)> {
+/// A mock Stripe whose invoice items must be created `created` times and updated `updated`
+/// times (when given), and tollbooth on it.
+async fn app_with_items(
+    backend: Backend,
+    created: u64,
+    updated: Option<u64>,
+) -> Option<(StripeMock, TestApp)> {
     let stripe = StripeMock::start().await;
-    stripe
-        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
-        .expect(times)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
+    let mocks = [
+        ("/v1/invoiceitems", Some(created)),
+        ("/v1/invoiceitems/[^/]+", updated),
+    ];
+    for (path, times) in mocks {
+        if let Some(times) = times {
+            stripe
+                .object("POST", path, "invoiceitem", "ii")
+                .expect(times)
+                .with_priority(1)
+                .mount(&stripe.server)
+                .await;
+        }
+    }
     stripe.mount_catalog().await;
     let app = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await?;
     Some((stripe, app))
 }
 
 async fn a_day_is_run_once_however_often_it_is_started(backend: Backend) {
-    let Some((stripe, app)) = app_with_items_created(backend, 1).await else {
+    let Some((stripe, app)) = app_with_items(backend, 1, None).await else {
         return;
     };
     let (key, _) = setup(&app, 1).await;
@@ -633,7 +632,7 @@ async fn invoice_created_closes_the_period_at_once(backend: Backend) {
 }
 
 async fn cancel_now_puts_the_usage_so_far_on_the_final_invoice(backend: Backend) {
-    let Some((stripe, app)) = app_with_items_created(backend, 1).await else {
+    let Some((stripe, app)) = app_with_items(backend, 1, None).await else {
         return;
     };
     let (key, _) = setup(&app, 1).await;
@@ -696,33 +695,13 @@ async fn calls_at(
 /// final usage and reports the second; a record of the first month that arrives late is billed
 /// on the next run as the difference.
 async fn a_month_of_usage_across_a_cycle_end_is_billed_exactly(backend: Backend) {
-    let stripe = StripeMock::start().await;
-    stripe
-        .object("POST", "/v1/invoiceitems", "invoiceitem", "ii")
-        .expect(2)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
-    stripe
-        .object("POST", "/v1/invoiceitems/[^/]+", "invoiceitem", "ii")
-        .expect(1)
-        .with_priority(1)
-        .mount(&stripe.server)
-        .await;
-    stripe.mount_catalog().await;
-    let Some(app) = spawn_app_with(backend, |s| use_stripe(s, &stripe.uri())).await else {
+    let Some((stripe, app)) = app_with_items(backend, 2, Some(1)).await else {
         return;
     };
     let (key, _) = setup(&app, 1).await;
     let midnight = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let started = midnight(today() - Days::new(33));
-    let ms = started.timestamp_millis();
-    app.execute_sql(&format!("UPDATE subscriptions SET started_at = {ms}"))
-        .await;
-    app.execute_sql(&format!("UPDATE subscription_tiers SET from_ms = {ms}"))
-        .await;
-    let (status, _) = app.post("/v1/gateways", &json!({"name": "reload"})).await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.backdate_subscription(started).await;
     // 12 calls over the first month (days 3 to 25), 3 today.
     for day in 0..12_u64 {
         let at = started

@@ -257,6 +257,24 @@ impl TestApp {
         }
     }
 
+    /// Its one subscription as if it had started on its current tier at `started`; a gateway is
+    /// made so that the catalog is read again and ingestion sees it.
+    pub async fn backdate_subscription(&self, started: chrono::DateTime<chrono::Utc>) {
+        let ms = started.timestamp_millis();
+        self.execute_sql(
+            "DELETE FROM subscription_tiers WHERE from_ms < (SELECT MAX(from_ms) FROM subscription_tiers)",
+        )
+        .await;
+        self.execute_sql(&format!("UPDATE subscriptions SET started_at = {ms}"))
+            .await;
+        self.execute_sql(&format!("UPDATE subscription_tiers SET from_ms = {ms}"))
+            .await;
+        let (status, _) = self
+            .post("/v1/gateways", &serde_json::json!({"name": "reload"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+
     /// How many rows a table of the app's database holds.
     pub async fn count_rows(&self, table: &str) -> i64 {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));

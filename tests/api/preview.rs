@@ -142,22 +142,6 @@ async fn post_calls_at(
     assert_eq!(answer["accepted"], count, "{answer}");
 }
 
-/// The subscription as if it had started on its current tier at `started` (the catalog is
-/// reloaded so that ingestion sees it).
-async fn backdate(app: &TestApp, started: chrono::DateTime<chrono::Utc>) {
-    let ms = started.timestamp_millis();
-    app.execute_sql(
-        "DELETE FROM subscription_tiers WHERE from_ms < (SELECT MAX(from_ms) FROM subscription_tiers)",
-    )
-    .await;
-    app.execute_sql(&format!("UPDATE subscriptions SET started_at = {ms}"))
-        .await;
-    app.execute_sql(&format!("UPDATE subscription_tiers SET from_ms = {ms}"))
-        .await;
-    let (status, _) = app.post("/v1/gateways", &json!({"name": "reload"})).await;
-    assert_eq!(status, StatusCode::CREATED);
-}
-
 fn spec_of(tier: Value) -> TierSpec {
     serde_json::from_value(strip(tier)).unwrap()
 }
@@ -186,7 +170,7 @@ async fn a_tier_change_mid_period_rates_each_part_on_its_own_tier(app: TestApp) 
     let today = Utc::now().date_naive();
     let midnight = |day: chrono::NaiveDate| day.and_hms_opt(0, 0, 0).unwrap().and_utc();
     let started = midnight(today - Duration::days(2)) + Duration::hours(1);
-    backdate(&app, started).await;
+    app.backdate_subscription(started).await;
     post_calls_at(
         &app,
         &key,
@@ -310,7 +294,8 @@ async fn a_past_period_is_previewed_on_its_own_usage(app: TestApp) {
     assert_eq!(status, StatusCode::CREATED, "{moved}");
     let today = Utc::now().date_naive();
     let yesterday = today - Duration::days(1);
-    backdate(&app, yesterday.and_hms_opt(0, 0, 0).unwrap().and_utc()).await;
+    app.backdate_subscription(yesterday.and_hms_opt(0, 0, 0).unwrap().and_utc())
+        .await;
     post_calls_at(
         &app,
         &key,
