@@ -9,6 +9,7 @@
 //! names the amount and description it sets.
 
 use super::BillingError;
+use super::commits::{LedgerWrite, LedgerWrites};
 use super::run::{Reconciliation, RunReport, SubscriptionError};
 use crate::domain::money::Currency;
 use crate::pricing::{Invoice, LineKind};
@@ -46,6 +47,7 @@ enum SendKind {
 /// Where one period's items go.
 struct Target<'a> {
     store: &'a Store,
+    writes: LedgerWrites<'a>,
     stripe: &'a Stripe,
     subscription_id: &'a str,
     account: &'a str,
@@ -84,6 +86,7 @@ fn major(amount: i64, currency: Currency) -> Decimal {
 /// reconciliation line: what the rating says against what the ledger holds afterwards.
 pub(super) async fn bring_in_line(
     store: &Store,
+    writes: LedgerWrites<'_>,
     stripe: &Stripe,
     subscription_id: &str,
     invoice: &Invoice,
@@ -115,6 +118,7 @@ pub(super) async fn bring_in_line(
     drop(tx);
     let target = Target {
         store,
+        writes,
         stripe,
         subscription_id,
         account: &mirror.account,
@@ -243,10 +247,15 @@ async fn save_pending(
 ) -> Result<(), SubscriptionError> {
     let request = serde_json::to_string(send)
         .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
-    let mut tx = target.store.begin().await?;
-    tx.save_pending_send(target.subscription_id, target.period_start, line, &request)
+    target
+        .writes
+        .write(
+            target.subscription_id,
+            target.period_start,
+            line,
+            LedgerWrite::Owe { request },
+        )
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -339,10 +348,17 @@ async fn send_line(
         description: send.description,
         revision: send.revision,
     };
-    let mut tx = target.store.begin().await?;
-    tx.settle_billed_line(target.subscription_id, target.period_start, line, &billed)
+    target
+        .writes
+        .write(
+            target.subscription_id,
+            target.period_start,
+            line,
+            LedgerWrite::Settle {
+                billed: billed.clone(),
+            },
+        )
         .await?;
-    tx.commit().await?;
     Ok(billed)
 }
 

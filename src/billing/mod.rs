@@ -1,6 +1,7 @@
 //! Billing: what a subscription owes for a period. The invoice preview is the rating engine on the
 //! usage recorded so far; the daily job ([`BillingJob`]) reports the same figures to Stripe.
 
+mod commits;
 mod ledger;
 mod preview;
 mod run;

@@ -8,6 +8,7 @@
 //! and run again sends every change once.
 
 use super::BillingError;
+use super::commits::{GroupCommitter, LedgerWrites};
 use super::ledger::bring_in_line;
 use crate::store::{Claim, Store};
 use crate::stripe::{Stripe, StripeError};
@@ -153,8 +154,16 @@ impl BillingJob<'_> {
 
     /// One subscription brought in line as of `at`, outside a day's run; a failure is reported.
     async fn report_one(&self, subscription_id: &str, at: DateTime<Utc>, report: &mut RunReport) {
-        let result =
-            report_subscription(self.store, self.stripe, subscription_id, at, &[], report).await;
+        let result = report_subscription(
+            self.store,
+            LedgerWrites::Direct(self.store),
+            self.stripe,
+            subscription_id,
+            at,
+            &[],
+            report,
+        )
+        .await;
         if let Err(error) = result {
             report.failures.push(Failure {
                 subscription: subscription_id.to_owned(),
@@ -241,6 +250,9 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
         changed.entry(subscription).or_default().push(hour);
     }
     drop(tx);
+    // The subscriptions billed side by side commit their ledger writes together.
+    let committer = GroupCommitter::start(store.clone());
+    let writes = LedgerWrites::Grouped(&committer);
     let mut renewed_at = std::time::Instant::now();
     for chunk in subscriptions.chunks(CHUNK) {
         // A long run keeps its claim: the lease is renewed well before it runs out.
@@ -262,7 +274,9 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
             .map(|id| (id.clone(), changed.remove(id).unwrap_or_default()))
             .collect();
         let mut billed = futures::stream::iter(work)
-            .map(|(subscription, hours)| bill_one(store, stripe, subscription, start_of_day, hours))
+            .map(|(subscription, hours)| {
+                bill_one(store, writes, stripe, subscription, start_of_day, hours)
+            })
             .buffer_unordered(CONCURRENCY);
         while let Some((subscription, own, result)) = billed.next().await {
             report.add(own);
@@ -300,6 +314,7 @@ async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, Bill
 /// One subscription of a day's run, with a report of its own.
 async fn bill_one(
     store: &Store,
+    writes: LedgerWrites<'_>,
     stripe: &Stripe,
     subscription: String,
     start_of_day: DateTime<Utc>,
@@ -308,6 +323,7 @@ async fn bill_one(
     let mut own = RunReport::default();
     let result = report_subscription(
         store,
+        writes,
         stripe,
         &subscription,
         start_of_day,
@@ -331,6 +347,7 @@ pub(super) enum SubscriptionError {
 
 async fn report_subscription(
     store: &Store,
+    writes: LedgerWrites<'_>,
     stripe: &Stripe,
     subscription_id: &str,
     start_of_day: DateTime<Utc>,
@@ -362,6 +379,7 @@ async fn report_subscription(
         let closed = super::preview(store, subscription_id, Some(start.date_naive()), now).await?;
         bring_in_line(
             store,
+            writes,
             stripe,
             subscription_id,
             &closed.invoice,
@@ -396,11 +414,29 @@ async fn report_subscription(
     }
     for start in late_periods {
         let again = super::preview(store, subscription_id, Some(start.date_naive()), now).await?;
-        bring_in_line(store, stripe, subscription_id, &again.invoice, true, report).await?;
+        bring_in_line(
+            store,
+            writes,
+            stripe,
+            subscription_id,
+            &again.invoice,
+            true,
+            report,
+        )
+        .await?;
     }
     match super::preview(store, subscription_id, None, start_of_day.max(cursor)).await {
         Ok(open) if open.invoice.period_end > start_of_day => {
-            bring_in_line(store, stripe, subscription_id, &open.invoice, false, report).await?;
+            bring_in_line(
+                store,
+                writes,
+                stripe,
+                subscription_id,
+                &open.invoice,
+                false,
+                report,
+            )
+            .await?;
         }
         Ok(_) => {}
         // Not started by this day: nothing open to report.
