@@ -247,14 +247,19 @@ async fn save_pending(
 ) -> Result<(), SubscriptionError> {
     let request = serde_json::to_string(send)
         .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+    ledger_write(target, line, LedgerWrite::Owe { request }).await
+}
+
+/// A write to this line's ledger rows, committed before it answers.
+async fn ledger_write(
+    target: &Target<'_>,
+    line: &str,
+    write: LedgerWrite,
+) -> Result<(), SubscriptionError> {
+    let (subscription, period_start) = (target.subscription_id, target.period_start);
     target
         .writes
-        .write(
-            target.subscription_id,
-            target.period_start,
-            line,
-            LedgerWrite::Owe { request },
-        )
+        .write(subscription, period_start, line, write)
         .await?;
     Ok(())
 }
@@ -348,17 +353,10 @@ async fn send_line(
         description: send.description,
         revision: send.revision,
     };
-    target
-        .writes
-        .write(
-            target.subscription_id,
-            target.period_start,
-            line,
-            LedgerWrite::Settle {
-                billed: billed.clone(),
-            },
-        )
-        .await?;
+    let settle = LedgerWrite::Settle {
+        billed: billed.clone(),
+    };
+    ledger_write(target, line, settle).await?;
     Ok(billed)
 }
 

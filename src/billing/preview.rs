@@ -87,7 +87,6 @@ pub async fn preview(
     }
     let spans = tier_spans(&versions, &rated, period)?;
     let mut parts = Vec::with_capacity(spans.len());
-    let mut usage = PeriodUsage::default();
     for (index, span) in spans.iter().enumerate() {
         // An hour's calls go with the tier the subscription was on when the hour began; hours
         // before the first change are the first tier's, hours after the last the last one's.
@@ -106,15 +105,14 @@ pub async fn preview(
             .filter(|row| row.hour >= from && row.hour < to)
             .cloned()
             .collect();
-        let part_usage = PeriodUsage::from_days(daily(&hours))?;
-        usage = add_usage(usage, &part_usage);
         parts.push(RatedPart {
             tier: &versions[span.version].0,
             period: span.rated,
-            usage: part_usage,
+            usage: PeriodUsage::from_days(daily(&hours))?,
         });
     }
     let invoice = pricing::rate_parts(&parts)?;
+    let usage = PeriodUsage::from_days(daily(&rows))?;
     Ok(InvoicePreview {
         subscription: subscription.id,
         external_id: subscription.external_id,
@@ -154,11 +152,13 @@ fn tier_spans(
         let until = versions
             .get(index + 1)
             .map_or(active_to, |(_, next)| from_ms(*next));
-        let from = from_ms(*since).max(active_from);
+        // The first part begins with the active span, whatever its version's recorded start.
+        let from = if spans.is_empty() {
+            active_from
+        } else {
+            from_ms(*since).max(active_from)
+        };
         let to = until.min(active_to);
-        // The first version also covers anything before its recorded start (rows made before
-        // the history existed start at `started_at`, which is the active start).
-        let from = if spans.is_empty() { active_from } else { from };
         if from >= to {
             continue;
         }
@@ -185,16 +185,6 @@ fn tier_spans(
         )));
     }
     Ok(spans)
-}
-
-fn add_usage(total: PeriodUsage, part: &PeriodUsage) -> PeriodUsage {
-    PeriodUsage {
-        billable_calls: total.billable_calls + part.billable_calls,
-        billable_units: total.billable_units + part.billable_units,
-        failed_calls: total.failed_calls + part.failed_calls,
-        total_calls: total.total_calls + part.total_calls,
-        days: Vec::new(),
-    }
 }
 
 /// The period starting on `start`, which must be one of the subscription's period starts and begun.

@@ -70,6 +70,22 @@ async fn setup(app: &TestApp, count: usize) -> (String, Vec<Value>) {
     (gateway["key"].as_str().unwrap().to_owned(), subscriptions)
 }
 
+/// A subscription `daily-1` (key `d1`) of a new subscriber on the daily tier.
+async fn daily_subscription(app: &TestApp) -> Value {
+    let (status, _) = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "daily", "name": "Daily Co", "email": "billing@daily.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, subscription) = app
+        .post("/v1/subscriptions", &json!({"external_id": "daily-1", "subscriber": "daily", "tier": "weather-daily", "consumer_keys": ["d1"]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    subscription
+}
+
 async fn calls(app: &TestApp, key: &str, consumer: &str, ids: &[&str]) {
     let records: Vec<Value> = ids
         .iter()
@@ -411,17 +427,7 @@ async fn a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice(b
         return;
     };
     let (key, _) = setup(&app, 0).await;
-    let (status, _) = app
-        .post(
-            "/v1/subscribers",
-            &json!({"external_id": "daily", "name": "Daily Co", "email": "billing@daily.example"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (status, subscription) = app
-        .post("/v1/subscriptions", &json!({"external_id": "daily-1", "subscriber": "daily", "tier": "weather-daily", "consumer_keys": ["d1"]}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{subscription}");
+    let subscription = daily_subscription(&app).await;
     let subscription_id = subscription["id"].as_str().unwrap().to_owned();
     let runner = Runner::new(&app, &stripe).await;
 
@@ -563,16 +569,7 @@ async fn invoice_created_closes_the_period_at_once(backend: Backend) {
         return;
     };
     let (key, _) = setup(&app, 0).await;
-    let (status, _) = app
-        .post(
-            "/v1/subscribers",
-            &json!({"external_id": "daily", "name": "Daily Co", "email": "billing@daily.example"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let (_, subscription) = app
-        .post("/v1/subscriptions", &json!({"external_id": "daily-1", "subscriber": "daily", "tier": "weather-daily", "consumer_keys": ["d1"]}))
-        .await;
+    let subscription = daily_subscription(&app).await;
     let stripe_subscription = subscription["stripe"]["subscription"]["id"]
         .as_str()
         .unwrap()
