@@ -13,7 +13,7 @@ fn total(tier: &TierSpec, usage: &PeriodUsage) -> Decimal {
 }
 
 fn weather_scale() -> TierSpec {
-    // As in shared/examples/catalog.yaml.
+    // As in examples/catalog.yaml.
     tier(
         json!({"name": "Scale", "fixed_fee": {"amount": "99.00", "interval": "month"},
         "usage": {"model": "graduated", "bands": [

@@ -10,7 +10,7 @@ on_both_databases!(
 
 const EXAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/examples/catalog.yaml"
+    "/examples/catalog.yaml"
 );
 
 fn apply(app: &TestApp, file: &str) -> Output {

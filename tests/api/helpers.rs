@@ -324,9 +324,14 @@ pub fn assert_error(
     }
 }
 
-/// Says, past the test harness's output capture, that a PostgreSQL half did not run.
+/// Says, past the test harness's output capture, that a PostgreSQL half did not run. Under
+/// `CI=true` a PostgreSQL half that cannot run is a failure, not a pass.
 pub fn say_not_run(test: &str) {
     use std::io::Write;
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but {POSTGRES_URL_VAR} is unset: the PostgreSQL half of `{test}` must run in CI"
+    );
     let line = format!("NOT RUN: the PostgreSQL half of `{test}` ({POSTGRES_URL_VAR} is unset)\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
