@@ -493,7 +493,7 @@ impl Seeder {
     ) -> Result<()> {
         let calls = CALLS_PER_HOUR;
         let failed = calls / 100;
-        let units = calls * 1_000_000;
+        let units = calls;
         let last = revision_base + (n * hours) as i64;
         self.execute("BEGIN".into()).await?;
         for (from, to) in self.chunks(n) {
@@ -509,9 +509,9 @@ impl Seeder {
             };
             let subscription = self.id("subn", "i");
             self.execute(format!(
-                "INSERT INTO usage_hourly (subscription_id, hour, billable_calls, billable_units_micros, \
-                 failed_calls, total_calls, revision) \
-                 SELECT {subscription}, {first_hour_ms} + h * {HOUR_MS}, {calls}, {units}, {failed}, {calls} + {failed}, \
+                "INSERT INTO usage_hourly (subscription_id, hour, billable_calls, billable_units_whole, \
+                 billable_units_micros, failed_calls, total_calls, revision) \
+                 SELECT {subscription}, {first_hour_ms} + h * {HOUR_MS}, {calls}, {units}, 0, {failed}, {calls} + {failed}, \
                  {revision_base} + (i - 1) * {hours} + h + 1 FROM {series} CROSS JOIN {hour_series} ORDER BY i, h"
             ))
             .await?;

@@ -41,6 +41,7 @@ use support::{
     ADMIN_TOKEN, CpuSnapshot, Database, DatabaseFlags, FreshDatabase, Server, admin_post,
     clock_ticks, metric_sum, migrate, server_binary, thousands,
 };
+use tollbooth::domain::units::SplitUnits;
 use tollbooth::metering::key::record_key;
 use tollbooth::store::{StoredRecord, UsageIncrement};
 
@@ -793,7 +794,7 @@ fn increments<'a>(rows: impl Iterator<Item = &'a StoredRecord>) -> Vec<UsageIncr
         }
         if row.billable {
             inc.billable_calls += 1;
-            inc.billable_units_micros += row.units_micros;
+            inc.billable_units_micros += i128::from(row.units_micros);
         }
     }
     let mut all: Vec<UsageIncrement> = by_hour.into_values().collect();
@@ -801,6 +802,11 @@ fn increments<'a>(rows: impl Iterator<Item = &'a StoredRecord>) -> Vec<UsageIncr
         (a.subscription_id.as_str(), a.hour).cmp(&(b.subscription_id.as_str(), b.hour))
     });
     all
+}
+
+/// An increment's units as the aggregation table keeps them.
+fn split(increment: &UsageIncrement) -> SplitUnits {
+    SplitUnits::from_micros(increment.billable_units_micros).unwrap_or_default()
 }
 
 /// Where the ceiling loop's time went.
@@ -816,10 +822,12 @@ struct Phases {
 const RECORD_COLUMNS: &str = "record_key, record_id, subscription_id, occurred_at, status, \
      billable, units_micros, method, path, latency_ms, received_at";
 const USAGE_COLUMNS: &str = "INSERT INTO usage_hourly (subscription_id, hour, billable_calls, \
-     billable_units_micros, failed_calls, total_calls, revision)";
+     billable_units_whole, billable_units_micros, failed_calls, total_calls, revision)";
 const USAGE_UPSERT: &str = " ON CONFLICT (subscription_id, hour) DO UPDATE SET \
      billable_calls = usage_hourly.billable_calls + excluded.billable_calls, \
-     billable_units_micros = usage_hourly.billable_units_micros + excluded.billable_units_micros, \
+     billable_units_whole = usage_hourly.billable_units_whole + excluded.billable_units_whole \
+         + (usage_hourly.billable_units_micros + excluded.billable_units_micros) / 1000000, \
+     billable_units_micros = (usage_hourly.billable_units_micros + excluded.billable_units_micros) % 1000000, \
      failed_calls = usage_hourly.failed_calls + excluded.failed_calls, \
      total_calls = usage_hourly.total_calls + excluded.total_calls, \
      revision = excluded.revision";
@@ -893,7 +901,7 @@ async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64, P
                 .await?;
             let sql = sqlite_values(
                 &format!("{USAGE_COLUMNS} VALUES "),
-                7,
+                8,
                 incs.len(),
                 USAGE_UPSERT,
             );
@@ -903,7 +911,8 @@ async fn ceiling_sqlite(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64, P
                     .bind(&inc.subscription_id)
                     .bind(inc.hour)
                     .bind(inc.billable_calls)
-                    .bind(inc.billable_units_micros)
+                    .bind(split(inc).whole)
+                    .bind(split(inc).micros)
                     .bind(inc.failed_calls)
                     .bind(inc.total_calls)
                     .bind(revision);
@@ -930,7 +939,7 @@ async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64,
     );
     let upsert: Arc<str> = format!(
         "{USAGE_COLUMNS} SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
-         $5::int8[], $6::int8[], $7::int8[]){USAGE_UPSERT}"
+         $5::int8[], $6::int8[], $7::int8[], $8::int8[]){USAGE_UPSERT}"
     )
     .into();
     let insert: Arc<str> = insert.into();
@@ -1000,11 +1009,8 @@ async fn ceiling_postgres(url: &str, rows: &[StoredRecord]) -> Result<(i64, i64,
                 )
                 .bind(incs.iter().map(|i| i.hour).collect::<Vec<_>>())
                 .bind(incs.iter().map(|i| i.billable_calls).collect::<Vec<_>>())
-                .bind(
-                    incs.iter()
-                        .map(|i| i.billable_units_micros)
-                        .collect::<Vec<_>>(),
-                )
+                .bind(incs.iter().map(|i| split(i).whole).collect::<Vec<_>>())
+                .bind(incs.iter().map(|i| split(i).micros).collect::<Vec<_>>())
                 .bind(incs.iter().map(|i| i.failed_calls).collect::<Vec<_>>())
                 .bind(incs.iter().map(|i| i.total_calls).collect::<Vec<_>>())
                 .bind((last - count + 1..=last).collect::<Vec<_>>())

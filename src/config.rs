@@ -31,6 +31,11 @@ pub struct Settings {
     /// How often a replica reads the catalog and payment state again, for changes made by other
     /// replicas or the CLI: the bound on how stale another replica's change can be.
     pub replica_refresh: HumanDuration,
+    /// How long a client may take to send a request's line and headers before the connection is
+    /// closed (and how long an idle keep-alive connection is kept).
+    pub header_read_timeout: HumanDuration,
+    /// How long a request body may go without a byte arriving before it is refused (408).
+    pub body_read_timeout: HumanDuration,
     /// Largest `POST /v1/events` body, in bytes.
     pub events_max_bytes: usize,
     /// Most records in one `POST /v1/events`.
@@ -81,6 +86,8 @@ struct Defaults {
     payment_grace: &'static str,
     retention: &'static str,
     replica_refresh: &'static str,
+    header_read_timeout: &'static str,
+    body_read_timeout: &'static str,
     events_max_bytes: usize,
     events_max_records: usize,
     ingest_queue_records: u32,
@@ -103,6 +110,8 @@ const DEFAULTS: Defaults = Defaults {
     payment_grace: "3d",
     retention: "35d",
     replica_refresh: "5s",
+    header_read_timeout: "10s",
+    body_read_timeout: "30s",
     events_max_bytes: 8 * 1024 * 1024,
     events_max_records: 10_000,
     ingest_queue_records: 200_000,
@@ -118,7 +127,7 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 23] = [
+const TOLLBOOTH_VARS: [&str; 25] = [
     "database_url",
     "listen",
     "admin_token",
@@ -127,6 +136,8 @@ const TOLLBOOTH_VARS: [&str; 23] = [
     "payment_grace",
     "retention",
     "replica_refresh",
+    "header_read_timeout",
+    "body_read_timeout",
     "events_max_bytes",
     "events_max_records",
     "ingest_queue_records",

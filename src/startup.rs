@@ -19,6 +19,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     writer: tokio::task::JoinHandle<()>,
+    /// The writers' own connections, closed once they have drained.
+    writer_store: Store,
     refresh: tokio::task::JoinHandle<()>,
     access_refresh: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio_cron_scheduler::JobScheduler>,
@@ -51,15 +53,22 @@ impl Application {
             .context("loading the access book")?;
         let access_refresh = access.spawn_refresh(settings.replica_refresh.0);
         let counts = access.clone();
+        let writers = settings.ingest_writers.unwrap_or(match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 4,
+        });
+        let writer_store = Store::connect_with(
+            settings.database_url.as_str(),
+            u32::try_from(writers).unwrap_or(u32::MAX).max(1),
+        )
+        .await
+        .context("opening the ingestion writers' connections")?;
         let (ingestor, writer) = Ingestor::start(
-            store.clone(),
+            writer_store.clone(),
             WriterLimits {
                 queue_records: settings.ingest_queue_records,
                 batch_records: settings.ingest_batch_records,
-                writers: settings.ingest_writers.unwrap_or(match store.backend() {
-                    Backend::Sqlite => 1,
-                    Backend::Postgres => 4,
-                }),
+                writers,
             },
             Arc::new(move |increments| counts.record_usage(increments)),
         );
@@ -100,6 +109,7 @@ impl Application {
             listener,
             state,
             writer,
+            writer_store,
             refresh,
             access_refresh,
             scheduler,
@@ -122,11 +132,12 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let timeouts = http::serve::ReadTimeouts {
+            header: self.state.settings.header_read_timeout.0,
+            body: self.state.settings.body_read_timeout.0,
+        };
         let app = http::router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        http::serve::serve(self.listener, app, timeouts, shutdown).await;
         // The router, and with it every handle to the queue, is gone: the writer drains and ends.
         self.refresh.abort();
         self.access_refresh.abort();
@@ -138,8 +149,9 @@ impl Application {
         if let Err(error) = self.writer.await {
             tracing::error!(%error, "the ingestion writer failed");
         }
+        self.writer_store.close().await;
         store.close().await;
-        served
+        Ok(())
     }
 
     /// Serves until SIGTERM or SIGINT.

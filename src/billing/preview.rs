@@ -3,7 +3,6 @@
 use super::BillingError;
 use crate::domain::FieldError;
 use crate::domain::time::from_ms;
-use crate::domain::units::units_from_micros;
 use crate::pricing::{self, DailyUsage, Invoice, Period, PeriodUsage, RatedPart, RatedPeriod};
 use crate::store::{Store, Subscription, UsageRow};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -252,7 +251,7 @@ fn daily(rows: &[UsageRow]) -> Vec<DailyUsage> {
             total_calls: 0,
         });
         entry.billable_calls += u64::try_from(row.billable_calls).unwrap_or(0);
-        entry.billable_units += units_from_micros(row.billable_units_micros);
+        entry.billable_units += row.billable_units();
         entry.failed_calls += u64::try_from(row.failed_calls).unwrap_or(0);
         entry.total_calls += u64::try_from(row.total_calls).unwrap_or(0);
     }

@@ -7,6 +7,7 @@ use crate::domain::api::ApiSpec;
 use crate::domain::ids::new_id;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::SubscriptionSpec;
+use crate::domain::text::Name;
 use crate::domain::tier::TierSpec;
 use crate::store::{Api, Gateway, Subscriber, Subscription, Tier, Tx};
 use crate::stripe::intents;
@@ -18,7 +19,6 @@ fn differs(kind: &str, key: &str) -> CatalogError {
 }
 
 pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(Api, Outcome)> {
-    spec.validate()?;
     let outcome = match tx.find_api(spec.slug.as_str()).await? {
         None => {
             tx.insert_api(&new_id("api"), spec).await?;
@@ -85,7 +85,6 @@ pub async fn put_subscriber(
     spec: &SubscriberSpec,
     mode: Mode,
 ) -> CatalogResult<(Subscriber, Outcome)> {
-    spec.validate()?;
     let key = spec.external_id.as_str();
     let outcome = match tx.find_subscriber(key).await? {
         None => {
@@ -273,11 +272,7 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 }
 
 /// Creates a gateway and answers its key, which is shown this once and stored only as a hash.
-pub async fn create_gateway(tx: &mut Tx, name: &str) -> CatalogResult<(Gateway, String)> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(FieldError::new("name", "must be 1 to 200 characters").into());
-    }
+pub async fn create_gateway(tx: &mut Tx, name: &Name) -> CatalogResult<(Gateway, String)> {
     let id = new_id("gw");
     let key = auth::new_secret("tbg");
     let gateway = tx

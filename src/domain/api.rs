@@ -1,8 +1,8 @@
 //! An api: one monetized API of the provider, with its recording policy.
 
-use super::FieldError;
 use super::ids::Key;
 use super::policy::RecordingPolicy;
+use super::text::Name;
 use serde::{Deserialize, Serialize};
 
 /// An api as the provider writes it.
@@ -10,27 +10,13 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct ApiSpec {
     pub slug: Key,
-    pub name: String,
+    pub name: Name,
     #[serde(default)]
     pub recording_policy: RecordingPolicy,
     /// The provider's own Stripe account (Connect), when its objects live there and not in the
     /// platform account: every Stripe object of this api's tiers carries `Stripe-Account`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_account: Option<StripeAccount>,
-}
-
-impl ApiSpec {
-    pub fn validate(&self) -> Result<(), FieldError> {
-        non_empty_name(&self.name)
-    }
-}
-
-/// Names are shown on invoices, so they must say something.
-pub fn non_empty_name(name: &str) -> Result<(), FieldError> {
-    if name.trim().is_empty() || name.len() > 200 {
-        return Err(FieldError::new("name", "must be 1 to 200 characters"));
-    }
-    Ok(())
 }
 
 /// A connected Stripe account id: `acct_` and letters or digits.

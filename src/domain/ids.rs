@@ -47,7 +47,7 @@ impl TryFrom<String> for Key {
 
 /// Whether `text` has the form [`new_id`] gives (`prefix_` and 32 lower-case hex digits), so that
 /// a lookup "by id or key" can never be ambiguous.
-fn looks_like_id(text: &str) -> bool {
+pub fn looks_like_id(text: &str) -> bool {
     text.split_once('_').is_some_and(|(prefix, rest)| {
         !prefix.is_empty()
             && prefix.chars().all(|c| c.is_ascii_lowercase())

@@ -7,6 +7,7 @@ pub mod money;
 pub mod policy;
 pub mod subscriber;
 pub mod subscription;
+pub mod text;
 pub mod tier;
 pub mod time;
 pub mod units;

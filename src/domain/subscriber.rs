@@ -1,8 +1,7 @@
 //! A subscriber: the app developer who pays.
 
-use super::FieldError;
-use super::api::non_empty_name;
 use super::ids::Key;
+use super::text::Name;
 use serde::{Deserialize, Serialize};
 
 /// A subscriber as the provider writes it.
@@ -10,14 +9,8 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct SubscriberSpec {
     pub external_id: Key,
-    pub name: String,
+    pub name: Name,
     pub email: Email,
-}
-
-impl SubscriberSpec {
-    pub fn validate(&self) -> Result<(), FieldError> {
-        non_empty_name(&self.name)
-    }
 }
 
 /// An e-mail address, checked by the `email_address` crate's RFC 5322 parser.

@@ -4,6 +4,7 @@
 use super::FieldError;
 use super::ids::Key;
 use super::money::{Amount, Currency, Percent};
+use super::text::Name;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU64;
 
@@ -13,7 +14,7 @@ use std::num::NonZeroU64;
 pub struct TierSpec {
     pub slug: Key,
     pub api: Key,
-    pub name: String,
+    pub name: Name,
     pub currency: Currency,
     /// How long a billing period is. Defaults to the recurring fixed fee's interval, else one month.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,9 +36,6 @@ pub struct TierSpec {
 impl TierSpec {
     /// Checks the rules that span several fields; field-level rules are enforced by the types.
     pub fn validate(&self) -> Result<(), FieldError> {
-        if self.name.trim().is_empty() {
-            return Err(FieldError::new("name", "must not be empty"));
-        }
         if let (Some(period), Some(fee)) = (&self.billing_period, &self.fixed_fee)
             && let FeeInterval::Every(interval) = fee.interval
             && (interval != period.interval || fee.interval_count != period.interval_count)

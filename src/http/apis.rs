@@ -1,12 +1,12 @@
 //! `/v1/apis`: the monetized apis and their recording policies.
 
 use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination};
+use super::extract::{Admin, JsonBody, Pagination, Path};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_api};
 use crate::domain::api::ApiSpec;
 use crate::store::Api;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -53,7 +53,7 @@ async fn create(
 async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Pagination(page): Pagination,
+    Pagination(page, _): Pagination,
 ) -> Result<Json<ListBody<ApiView>>, ApiError> {
     let page = state.store.begin_read().await?.list_apis(&page).await?;
     Ok(Json(ListBody::from_page(page, |a| &a.id, ApiView::from)))

@@ -2,9 +2,9 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::GatewayCaller;
+use super::extract::{GatewayCaller, Query};
 use crate::access::Decision;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

@@ -1,12 +1,12 @@
 //! `/v1/billing/runs`: what each day's billing run did.
 
 use super::error::ApiError;
-use super::extract::{Admin, Pagination};
+use super::extract::{Admin, DayCursor, Pagination, Path, Query};
 use super::{AppState, ListBody};
 use crate::billing::{CLOSE_JOB, JOB, RunReport};
 use crate::domain::FieldError;
 use crate::store::JobRun;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -60,7 +60,7 @@ fn job_of(query: &JobQuery) -> Result<&'static str, ApiError> {
 async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Pagination(page): Pagination,
+    Pagination(page, _): Pagination<DayCursor>,
     Query(query): Query<JobQuery>,
 ) -> Result<Json<ListBody<RunView>>, ApiError> {
     let job = job_of(&query)?;

@@ -3,14 +3,16 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::FieldError;
+use crate::domain::text::has_unstorable;
 use crate::store::PageRequest;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::marker::PhantomData;
 
 /// Proof that the request carries the admin bearer token.
 pub struct Admin;
@@ -63,11 +65,19 @@ impl FromRequestParts<AppState> for GatewayCaller {
     }
 }
 
-/// The raw body, with a too-large body answered as a JSON 413.
+/// The raw body: a too-large body is a JSON 413, one that stalled past the body read timeout a
+/// JSON 408.
 pub async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {
+            if timed_out(&rejection) {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the request body stopped arriving before it was complete",
+                );
+            }
             let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 "payload_too_large"
             } else {
@@ -75,6 +85,18 @@ pub async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<B
             };
             ApiError::new(rejection.status(), code, rejection.body_text())
         })
+}
+
+/// Whether reading the body failed on the body read timeout.
+fn timed_out(rejection: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A JSON body parsed into `T`: malformed JSON is a 400 naming the position, a bad value a 422
@@ -85,17 +107,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), "unreadable_body", rejection.body_text())
-            })?;
+        let bytes = body_bytes(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
-/// Parses JSON with the path of a bad value kept, so the error can name the field.
+/// Parses JSON with the path of a bad value kept, so the error can name the field. Text that a
+/// database cannot store (NUL) is refused here, naming the field, on either database.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(field) = unstorable_json_field(bytes) {
+        return Err(unstorable(&field));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();
@@ -108,6 +130,46 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     deserializer.end().map_err(|e| malformed(&e))?;
     Ok(value)
+}
+
+/// The path of the first JSON string (key or value) holding a NUL, if the body has one.
+fn unstorable_json_field(bytes: &[u8]) -> Option<String> {
+    // Valid JSON can only carry a NUL as the escape `\u0000`: look further only when it is there.
+    if !bytes.windows(6).any(|w| w == br"\u0000") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::String(text) if has_unstorable(text) => Some(path.to_owned()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+                let field = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if has_unstorable(key) {
+                    Some(field)
+                } else {
+                    walk(item, &field)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
+}
+
+/// A 422 for text that holds a character no database here stores.
+fn unstorable(field: &str) -> ApiError {
+    ApiError::invalid_field(FieldError::new(
+        field,
+        "must not hold a NUL character (U+0000)",
+    ))
 }
 
 fn malformed(error: &serde_json::Error) -> ApiError {
@@ -123,8 +185,9 @@ fn malformed(error: &serde_json::Error) -> ApiError {
 /// message, under the path of the object that lacks it.
 fn field_path(path: &str, message: &str) -> String {
     let path = if path == "." { "" } else { path };
-    let named = message
-        .strip_prefix("missing field `")
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
         .and_then(|rest| rest.split('`').next());
     match named {
         Some(name) if path.is_empty() => name.to_owned(),
@@ -133,8 +196,85 @@ fn field_path(path: &str, message: &str) -> String {
     }
 }
 
-/// `?after=&limit=` of a list endpoint: `limit` from 1 to 100, 20 when absent.
-pub struct Pagination(pub PageRequest);
+/// Query parameters parsed into `T`: a refusal is a JSON 400 naming the parameter (a duplicate,
+/// a bad value), a value no database can store a 422 naming it.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parse_query(parts.uri.query().unwrap_or("")).map(Query)
+    }
+}
+
+fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| has_unstorable(name) || has_unstorable(value))
+    {
+        return Err(unstorable(&name));
+    }
+    serde_urlencoded::from_str(query).map_err(|error| {
+        let message = error.to_string();
+        let field = message.split('`').nth(1).unwrap_or_default().to_owned();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+            .with_details(json!({ "field": field }))
+    })
+}
+
+/// Path parameters parsed into `T`: a refusal (bytes that are not UTF-8, a bad value) is a JSON
+/// 400, text no database can store a 422 naming the parameter.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid =
+            |status: StatusCode, message: String| ApiError::new(status, "invalid_path", message);
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| invalid(rejection.status(), rejection.body_text()))?;
+        if let Some((name, _)) = raw.iter().find(|(_, value)| has_unstorable(value)) {
+            return Err(unstorable(name));
+        }
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|rejection| invalid(rejection.status(), rejection.body_text()))
+    }
+}
+
+/// What an `after` cursor of a list must look like.
+pub trait Cursor {
+    /// Why `text` cannot be a cursor of this list, if it cannot.
+    fn refuse(text: &str) -> Option<String>;
+}
+
+/// The cursor of lists ordered by tollbooth id.
+pub struct IdCursor;
+
+impl Cursor for IdCursor {
+    fn refuse(text: &str) -> Option<String> {
+        (!crate::domain::ids::looks_like_id(text))
+            .then(|| format!("`{text}` is not an id from this list's `next_after`"))
+    }
+}
+
+/// The cursor of lists ordered by day (`YYYY-MM-DD`).
+pub struct DayCursor;
+
+impl Cursor for DayCursor {
+    fn refuse(text: &str) -> Option<String> {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .is_err()
+            .then(|| format!("`{text}` is not a day (YYYY-MM-DD) from this list's `next_after`"))
+    }
+}
+
+/// `?after=&limit=` of a list endpoint: `after` a cursor the list gave, `limit` from 1 to 100,
+/// 20 when absent.
+pub struct Pagination<C = IdCursor>(pub PageRequest, pub PhantomData<C>);
 
 #[derive(Deserialize)]
 struct PaginationQuery {
@@ -142,12 +282,14 @@ struct PaginationQuery {
     limit: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Pagination {
+impl<C: Cursor, S: Send + Sync> FromRequestParts<S> for Pagination<C> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let query: PaginationQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
+        let query: PaginationQuery = parse_query(parts.uri.query().unwrap_or(""))?;
+        if let Some(reason) = query.after.as_deref().and_then(C::refuse) {
+            return Err(ApiError::invalid_field(FieldError::new("after", reason)));
+        }
         let limit = match query.limit {
             None => 20,
             Some(text) => text
@@ -161,10 +303,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Pagination {
                     ))
                 })?,
         };
-        Ok(Pagination(PageRequest {
-            after: query.after,
-            limit,
-        }))
+        Ok(Pagination(
+            PageRequest {
+                after: query.after,
+                limit,
+            },
+            PhantomData,
+        ))
     }
 }
 

@@ -1,11 +1,11 @@
 //! `/v1/gateways`: the callers that post call records. A key is shown once, at creation.
 
 use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination};
+use super::extract::{Admin, JsonBody, Pagination, Path};
 use super::{AppState, ListBody, timestamp};
 use crate::catalog::create_gateway;
 use crate::store::Gateway;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewGateway {
-    name: String,
+    name: crate::domain::text::Name,
 }
 
 #[derive(Serialize)]
@@ -61,7 +61,7 @@ async fn create(
 async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Pagination(page): Pagination,
+    Pagination(page, _): Pagination,
 ) -> Result<Json<ListBody<GatewayView>>, ApiError> {
     let page = state.store.begin_read().await?.list_gateways(&page).await?;
     Ok(Json(ListBody::from_page(

@@ -9,6 +9,7 @@ pub mod extract;
 mod gateways;
 mod health;
 mod mirror;
+pub mod serve;
 mod subscribers;
 mod subscriptions;
 mod tiers;
@@ -23,7 +24,7 @@ use crate::store::{Page, Store};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::sync::Arc;
@@ -84,9 +85,37 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint",
             )
         })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this endpoint does not answer {method}"),
+            )
+        })
+        .layer(axum::middleware::from_fn(refuse_long_uris))
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The longest request target (path and query) answered: past it, a JSON 414. (Past 64 KiB the
+/// HTTP parser itself answers 414, with no body, before any of tollbooth's code runs.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+async fn refuse_long_uris(request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if length > MAX_URI_BYTES {
+        return error::ApiError::new(
+            axum::http::StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is {length} bytes; at most {MAX_URI_BYTES} are read"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts requests and their latency per route and status, for `/metrics`.

@@ -1,13 +1,13 @@
 //! `/v1/subscribers`: who pays.
 
 use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination};
+use super::extract::{Admin, JsonBody, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscriber};
 use crate::domain::subscriber::SubscriberSpec;
 use crate::store::Subscriber;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -68,7 +68,7 @@ async fn with_stripe(
 async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Pagination(page): Pagination,
+    Pagination(page, _): Pagination,
 ) -> Result<Json<ListBody<SubscriberView>>, ApiError> {
     let page = state
         .store

@@ -1,13 +1,13 @@
 //! `/v1/subscriptions`: a subscriber on a tier, with its gateway consumer keys.
 
 use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination};
+use super::extract::{Admin, JsonBody, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscription};
 use crate::domain::subscription::{SubscriptionSpec, SubscriptionStatus};
 use crate::store::Subscription;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -180,7 +180,7 @@ async fn change_tier(
 async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Pagination(page): Pagination,
+    Pagination(page, _): Pagination,
 ) -> Result<Json<ListBody<SubscriptionView>>, ApiError> {
     let page = state
         .store
@@ -220,7 +220,7 @@ async fn invoice_preview(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<PreviewQuery>,
+    super::extract::Query(query): super::extract::Query<PreviewQuery>,
 ) -> Result<Json<crate::billing::InvoicePreview>, ApiError> {
     let period_start = query
         .period_start

@@ -1,13 +1,13 @@
 //! `/v1/tiers`: priced plans. A changed definition makes a new version; versions never change.
 
 use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination};
+use super::extract::{Admin, JsonBody, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::put_tier;
 use crate::domain::tier::TierSpec;
 use crate::store::{Tier, TierVersion};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -83,7 +83,7 @@ async fn with_stripe(state: &AppState, tier: Tier) -> Result<WithStripe<TierView
 async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Pagination(page): Pagination,
+    Pagination(page, _): Pagination,
 ) -> Result<Json<ListBody<TierView>>, ApiError> {
     let page = state.store.begin_read().await?.list_tiers(&page).await?;
     Ok(Json(ListBody::from_page(page, |t| &t.id, TierView::from)))

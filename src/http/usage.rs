@@ -3,13 +3,12 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::Admin;
+use super::extract::{Admin, Query};
 use super::timestamp;
 use crate::domain::FieldError;
 use crate::domain::time::{DAY_MS, HOUR_MS, floor_to};
-use crate::domain::units::units_from_micros;
 use crate::store::UsageRow;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate};
@@ -108,7 +107,7 @@ async fn series(
             ..Bucket::default()
         });
         bucket.billable_calls += row.billable_calls;
-        bucket.billable_units += units_from_micros(row.billable_units_micros);
+        bucket.billable_units += row.billable_units();
         bucket.failed_calls += row.failed_calls;
         bucket.total_calls += row.total_calls;
     }
@@ -142,11 +141,12 @@ struct ExportRow {
 
 impl From<UsageRow> for ExportRow {
     fn from(row: UsageRow) -> Self {
+        let billable_units = row.billable_units();
         Self {
             subscription: row.subscription_id,
             hour: timestamp(row.hour),
             billable_calls: row.billable_calls,
-            billable_units: units_from_micros(row.billable_units_micros),
+            billable_units,
             failed_calls: row.failed_calls,
             total_calls: row.total_calls,
             revision: row.revision.to_string(),

@@ -1,7 +1,8 @@
 //! A call record as the gateway posts it, and its checks. Each record is parsed on its own so that
 //! one bad record is rejected without failing its batch.
 
-use crate::domain::units::micros_from_units;
+use crate::domain::text::has_unstorable;
+use crate::domain::units::{MAX_UNITS_PER_RECORD, micros_from_units};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -66,6 +67,22 @@ pub fn parse_record(raw: &RawValue) -> Result<CallRecordInput<'_>, Rejection> {
             };
             Rejection::new("invalid_record", message)
         })?;
+    let texts = [
+        ("id", Some(&record.id)),
+        ("consumer", Some(&record.consumer)),
+        ("api", Some(&record.api)),
+        ("method", record.method.as_ref()),
+        ("path", record.path.as_ref()),
+    ];
+    if let Some((field, _)) = texts
+        .iter()
+        .find(|(_, text)| text.is_some_and(|t| has_unstorable(t)))
+    {
+        return Err(Rejection::new(
+            "invalid_record",
+            format!("{field}: must not hold a NUL character (U+0000)"),
+        ));
+    }
     if record.id.is_empty() || record.id.len() > 200 {
         return Err(Rejection::new(
             "invalid_record",
@@ -116,7 +133,8 @@ pub fn units_micros(
         Rejection::new(
             "invalid_units",
             format!(
-                "{field}: `{text}` is not a non-negative decimal with at most 6 decimal places"
+                "{field}: `{text}` is not a non-negative decimal of at most \
+                 {MAX_UNITS_PER_RECORD} with at most 6 decimal places"
             ),
         )
     };

@@ -218,7 +218,7 @@ fn fold_increments<'a>(records: impl Iterator<Item = &'a StoredRecord>) -> Vec<U
         }
         if record.billable {
             increment.billable_calls += 1;
-            increment.billable_units_micros += record.units_micros;
+            increment.billable_units_micros += i128::from(record.units_micros);
         }
     }
     let mut increments: Vec<UsageIncrement> = by_hour.into_values().collect();

@@ -23,6 +23,12 @@ impl Piece for String {
     }
 }
 
+impl Piece for crate::domain::text::Name {
+    fn push_to(&self, text: &mut String) {
+        text.push_str(self);
+    }
+}
+
 impl<T: Piece + ?Sized> Piece for &T {
     fn push_to(&self, text: &mut String) {
         (**self).push_to(text);

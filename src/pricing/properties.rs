@@ -73,7 +73,7 @@ fn plain(usage: UsagePricing) -> TierSpec {
     TierSpec {
         slug: Key::try_from("prop".to_owned()).unwrap(),
         api: Key::try_from("weather".to_owned()).unwrap(),
-        name: "Prop".to_owned(),
+        name: crate::domain::text::Name::stored("Prop".to_owned()),
         currency: Currency::try_from("usd".to_owned()).unwrap(),
         billing_period: None,
         fixed_fee: None,

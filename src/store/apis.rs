@@ -37,7 +37,7 @@ impl TryFrom<ApiRow> for Api {
             id: row.id,
             spec: ApiSpec {
                 slug,
-                name: row.name,
+                name: crate::domain::text::Name::stored(row.name),
                 recording_policy: policy,
                 stripe_account: row
                     .stripe_account
@@ -93,7 +93,7 @@ impl Tx {
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.slug.as_str())
-            .bind(&spec.name)
+            .bind(spec.name.as_str())
             .bind(&policy)
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(now_ms())
@@ -109,7 +109,7 @@ impl Tx {
         let policy = to_json(&spec.recording_policy)?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
-            .bind(&spec.name)
+            .bind(spec.name.as_str())
             .bind(&policy)
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(now_ms())

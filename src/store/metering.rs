@@ -1,7 +1,9 @@
 //! Call records and the hourly aggregation table: the ingestion hot path's SQL, written per
 //! database (multi-row VALUES with plain `?` on SQLite, UNNEST arrays on PostgreSQL).
 
-use super::{StoreResult, Tx, on_tx};
+use super::{StoreError, StoreResult, Tx, on_tx};
+use crate::domain::units::SplitUnits;
+use rust_decimal::Decimal;
 use std::collections::HashSet;
 
 /// A call record as stored: the gateway's id, its dedupe key, and what billing needs of it.
@@ -25,7 +27,8 @@ pub struct UsageIncrement {
     pub subscription_id: String,
     pub hour: i64,
     pub billable_calls: i64,
-    pub billable_units_micros: i64,
+    /// A batch's sum, which may pass `i64`: split into whole units and millionths when stored.
+    pub billable_units_micros: i128,
     pub failed_calls: i64,
     pub total_calls: i64,
 }
@@ -36,10 +39,24 @@ pub struct UsageRow {
     pub subscription_id: String,
     pub hour: i64,
     pub billable_calls: i64,
+    /// Whole billable units.
+    pub billable_units_whole: i64,
+    /// Millionths of a unit past the whole ones, `0..1_000_000`.
     pub billable_units_micros: i64,
     pub failed_calls: i64,
     pub total_calls: i64,
     pub revision: i64,
+}
+
+impl UsageRow {
+    /// The hour's billable units, exactly.
+    pub fn billable_units(&self) -> Decimal {
+        SplitUnits {
+            whole: self.billable_units_whole,
+            micros: self.billable_units_micros,
+        }
+        .units()
+    }
 }
 
 /// Rows per INSERT statement on SQLite: 11 variables each stays far under SQLite's limit.
@@ -134,27 +151,43 @@ impl Tx {
             .fetch_one(conn)
             .await?);
         let first = last - count + 1;
+        let units = increments
+            .iter()
+            .map(|i| {
+                SplitUnits::from_micros(i.billable_units_micros).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "a batch's units for subscription {} do not fit",
+                        i.subscription_id
+                    ))
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Whole units and millionths are kept apart so that no hour's sum can overflow.
         const UPSERT: &str = " ON CONFLICT (subscription_id, hour) DO UPDATE SET \
              billable_calls = usage_hourly.billable_calls + excluded.billable_calls, \
-             billable_units_micros = usage_hourly.billable_units_micros + excluded.billable_units_micros, \
+             billable_units_whole = usage_hourly.billable_units_whole + excluded.billable_units_whole \
+                 + (usage_hourly.billable_units_micros + excluded.billable_units_micros) / 1000000, \
+             billable_units_micros = (usage_hourly.billable_units_micros + excluded.billable_units_micros) % 1000000, \
              failed_calls = usage_hourly.failed_calls + excluded.failed_calls, \
              total_calls = usage_hourly.total_calls + excluded.total_calls, \
              revision = excluded.revision";
         const COLUMNS: &str = "INSERT INTO usage_hourly (subscription_id, hour, billable_calls, \
-             billable_units_micros, failed_calls, total_calls, revision)";
+             billable_units_whole, billable_units_micros, failed_calls, total_calls, revision)";
         match self {
             Tx::Sqlite(tx) => {
                 let mut revision = first;
-                for chunk in increments.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                let rows: Vec<_> = increments.iter().zip(&units).collect();
+                for chunk in rows.chunks(SQLITE_ROWS_PER_STATEMENT) {
                     let sql =
-                        sqlite_values_sql(&format!("{COLUMNS} VALUES "), 7, chunk.len(), UPSERT);
+                        sqlite_values_sql(&format!("{COLUMNS} VALUES "), 8, chunk.len(), UPSERT);
                     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for inc in chunk {
+                    for (inc, units) in chunk {
                         query = query
                             .bind(&inc.subscription_id)
                             .bind(inc.hour)
                             .bind(inc.billable_calls)
-                            .bind(inc.billable_units_micros)
+                            .bind(units.whole)
+                            .bind(units.micros)
                             .bind(inc.failed_calls)
                             .bind(inc.total_calls)
                             .bind(revision);
@@ -166,7 +199,7 @@ impl Tx {
             Tx::Postgres(tx) => {
                 let sql = format!(
                     "{COLUMNS} SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
-                     $5::int8[], $6::int8[], $7::int8[]){UPSERT}"
+                     $5::int8[], $6::int8[], $7::int8[], $8::int8[]){UPSERT}"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(
@@ -182,12 +215,8 @@ impl Tx {
                             .map(|i| i.billable_calls)
                             .collect::<Vec<_>>(),
                     )
-                    .bind(
-                        increments
-                            .iter()
-                            .map(|i| i.billable_units_micros)
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(units.iter().map(|u| u.whole).collect::<Vec<_>>())
+                    .bind(units.iter().map(|u| u.micros).collect::<Vec<_>>())
                     .bind(
                         increments
                             .iter()
@@ -210,7 +239,7 @@ impl Tx {
         from: i64,
         to: i64,
     ) -> StoreResult<Vec<UsageRow>> {
-        let sql = "SELECT subscription_id, hour, billable_calls, billable_units_micros, failed_calls, \
+        let sql = "SELECT subscription_id, hour, billable_calls, billable_units_whole, billable_units_micros, failed_calls, \
                    total_calls, revision FROM usage_hourly \
                    WHERE subscription_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
@@ -223,7 +252,7 @@ impl Tx {
 
     /// Rows changed after revision `after`, in revision order: the export cursor.
     pub async fn usage_changes(&mut self, after: i64, limit: u32) -> StoreResult<Vec<UsageRow>> {
-        let sql = "SELECT subscription_id, hour, billable_calls, billable_units_micros, failed_calls, \
+        let sql = "SELECT subscription_id, hour, billable_calls, billable_units_whole, billable_units_micros, failed_calls, \
                    total_calls, revision FROM usage_hourly WHERE revision > $1 ORDER BY revision LIMIT $2";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(after)

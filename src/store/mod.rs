@@ -106,6 +106,13 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 impl Store {
     /// Opens the database at `url` (`sqlite://…` or `postgres://…`); a SQLite file is created if missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        let max_connections = if url.starts_with("sqlite:") { 8 } else { 16 };
+        Self::connect_with(url, max_connections).await
+    }
+
+    /// Opens the database with a pool of its own of at most `max_connections`: the ingestion
+    /// writers get one, so that no storm of admin requests can keep them waiting for a connection.
+    pub async fn connect_with(url: &str, max_connections: u32) -> StoreResult<Self> {
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -116,7 +123,7 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10));
             Pool::Sqlite(
                 SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(max_connections)
                     .connect_with(options)
                     .await?,
             )
@@ -124,7 +131,7 @@ impl Store {
             let options = PgConnectOptions::from_str(url)?;
             Pool::Postgres(
                 PgPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await?,

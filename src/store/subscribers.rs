@@ -35,7 +35,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
                     .external_id
                     .try_into()
                     .map_err(|e| corrupt("external_id", e))?,
-                name: row.name,
+                name: crate::domain::text::Name::stored(row.name),
                 email: row.email.try_into().map_err(|e| corrupt("email", e))?,
             },
             created_at: row.created_at,
@@ -85,7 +85,7 @@ impl Tx {
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.external_id.as_str())
-            .bind(&spec.name)
+            .bind(spec.name.as_str())
             .bind(String::from(spec.email.clone()))
             .bind(now_ms())
             .execute(conn)
@@ -98,7 +98,7 @@ impl Tx {
         let sql = "UPDATE subscribers SET name = $2, email = $3, updated_at = $4 WHERE id = $1";
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
-            .bind(&spec.name)
+            .bind(spec.name.as_str())
             .bind(String::from(spec.email.clone()))
             .bind(now_ms())
             .execute(conn)

@@ -8,8 +8,10 @@ use super::params::{self, MinorAmount};
 use super::{Stripe, StripeError, StripeHttp};
 use crate::domain::tier::{FeeInterval, Interval, Proration, TierSpec};
 use crate::store::{Store, StripeIntent, StripeSubscription, Subscription, TierVersion, Tx};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use stripe::{IdempotencyKey, RequestStrategy};
 use stripe_client_core::{CustomizableStripeRequest, StripeRequest};
 
@@ -29,6 +31,9 @@ pub fn run<'a>(
     key: &'a str,
 ) -> Boxed<'a, ()> {
     Box::pin(async move {
+        // Requests that settle the same row at once take turns: the first carries the intent
+        // out, the others then find it done, and Stripe sees the request once.
+        let turn = stripe.in_flight.turn(key).await;
         let mut tx = store.begin_read().await?;
         let intent = tx
             .find_intent(key)
@@ -36,6 +41,16 @@ pub fn run<'a>(
             .ok_or_else(|| StripeError::Missing(format!("no Stripe intent `{key}`")))?;
         if intent.state == "done" {
             return Ok(());
+        }
+        // Another request carried it out while this one waited, and failed: its error is this
+        // request's too, rather than one more round of retries each.
+        if turn.waited
+            && let Some(error) = &intent.last_error
+        {
+            return Err(StripeError::Unavailable {
+                attempts: 0,
+                last: format!("a request just before this one failed: {error}"),
+            });
         }
         let earlier: Vec<StripeIntent> = tx
             .pending_intents(Some(&intent.subject_id), 0, 1_000)
@@ -71,6 +86,56 @@ pub fn run<'a>(
             }
         }
     })
+}
+
+/// The intents this process is carrying out, by idempotency key.
+#[derive(Debug, Clone, Default)]
+pub(super) struct InFlight(Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// The right to carry out one intent, until dropped.
+pub(super) struct Turn {
+    in_flight: InFlight,
+    key: String,
+    /// Whether another task had the turn first.
+    waited: bool,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl InFlight {
+    /// Waits until no other task of this process is carrying out the intent with this key.
+    pub(super) async fn turn(&self, key: &str) -> Turn {
+        let lock = {
+            let mut keys = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            keys.entry(key.to_owned()).or_default().clone()
+        };
+        let (held, waited) = match lock.clone().try_lock_owned() {
+            Ok(held) => (held, false),
+            Err(_) => (lock.lock_owned().await, true),
+        };
+        Turn {
+            in_flight: self.clone(),
+            key: key.to_owned(),
+            waited,
+            _held: held,
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut keys = self
+            .in_flight
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only the map and this turn hold the lock: nobody waits, so the entry can go.
+        if keys
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) <= 2)
+        {
+            keys.remove(&self.key);
+        }
+    }
 }
 
 pub(super) struct Job<'a> {
@@ -213,12 +278,14 @@ impl Job<'_> {
             Some(fee) if matches!(fee.interval, FeeInterval::Every(_)) => fee.amount,
             _ => crate::domain::money::Amount::ZERO,
         };
-        let price_id = match self
+        // Each lookup is its own statement: a read transaction held across a Stripe call would
+        // keep a connection from the pool for as long as Stripe takes.
+        let existing = self
             .read()
             .await?
             .stripe_object(PRICE, version_id, self.account())
-            .await?
-        {
+            .await?;
+        let price_id = match existing {
             Some(id) => id,
             None => {
                 let mut recurring = stripe_product::price::CreatePriceRecurring::new(
@@ -242,15 +309,16 @@ impl Job<'_> {
                 price.id.as_str().to_owned()
             }
         };
+        let one_time_made = self
+            .read()
+            .await?
+            .stripe_object(ONE_TIME_PRICE, version_id, self.account())
+            .await?
+            .is_some();
         if let Some(fee) = spec
             .fixed_fee
             .filter(|f| f.interval == FeeInterval::OneTime)
-            && self
-                .read()
-                .await?
-                .stripe_object(ONE_TIME_PRICE, version_id, self.account())
-                .await?
-                .is_none()
+            && !one_time_made
         {
             let request = with_amount(
                 stripe_product::price::CreatePrice::new(currency)

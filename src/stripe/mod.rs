@@ -94,6 +94,8 @@ pub struct Stripe {
     client: Option<StripeHttp>,
     /// Where Checkout sends a subscriber back after adding a payment method.
     checkout_return_url: Option<String>,
+    /// Intents under way in this process, so that two requests never send one side by side.
+    in_flight: mirror::InFlight,
 }
 
 /// What a sync did.
@@ -110,6 +112,7 @@ impl Stripe {
         Self {
             client,
             checkout_return_url,
+            in_flight: mirror::InFlight::default(),
         }
     }
 

@@ -9,6 +9,7 @@ mod catalog_file;
 mod checkout;
 mod crash;
 mod events;
+mod hardening;
 mod health;
 mod preview;
 mod serve;
