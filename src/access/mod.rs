@@ -9,8 +9,8 @@ pub use events::{Applied, EventOutcome, apply_event};
 
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::metering::directory::DirectoryView;
-use crate::store::{Store, StoreResult, UsageIncrement, now_ms};
-use std::collections::HashMap;
+use crate::store::{AccessRow, Store, StoreResult, Tx, UsageIncrement, now_ms};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,6 +44,51 @@ struct Quota {
     used: u64,
 }
 
+/// Most catalog changes one catch-up applies; more, and the whole book is read again.
+const CATCH_UP_LIMIT: i64 = 10_000;
+
+/// A subscription's entry as the database has it now: its state and, under a hard quota, the
+/// billable calls of its current period.
+async fn entry_of(tx: &mut Tx, row: AccessRow, now: i64) -> StoreResult<(String, Entry)> {
+    let quota = match row.tier.quota.and_then(|q| q.hard_limit) {
+        Some(limit) => {
+            let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
+            match crate::pricing::period_containing(
+                anchor,
+                row.tier.period(),
+                from_ms(now.max(row.started_at)),
+            ) {
+                Ok(period) => {
+                    let start = period.start().timestamp_millis();
+                    let end = period.end().timestamp_millis();
+                    let used = tx
+                        .billable_calls_between(&row.subscription_id, start, end)
+                        .await?;
+                    Some(Quota {
+                        limit,
+                        period_start: start,
+                        period_end: end,
+                        used: u64::try_from(used).unwrap_or(0),
+                    })
+                }
+                Err(error) => {
+                    tracing::warn!(subscription = %row.subscription_id, %error, "no current period for the quota");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Ok((
+        row.subscription_id,
+        Entry {
+            status: row.status,
+            past_due_since: row.past_due_since,
+            quota,
+        },
+    ))
+}
+
 /// Counts one increment against the quota it falls in; answers `(limit, period end)` when this
 /// increment reached the limit.
 fn count(entries: &mut HashMap<String, Entry>, increment: &UsageIncrement) -> Option<(u64, i64)> {
@@ -65,11 +110,21 @@ pub struct AccessBook {
     notifier: crate::notify::Notifier,
     grace_ms: i64,
     entries: Arc<RwLock<HashMap<String, Entry>>>,
-    /// One reload at a time, so an older snapshot never replaces a newer one.
-    reloading: Arc<tokio::sync::Mutex<()>>,
-    /// Usage counted while a reload reads the database: counted again into the new book, since
-    /// the reload's read may not have seen its commit.
+    /// One read of the database at a time, so an older read never replaces a newer one; it holds
+    /// what the book has applied.
+    reading: Arc<tokio::sync::Mutex<Followed>>,
+    /// Usage counted while the database is read: counted again into what was read, since the
+    /// read may not have seen its commit.
     counted_during_reload: Arc<std::sync::Mutex<Option<Vec<UsageIncrement>>>>,
+}
+
+/// How far the book has followed the database.
+#[derive(Debug, Default, Clone, Copy)]
+struct Followed {
+    /// The newest catalog change applied.
+    catalog: i64,
+    /// The newest aggregation-table revision whose usage was read.
+    usage: i64,
 }
 
 impl AccessBook {
@@ -84,7 +139,7 @@ impl AccessBook {
             notifier,
             grace_ms: i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
             entries: Arc::default(),
-            reloading: Arc::default(),
+            reading: Arc::default(),
             counted_during_reload: Arc::default(),
         };
         book.reload().await?;
@@ -93,17 +148,105 @@ impl AccessBook {
 
     /// Reads every subscription's state and current-period usage again.
     pub async fn reload(&self) -> StoreResult<()> {
-        let _one_at_a_time = self.reloading.lock().await;
+        let mut applied = self.reading.lock().await;
         *self.during_reload() = Some(Vec::new());
         let read = self.read_entries().await;
         let counted = self.during_reload().take().unwrap_or_default();
-        let mut entries = read?;
+        let (mut entries, now_applied) = read?;
         // Usage committed while the database was read, which the read may have missed; at worst
-        // a call counted twice until the next reload, never one lost.
+        // a call counted twice until its subscription is read again, never one lost.
         for increment in &counted {
             count(&mut entries, increment);
         }
         *self.entries.write().unwrap_or_else(|e| e.into_inner()) = entries;
+        *applied = now_applied;
+        Ok(())
+    }
+
+    /// Applies what changed since the book last read the database: the subscriptions the catalog
+    /// changed, those whose usage another writer committed, and those whose quota period ended.
+    /// Its cost is that of the changes, not of the catalog.
+    pub async fn catch_up(&self) -> StoreResult<()> {
+        let mut applied = self.reading.lock().await;
+        let now = now_ms();
+        let mut tx = self.store.begin_read().await?;
+        let changes = tx.catalog_changes(applied.catalog, CATCH_UP_LIMIT).await?;
+        let gap = tx
+            .oldest_catalog_change()
+            .await?
+            .is_some_and(|oldest| oldest > applied.catalog + 1);
+        if gap || changes.len() >= usize::try_from(CATCH_UP_LIMIT).unwrap_or(usize::MAX) {
+            drop(tx);
+            drop(applied);
+            return self.reload().await;
+        }
+        let (used, usage_seen) = tx.usage_changed_since(applied.usage).await?;
+        let mut ids: BTreeSet<String> = changes
+            .iter()
+            .filter(|change| change.kind == "subscription")
+            .map(|change| change.object_id.clone())
+            .collect();
+        {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            ids.extend(
+                used.into_iter()
+                    .filter(|id| entries.get(id).is_some_and(|e| e.quota.is_some())),
+            );
+            ids.extend(
+                entries
+                    .iter()
+                    .filter(|(_, e)| e.quota.as_ref().is_some_and(|q| now >= q.period_end))
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        let catalog_seen = changes.last().map_or(applied.catalog, |c| c.seq);
+        if ids.is_empty() {
+            *applied = Followed {
+                catalog: catalog_seen,
+                usage: usage_seen,
+            };
+            return Ok(());
+        }
+        *self.during_reload() = Some(Vec::new());
+        let mut read = Vec::with_capacity(ids.len());
+        let mut failed = None;
+        for id in &ids {
+            match tx.access_row_of(id).await {
+                Ok(Some(row)) if row.status != "canceled" => {
+                    match entry_of(&mut tx, row, now).await {
+                        Ok((id, entry)) => read.push((id, Some(entry))),
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
+                }
+                Ok(_) => read.push((id.clone(), None)),
+                Err(error) => {
+                    failed = Some(error);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let counted = self.during_reload().take().unwrap_or_default();
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        for (id, entry) in read {
+            match entry {
+                Some(entry) => entries.insert(id, entry),
+                None => entries.remove(&id),
+            };
+        }
+        for increment in counted.iter().filter(|i| ids.contains(&i.subscription_id)) {
+            count(&mut entries, increment);
+        }
+        *applied = Followed {
+            catalog: catalog_seen,
+            usage: usage_seen,
+        };
         Ok(())
     }
 
@@ -113,51 +256,21 @@ impl AccessBook {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn read_entries(&self) -> StoreResult<HashMap<String, Entry>> {
+    async fn read_entries(&self) -> StoreResult<(HashMap<String, Entry>, Followed)> {
         let now = now_ms();
         let mut tx = self.store.begin_read().await?;
+        // Read first: a change committed after them is applied again by the next catch-up.
+        let applied = Followed {
+            catalog: tx.catalog_revision().await?,
+            usage: tx.usage_revision().await?,
+        };
         let rows = tx.access_rows().await?;
         let mut entries = HashMap::with_capacity(rows.len());
         for row in rows {
-            let quota = match row.tier.quota.and_then(|q| q.hard_limit) {
-                Some(limit) => {
-                    let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
-                    match crate::pricing::period_containing(
-                        anchor,
-                        row.tier.period(),
-                        from_ms(now.max(row.started_at)),
-                    ) {
-                        Ok(period) => {
-                            let start = period.start().timestamp_millis();
-                            let end = period.end().timestamp_millis();
-                            let used = tx
-                                .billable_calls_between(&row.subscription_id, start, end)
-                                .await?;
-                            Some(Quota {
-                                limit,
-                                period_start: start,
-                                period_end: end,
-                                used: u64::try_from(used).unwrap_or(0),
-                            })
-                        }
-                        Err(error) => {
-                            tracing::warn!(subscription = %row.subscription_id, %error, "no current period for the quota");
-                            None
-                        }
-                    }
-                }
-                None => None,
-            };
-            entries.insert(
-                row.subscription_id,
-                Entry {
-                    status: row.status,
-                    past_due_since: row.past_due_since,
-                    quota,
-                },
-            );
+            let (id, entry) = entry_of(&mut tx, row, now).await?;
+            entries.insert(id, entry);
         }
-        Ok(entries)
+        Ok((entries, applied))
     }
 
     /// Counts committed usage against the quotas it falls in.
@@ -246,7 +359,7 @@ impl AccessBook {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                if let Err(error) = book.reload().await {
+                if let Err(error) = book.catch_up().await {
                     tracing::warn!(%error, "could not refresh the access book");
                 }
             }

@@ -46,7 +46,7 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (api, outcome) = put_api(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
-    state.directory.reload().await?;
+    state.directory.catch_up().await?;
     Ok((put_status(outcome), Json(ApiView::from(api))))
 }
 

@@ -49,7 +49,7 @@ async fn authorize(
         })
         && state.directory.reload_after_miss().await
     {
-        state.access.reload().await?;
+        state.access.catch_up().await?;
         decision = state
             .access
             .decide(&state.directory.view(), &consumer, &api, now);

@@ -51,7 +51,7 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (gateway, key) = create_gateway(&mut tx, &body.name).await?;
     tx.commit().await?;
-    state.directory.reload().await?;
+    state.directory.catch_up().await?;
     Ok((
         StatusCode::CREATED,
         Json(GatewayView::new(gateway, Some(key))),

@@ -68,8 +68,8 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
-    state.directory.reload().await?;
-    state.access.reload().await?;
+    state.directory.catch_up().await?;
+    state.access.catch_up().await?;
     mirror::settle(&state, &subscription.id).await?;
     Ok((
         put_status(outcome),
@@ -122,8 +122,8 @@ async fn cancel(
                                 "cancel_at_period_end": subscription.cancel_at_period_end }),
         );
     }
-    state.directory.reload().await?;
-    state.access.reload().await?;
+    state.directory.catch_up().await?;
+    state.access.catch_up().await?;
     if request.at == CancelAt::Now && outcome != crate::catalog::Outcome::Unchanged {
         report_final_usage(&state, &subscription.id).await;
     }
@@ -169,7 +169,7 @@ async fn change_tier(
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
     tx.commit().await?;
-    state.access.reload().await?;
+    state.access.catch_up().await?;
     mirror::settle(&state, &subscription.id).await?;
     Ok((
         put_status(outcome),

@@ -51,8 +51,8 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Json
     let applied = apply_event(&state.store, &event, &payload).await?;
     let outcome = applied.outcome;
     if outcome == EventOutcome::Applied {
-        state.access.reload().await?;
-        state.directory.reload().await?;
+        state.access.catch_up().await?;
+        state.directory.catch_up().await?;
         notify(&state, &event, &applied.changed);
         if let Some((subscription, period_end)) = applied.close {
             close_in_background(&state, subscription, period_end);

@@ -1,11 +1,12 @@
 //! An in-memory copy of what ingestion looks up for every record: which subscription and api a
-//! consumer key belongs to, each api's recording policy, and the gateway keys. Reloaded after every
-//! catalog write of this process, on a miss (at most once a second), and in the background.
+//! consumer key belongs to, each api's recording policy, and the gateway keys. Read whole at start;
+//! then only the catalog's changes are applied, after every catalog write of this process, on a
+//! miss (at most once a second), and in the background for the changes of other replicas.
 
 use crate::domain::policy::RecordingPolicy;
 use crate::domain::time::{DAY_MS, floor_to};
-use crate::store::{Store, StoreResult};
-use std::collections::HashMap;
+use crate::store::{ApiPolicyRow, ConsumerRow, Store, StoreResult};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,11 +27,55 @@ pub struct ApiEntry {
     pub policy: Arc<RecordingPolicy>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Snapshot {
     consumers: HashMap<String, Consumer>,
+    /// Each subscription's live keys in `consumers`, so that a change to one touches only its own.
+    keys_of: HashMap<Arc<str>, Vec<String>>,
     apis: HashMap<String, ApiEntry>,
     gateways: HashMap<String, String>,
+}
+
+impl Snapshot {
+    /// Puts one subscription's live keys in place of those it had.
+    fn set_subscription(&mut self, subscription_id: &str, rows: Vec<ConsumerRow>) {
+        if let Some(keys) = self.keys_of.remove(subscription_id) {
+            for key in keys {
+                if self
+                    .consumers
+                    .get(&key)
+                    .is_some_and(|c| &*c.subscription_id == subscription_id)
+                {
+                    self.consumers.remove(&key);
+                }
+            }
+        }
+        for row in rows.into_iter().filter(|c| c.status != "canceled") {
+            let consumer = Consumer {
+                subscription_id: row.subscription_id.into(),
+                api_id: row.api_id.into(),
+                first_day_ms: floor_to(row.started_at, DAY_MS),
+            };
+            self.keys_of
+                .entry(consumer.subscription_id.clone())
+                .or_default()
+                .push(row.consumer_key.clone());
+            self.consumers.insert(row.consumer_key, consumer);
+        }
+    }
+
+    fn set_apis(&mut self, apis: Vec<ApiPolicyRow>) {
+        self.apis = apis
+            .into_iter()
+            .map(|a| {
+                let entry = ApiEntry {
+                    id: a.id.into(),
+                    policy: Arc::new(a.policy),
+                };
+                (a.slug, entry)
+            })
+            .collect();
+    }
 }
 
 /// The shared, reloadable directory.
@@ -39,10 +84,15 @@ pub struct Directory {
     store: Store,
     snapshot: Arc<RwLock<Arc<Snapshot>>>,
     last_miss_reload: Arc<tokio::sync::Mutex<Option<Instant>>>,
+    /// The newest catalog change applied; held while the database is read, one read at a time.
+    applied: Arc<tokio::sync::Mutex<i64>>,
 }
 
 /// How often a miss may reload the directory from the database.
 const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most catalog changes one catch-up applies; more, and the whole directory is read again.
+const CATCH_UP_LIMIT: i64 = 10_000;
 
 impl Directory {
     /// Loads the directory from the database.
@@ -51,44 +101,92 @@ impl Directory {
             store,
             snapshot: Arc::default(),
             last_miss_reload: Arc::default(),
+            applied: Arc::default(),
         };
         directory.reload().await?;
         Ok(directory)
     }
 
-    /// Reads the directory again; call after a catalog write so the hot paths see it at once.
+    /// Reads the whole directory again.
     pub async fn reload(&self) -> StoreResult<()> {
+        let mut applied = self.applied.lock().await;
         let mut tx = self.store.begin_read().await?;
+        // Read first: a change committed after it is applied again by the next catch-up.
+        let revision = tx.catalog_revision().await?;
         let consumers = tx.live_consumers().await?;
         let apis = tx.api_policies().await?;
         let gateways = tx.gateway_key_hashes().await?;
         drop(tx);
-        let snapshot = Snapshot {
-            consumers: consumers
-                .into_iter()
-                .filter(|c| c.status != "canceled")
-                .map(|c| {
-                    let consumer = Consumer {
-                        subscription_id: c.subscription_id.into(),
-                        api_id: c.api_id.into(),
-                        first_day_ms: floor_to(c.started_at, DAY_MS),
-                    };
-                    (c.consumer_key, consumer)
-                })
-                .collect(),
-            apis: apis
-                .into_iter()
-                .map(|a| {
-                    let entry = ApiEntry {
-                        id: a.id.into(),
-                        policy: Arc::new(a.policy),
-                    };
-                    (a.slug, entry)
-                })
-                .collect(),
+        let mut snapshot = Snapshot {
             gateways: gateways.into_iter().collect(),
+            ..Snapshot::default()
         };
+        snapshot.set_apis(apis);
+        let mut by_subscription: HashMap<String, Vec<ConsumerRow>> = HashMap::new();
+        for row in consumers {
+            by_subscription
+                .entry(row.subscription_id.clone())
+                .or_default()
+                .push(row);
+        }
+        for (subscription_id, rows) in by_subscription {
+            snapshot.set_subscription(&subscription_id, rows);
+        }
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        *applied = revision;
+        Ok(())
+    }
+
+    /// Applies the catalog changes made since the directory last read the database (by this
+    /// process or any other); call after a catalog write so the hot paths see it at once. Its
+    /// cost is that of the changes, not of the catalog.
+    pub async fn catch_up(&self) -> StoreResult<()> {
+        let mut applied = self.applied.lock().await;
+        let mut tx = self.store.begin_read().await?;
+        let changes = tx.catalog_changes(*applied, CATCH_UP_LIMIT).await?;
+        let Some(last) = changes.last().map(|c| c.seq) else {
+            return Ok(());
+        };
+        let gap = tx
+            .oldest_catalog_change()
+            .await?
+            .is_some_and(|oldest| oldest > *applied + 1);
+        if gap || changes.len() >= usize::try_from(CATCH_UP_LIMIT).unwrap_or(usize::MAX) {
+            drop(tx);
+            drop(applied);
+            return self.reload().await;
+        }
+        let subscriptions: BTreeSet<&str> = changes
+            .iter()
+            .filter(|c| c.kind == "subscription")
+            .map(|c| c.object_id.as_str())
+            .collect();
+        let mut consumers = Vec::with_capacity(subscriptions.len());
+        for id in subscriptions {
+            consumers.push((id, tx.live_consumers_of(id).await?));
+        }
+        let apis = match changes.iter().any(|c| c.kind == "api") {
+            true => Some(tx.api_policies().await?),
+            false => None,
+        };
+        let gateways = match changes.iter().any(|c| c.kind == "gateway") {
+            true => Some(tx.gateway_key_hashes().await?),
+            false => None,
+        };
+        drop(tx);
+        let mut current = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        // In place when no request holds the current view, else on a copy.
+        let snapshot = Arc::make_mut(&mut current);
+        for (id, rows) in consumers {
+            snapshot.set_subscription(id, rows);
+        }
+        if let Some(apis) = apis {
+            snapshot.set_apis(apis);
+        }
+        if let Some(gateways) = gateways {
+            snapshot.gateways = gateways.into_iter().collect();
+        }
+        *applied = last;
         Ok(())
     }
 
@@ -99,7 +197,7 @@ impl Directory {
             return false;
         }
         *last = Some(Instant::now());
-        match self.reload().await {
+        match self.catch_up().await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "could not reload the consumer directory");
@@ -127,7 +225,7 @@ impl Directory {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                if let Err(error) = directory.reload().await {
+                if let Err(error) = directory.catch_up().await {
                     tracing::warn!(%error, "could not refresh the consumer directory");
                 }
             }

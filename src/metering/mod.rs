@@ -183,7 +183,14 @@ pub async fn purge_expired(
         tx.commit().await?;
         deleted += slice;
         if slice < u64::try_from(SLICE).unwrap_or(u64::MAX) {
-            return Ok(deleted);
+            break;
         }
     }
+    // Replicas follow catalog changes every few seconds; one that fell a day behind reads the
+    // whole catalog again when it sees the gap.
+    let mut tx = store.begin().await?;
+    tx.purge_catalog_changes(now_ms - crate::domain::time::DAY_MS)
+        .await?;
+    tx.commit().await?;
+    Ok(deleted)
 }

@@ -142,10 +142,33 @@ impl Tx {
 
     /// Every subscription that is not canceled, with its tier version.
     pub async fn access_rows(&mut self) -> StoreResult<Vec<AccessRow>> {
-        let sql = "SELECT s.id, s.status, s.past_due_since, s.started_at, v.spec FROM subscriptions s \
-                   JOIN tier_versions v ON v.id = s.tier_version_id WHERE s.status <> 'canceled'";
-        let rows: Vec<(String, String, Option<i64>, i64, String)> =
-            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        self.access_rows_where("s.status <> 'canceled'", None).await
+    }
+
+    /// One subscription's access row, canceled or not.
+    pub async fn access_row_of(&mut self, subscription_id: &str) -> StoreResult<Option<AccessRow>> {
+        Ok(self
+            .access_rows_where("s.id = $1", Some(subscription_id))
+            .await?
+            .pop())
+    }
+
+    async fn access_rows_where(
+        &mut self,
+        condition: &'static str,
+        subscription_id: Option<&str>,
+    ) -> StoreResult<Vec<AccessRow>> {
+        let sql = format!(
+            "SELECT s.id, s.status, s.past_due_since, s.started_at, v.spec FROM subscriptions s \
+             JOIN tier_versions v ON v.id = s.tier_version_id WHERE {condition}"
+        );
+        let rows: Vec<(String, String, Option<i64>, i64, String)> = on_tx!(self, |conn| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            if let Some(id) = subscription_id {
+                query = query.bind(id);
+            }
+            query.fetch_all(conn).await?
+        });
         rows.into_iter()
             .map(
                 |(subscription_id, status, past_due_since, started_at, spec)| {
@@ -159,6 +182,19 @@ impl Tx {
                 },
             )
             .collect()
+    }
+
+    /// The subscriptions whose usage changed after aggregation-table revision `after`, and the
+    /// newest revision seen.
+    pub async fn usage_changed_since(&mut self, after: i64) -> StoreResult<(Vec<String>, i64)> {
+        let sql = "SELECT subscription_id, MAX(revision) FROM usage_hourly WHERE revision > $1 \
+                   GROUP BY subscription_id";
+        let rows: Vec<(String, i64)> = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(after)
+            .fetch_all(conn)
+            .await?);
+        let newest = rows.iter().map(|(_, r)| *r).max().unwrap_or(after);
+        Ok((rows.into_iter().map(|(id, _)| id).collect(), newest))
     }
 
     /// Billable calls of a subscription in `[from, to)`.

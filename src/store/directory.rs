@@ -21,15 +21,79 @@ pub struct ApiPolicyRow {
     pub policy: RecordingPolicy,
 }
 
-impl Tx {
-    pub async fn live_consumers(&mut self) -> StoreResult<Vec<ConsumerRow>> {
-        let sql = "SELECT k.consumer_key, s.id AS subscription_id, t.api_id, s.status, s.started_at \
+/// One change of the catalog: which object, by kind (`subscription`, `api`, `gateway`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CatalogChange {
+    pub seq: i64,
+    pub kind: String,
+    pub object_id: String,
+}
+
+const LIVE_CONSUMERS: &str = "SELECT k.consumer_key, s.id AS subscription_id, t.api_id, s.status, s.started_at \
                    FROM consumer_keys k \
                    JOIN subscriptions s ON s.id = k.subscription_id \
                    JOIN tier_versions v ON v.id = s.tier_version_id \
                    JOIN tiers t ON t.id = v.tier_id \
                    WHERE k.released_at IS NULL";
+
+impl Tx {
+    /// The newest catalog change's `seq`: what a full read sees everything up to.
+    pub async fn catalog_revision(&mut self) -> StoreResult<i64> {
+        let sql = "SELECT value FROM catalog_revision WHERE id = 1";
+        Ok(on_tx!(self, |conn| sqlx::query_scalar(sql)
+            .fetch_one(conn)
+            .await?))
+    }
+
+    /// Catalog changes after `after`, oldest first, at most `limit`.
+    pub async fn catalog_changes(
+        &mut self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<CatalogChange>> {
+        let sql = "SELECT seq, kind, object_id FROM catalog_changes WHERE seq > $1 \
+                   ORDER BY seq LIMIT $2";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?))
+    }
+
+    /// The oldest catalog change still kept, if any.
+    pub async fn oldest_catalog_change(&mut self) -> StoreResult<Option<i64>> {
+        let sql = "SELECT MIN(seq) FROM catalog_changes";
+        Ok(on_tx!(self, |conn| sqlx::query_scalar(sql)
+            .fetch_one(conn)
+            .await?))
+    }
+
+    /// Forgets catalog changes made before `before` (Unix ms); answers how many.
+    pub async fn purge_catalog_changes(&mut self, before: i64) -> StoreResult<u64> {
+        let sql = "DELETE FROM catalog_changes WHERE changed_at < $1";
+        Ok(on_tx!(self, |conn| sqlx::query(sql)
+            .bind(before)
+            .execute(conn)
+            .await?
+            .rows_affected()))
+    }
+
+    /// The live consumer keys of one subscription.
+    pub async fn live_consumers_of(
+        &mut self,
+        subscription_id: &str,
+    ) -> StoreResult<Vec<ConsumerRow>> {
+        let sql = format!("{LIVE_CONSUMERS} AND s.id = $1");
+        Ok(on_tx!(self, |conn| sqlx::query_as(sqlx::AssertSqlSafe(
+            sql
+        ))
+        .bind(subscription_id)
+        .fetch_all(conn)
+        .await?))
+    }
+
+    pub async fn live_consumers(&mut self) -> StoreResult<Vec<ConsumerRow>> {
+        Ok(on_tx!(self, |conn| sqlx::query_as(LIVE_CONSUMERS)
             .fetch_all(conn)
             .await?))
     }
