@@ -26,6 +26,8 @@
 //! `-- --only sqlite|postgres` measures one database, `-- --seconds N` changes both phases'
 //! length (default 10), `-- --clients N` the throughput phase's connections (default 32) and
 //! `-- --rate N` the latency phase's requests a second (default 5,000).
+// A bench fails loudly on what it did not expect.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

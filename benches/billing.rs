@@ -29,6 +29,8 @@
 //! `-- --postgres postgres://postgres@127.0.0.1:5432/postgres` to measure PostgreSQL too.
 //! For a quick try: `-- --subscriptions N` (default 100,000), `-- --hours H` (1 to 24, default
 //! 24), `-- --only sqlite|postgres`.
+// A bench fails loudly on what it did not expect.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

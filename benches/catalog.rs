@@ -14,6 +14,8 @@
 //! Run with `cargo bench --bench catalog` (build `target/release/tollbooth` first with
 //! `cargo build --release`), adding `-- --postgres postgres://postgres@127.0.0.1:5432/postgres`
 //! to measure PostgreSQL too; `-- --only sqlite|postgres` measures one database.
+// A bench fails loudly on what it did not expect.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

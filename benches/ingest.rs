@@ -21,6 +21,8 @@
 //! `-- --postgres postgres://postgres@127.0.0.1:5432/postgres` to measure PostgreSQL too.
 //! For a quick try: `-- --records N` (default 300,000) and `-- --only sqlite|postgres`;
 //! `-- --clients N` changes the batched run's connections (default 4).
+// A bench fails loudly on what it did not expect.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -1,4 +1,6 @@
 //! All integration tests, linked into one binary. Each runs on SQLite and on PostgreSQL.
+// Tests fail loudly on what they did not expect.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
 
