@@ -8,6 +8,8 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod metering;
 pub mod notify;

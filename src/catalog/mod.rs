@@ -1,7 +1,7 @@
 //! The local catalog: apis, tiers, subscribers, subscriptions and gateways, as the admin API and
 //! `tollbooth catalog apply` create them. Every operation runs inside the caller's unit of work.
 
-mod file;
+pub mod file;
 mod put;
 
 pub use file::{ApplyReport, CatalogFile, FileError, apply_file};

@@ -94,7 +94,8 @@ impl WebhookSecrets {
         if signatures.is_empty() {
             return Err(SignatureError::Malformed("no v1 signature"));
         }
-        if (now - timestamp).abs() > self.tolerance_secs {
+        // `abs_diff`: a timestamp far from now (`t=-9223372036854775808`) cannot overflow.
+        if now.abs_diff(timestamp) > self.tolerance_secs.unsigned_abs() {
             return Err(SignatureError::Stale(self.tolerance_secs));
         }
         let matched = self.secrets.iter().any(|secret| {
