@@ -6,7 +6,7 @@ use crate::domain::api::ApiSpec;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::SubscriptionSpec;
 use crate::domain::tier::TierSpec;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Taken};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +34,10 @@ pub enum FileError {
     /// The file is not YAML or JSON at all.
     #[error("{0}")]
     Syntax(String),
+    /// An entry's key was taken in the database past tollbooth's checks, by a write committed
+    /// while this apply ran.
+    #[error("{entry}: {taken}")]
+    Taken { entry: String, taken: Taken },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -161,6 +165,7 @@ pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport
 fn in_entry(kind: &str, index: usize, key: &str, error: CatalogError) -> FileError {
     let entry = format!("{kind}[{index}] ({key})");
     match error {
+        CatalogError::Store(StoreError::Conflict(taken)) => FileError::Taken { entry, taken },
         CatalogError::Store(store) => FileError::Store(store),
         other => FileError::Entry {
             entry,

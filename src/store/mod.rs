@@ -11,6 +11,7 @@ mod stripe;
 mod subscribers;
 mod subscriptions;
 mod tiers;
+mod unique;
 
 pub use access::{AccessRow, PaymentState};
 pub use apis::Api;
@@ -22,6 +23,7 @@ pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};
 pub use subscribers::Subscriber;
 pub use subscriptions::Subscription;
 pub use tiers::{Tier, TierVersion};
+pub use unique::{Taken, UniqueRule};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -32,9 +34,10 @@ use std::time::Duration;
 /// What went wrong in the store. Callers match on `Conflict`; the rest are failures to log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique key is already taken (a slug, an external id, a live consumer key).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// A unique key is already taken (a slug, an external id, a live consumer key), told in the
+    /// catalog's words.
+    #[error("{0}")]
+    Conflict(Taken),
     /// A stored value no longer parses: the row was written by something other than tollbooth.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -48,10 +51,31 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_owned())
+                let rule = UniqueRule::of(db.constraint(), db.message());
+                if rule == UniqueRule::Unnamed {
+                    tracing::warn!(
+                        constraint = ?db.constraint(),
+                        table = ?db.table(),
+                        error = db.message(),
+                        "a write broke a unique rule tollbooth has no words for; answered as a plain conflict"
+                    );
+                }
+                StoreError::Conflict(Taken { rule, value: None })
             }
             _ => StoreError::Database(error),
         }
+    }
+}
+
+/// For a statement that takes `value` (a slug, an external id, a consumer key): the error it
+/// fails with, naming the value when a unique rule keeps it for another row.
+fn taking(value: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |error| match StoreError::from(error) {
+        StoreError::Conflict(taken) => StoreError::Conflict(Taken {
+            value: Some(value.to_owned()),
+            ..taken
+        }),
+        other => other,
     }
 }
 

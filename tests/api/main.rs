@@ -7,6 +7,7 @@ mod apis;
 mod billing;
 mod catalog_file;
 mod checkout;
+mod conflicts;
 mod crash;
 mod events;
 mod health;
