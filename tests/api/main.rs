@@ -12,6 +12,7 @@ mod crash;
 mod events;
 mod health;
 mod preview;
+mod races;
 mod serve;
 mod stripe_mock;
 mod stripe_sync;
