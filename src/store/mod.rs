@@ -7,6 +7,7 @@ mod billing;
 mod directory;
 mod gateways;
 mod metering;
+mod migrate;
 mod stripe;
 mod subscribers;
 mod subscriptions;
@@ -124,9 +125,6 @@ macro_rules! on_tx {
 }
 pub(crate) use on_tx;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 impl Store {
     /// Opens the database at `url` (`sqlite://…` or `postgres://…`); a SQLite file is created if missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -162,42 +160,6 @@ impl Store {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
-    }
-
-    /// Applies the migrations this build carries that the database has not seen yet.
-    pub async fn migrate(&self) -> StoreResult<()> {
-        match &self.pool {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
-            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
-        }
-        Ok(())
-    }
-
-    /// Ready means: the database answers, and every migration of this build has been applied.
-    pub async fn is_ready(&self) -> StoreResult<bool> {
-        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
-        let (migrator, applied): (&sqlx::migrate::Migrator, Result<Vec<(i64,)>, sqlx::Error>) =
-            match &self.pool {
-                Pool::Sqlite(pool) => (
-                    &SQLITE_MIGRATIONS,
-                    sqlx::query_as(sql).fetch_all(pool).await,
-                ),
-                Pool::Postgres(pool) => (
-                    &POSTGRES_MIGRATIONS,
-                    sqlx::query_as(sql).fetch_all(pool).await,
-                ),
-            };
-        let applied = match applied {
-            Ok(rows) => rows,
-            // No migrations table yet: the database answers, but nothing is applied.
-            Err(sqlx::Error::Database(_)) => Vec::new(),
-            Err(other) => return Err(other.into()),
-        };
-        Ok(migrator.iter().all(|migration| {
-            applied
-                .iter()
-                .any(|(version,)| *version == migration.version)
-        }))
     }
 
     /// Starts a unit of work that reads and writes. On SQLite it takes the write lock at once,

@@ -1,11 +1,14 @@
 //! Real tollbooth processes started together on one database, as a deployment does: several
 //! replicas and a `catalog apply` job at once.
 
-use crate::helpers::{Backend, TestApp, on_both_backends, spawn_app};
+use crate::helpers::{Backend, TestApp, fresh_database, on_both_backends, spawn_app, spawn_app_on};
 use reqwest::StatusCode;
 use std::process::{Child, Command, Output, Stdio};
 
-on_both_backends!(catalog_applies_of_one_file_at_once_all_succeed_and_write_it_once);
+on_both_backends!(
+    migrate_and_catalog_apply_started_together_on_a_fresh_database_all_succeed,
+    catalog_applies_of_one_file_at_once_all_succeed_and_write_it_once,
+);
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
 
@@ -82,6 +85,21 @@ async fn assert_example_catalog_once(app: &TestApp) {
     assert_eq!(status, StatusCode::OK, "{subscription}");
     assert_eq!(subscription["tier"], "weather-pro");
     assert_eq!(subscription["consumer_keys"][0], "acme-app-1");
+}
+
+async fn migrate_and_catalog_apply_started_together_on_a_fresh_database_all_succeed(
+    backend: Backend,
+) {
+    let apply: &[&str] = &["catalog", "apply", EXAMPLE];
+    let migrate: &[&str] = &["migrate"];
+    for _ in 0..ROUNDS {
+        let database = fresh_database(backend).await.expect("a fresh database");
+        let stdouts = run_together(&database.url, &[migrate, apply, migrate, apply]);
+        assert_one_apply_wrote(&[stdouts[1].clone(), stdouts[3].clone()]);
+        let mut app = spawn_app_on(&database.url).await;
+        assert_example_catalog_once(&app).await;
+        app.stop().await;
+    }
 }
 
 async fn catalog_applies_of_one_file_at_once_all_succeed_and_write_it_once(backend: Backend) {
