@@ -6,7 +6,7 @@ use crate::domain::api::ApiSpec;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::SubscriptionSpec;
 use crate::domain::tier::TierSpec;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Taken};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,9 +34,27 @@ pub enum FileError {
     /// The file is not YAML or JSON at all.
     #[error("{0}")]
     Syntax(String),
+    /// An entry's key was taken in the database past tollbooth's checks, by a write committed
+    /// while this apply ran (it was tried again first; see [`apply_file`]).
+    #[error("{entry}: {taken}")]
+    Taken { entry: String, taken: Taken },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl FileError {
+    /// Whether another write took one of the file's keys while it was being applied.
+    fn is_taken(&self) -> bool {
+        matches!(
+            self,
+            FileError::Taken { .. } | FileError::Store(StoreError::Conflict(_))
+        )
+    }
+}
+
+/// How many times a file is applied before a key taken meanwhile is reported. Two applies of
+/// one file need two: the second attempt sees what the other committed and finds it unchanged.
+const APPLY_ATTEMPTS: u32 = 3;
 
 /// How many rows of each kind a file created, changed or left as they were.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -127,7 +145,24 @@ fn name_entry(loose: &serde_norway::Value, entry: &str) -> String {
 }
 
 /// Applies a catalog in one transaction: all of it, or — on the first refused entry — none of it.
+///
+/// On PostgreSQL two applies (or an apply and an admin request) can both find a key free and
+/// both insert it: the later insert waits for the other transaction, then breaks a unique rule.
+/// The whole apply is then tried again, from a transaction that sees the other's rows.
 pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
+    let mut attempt = 1;
+    loop {
+        match apply_once(store, file).await {
+            Err(error) if error.is_taken() && attempt < APPLY_ATTEMPTS => {
+                tracing::info!(%error, attempt, "a key of the catalog was taken by a write committed meanwhile; applying the file again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn apply_once(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
     let mut report = ApplyReport::default();
     let mut tx = store.begin().await?;
     for (i, spec) in file.apis.iter().enumerate() {
@@ -161,6 +196,7 @@ pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport
 fn in_entry(kind: &str, index: usize, key: &str, error: CatalogError) -> FileError {
     let entry = format!("{kind}[{index}] ({key})");
     match error {
+        CatalogError::Store(StoreError::Conflict(taken)) => FileError::Taken { entry, taken },
         CatalogError::Store(store) => FileError::Store(store),
         other => FileError::Entry {
             entry,

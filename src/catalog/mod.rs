@@ -41,20 +41,14 @@ pub enum CatalogError {
     /// The thing asked for does not exist.
     #[error("{kind} `{key}` does not exist")]
     NotFound { kind: &'static str, key: String },
-    /// The input contradicts what is stored: a taken key, a different definition.
+    /// The input contradicts what tollbooth's own checks found stored: a taken key, a different
+    /// definition.
     #[error("{0}")]
     Conflict(String),
+    /// The store refused: a unique key taken past those checks ([`StoreError::Conflict`], a
+    /// request racing this one), or a failure.
     #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for CatalogError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Conflict(message) => CatalogError::Conflict(message),
-            other => CatalogError::Store(other),
-        }
-    }
+    Store(#[from] StoreError),
 }
 
 impl From<FieldError> for CatalogError {

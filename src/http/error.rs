@@ -1,5 +1,6 @@
 //! The one place errors become HTTP answers: `{"error": {"code", "message", "details"}}`.
-//! Store failures are logged and answered with a plain 500; their text never reaches the caller.
+//! Store failures are logged and answered with a plain 500; their text never reaches the caller,
+//! and a unique key taken in the database is answered in the catalog's words (`store::Taken`).
 
 use crate::catalog::CatalogError;
 use crate::domain::FieldError;
@@ -88,7 +89,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            StoreError::Conflict(taken) => {
+                Self::new(StatusCode::CONFLICT, "conflict", taken.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Self::internal()

@@ -1,6 +1,6 @@
 //! Apis and their recording policies.
 
-use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx, to_json};
+use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx, taking, to_json};
 use crate::domain::api::ApiSpec;
 use crate::domain::policy::RecordingPolicy;
 
@@ -98,7 +98,8 @@ impl Tx {
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(now_ms())
             .execute(conn)
-            .await?
+            .await
+            .map_err(taking(spec.slug.as_str()))?
             .rows_affected());
         Ok(())
     }

@@ -7,10 +7,12 @@ mod billing;
 mod directory;
 mod gateways;
 mod metering;
+mod migrate;
 mod stripe;
 mod subscribers;
 mod subscriptions;
 mod tiers;
+mod unique;
 
 pub use access::{AccessRow, PaymentState};
 pub use apis::Api;
@@ -22,6 +24,7 @@ pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};
 pub use subscribers::Subscriber;
 pub use subscriptions::Subscription;
 pub use tiers::{Tier, TierVersion};
+pub use unique::{Taken, UniqueRule};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -32,9 +35,10 @@ use std::time::Duration;
 /// What went wrong in the store. Callers match on `Conflict`; the rest are failures to log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique key is already taken (a slug, an external id, a live consumer key).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// A unique key is already taken (a slug, an external id, a live consumer key), told in the
+    /// catalog's words.
+    #[error("{0}")]
+    Conflict(Taken),
     /// A stored value no longer parses: the row was written by something other than tollbooth.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -48,10 +52,31 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(db.message().to_owned())
+                let rule = UniqueRule::of(db.constraint(), db.message());
+                if rule == UniqueRule::Unnamed {
+                    tracing::warn!(
+                        constraint = ?db.constraint(),
+                        table = ?db.table(),
+                        error = db.message(),
+                        "a write broke a unique rule tollbooth has no words for; answered as a plain conflict"
+                    );
+                }
+                StoreError::Conflict(Taken { rule, value: None })
             }
             _ => StoreError::Database(error),
         }
+    }
+}
+
+/// For a statement that takes `value` (a slug, an external id, a consumer key): the error it
+/// fails with, naming the value when a unique rule keeps it for another row.
+fn taking(value: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |error| match StoreError::from(error) {
+        StoreError::Conflict(taken) => StoreError::Conflict(Taken {
+            value: Some(value.to_owned()),
+            ..taken
+        }),
+        other => other,
     }
 }
 
@@ -100,9 +125,6 @@ macro_rules! on_tx {
 }
 pub(crate) use on_tx;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 impl Store {
     /// Opens the database at `url` (`sqlite://…` or `postgres://…`); a SQLite file is created if missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -145,42 +167,6 @@ impl Store {
             Pool::Sqlite(_) => Backend::Sqlite,
             Pool::Postgres(_) => Backend::Postgres,
         }
-    }
-
-    /// Applies the migrations this build carries that the database has not seen yet.
-    pub async fn migrate(&self) -> StoreResult<()> {
-        match &self.pool {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
-            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
-        }
-        Ok(())
-    }
-
-    /// Ready means: the database answers, and every migration of this build has been applied.
-    pub async fn is_ready(&self) -> StoreResult<bool> {
-        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
-        let (migrator, applied): (&sqlx::migrate::Migrator, Result<Vec<(i64,)>, sqlx::Error>) =
-            match &self.pool {
-                Pool::Sqlite(pool) => (
-                    &SQLITE_MIGRATIONS,
-                    sqlx::query_as(sql).fetch_all(pool).await,
-                ),
-                Pool::Postgres(pool) => (
-                    &POSTGRES_MIGRATIONS,
-                    sqlx::query_as(sql).fetch_all(pool).await,
-                ),
-            };
-        let applied = match applied {
-            Ok(rows) => rows,
-            // No migrations table yet: the database answers, but nothing is applied.
-            Err(sqlx::Error::Database(_)) => Vec::new(),
-            Err(other) => return Err(other.into()),
-        };
-        Ok(migrator.iter().all(|migration| {
-            applied
-                .iter()
-                .any(|(version,)| *version == migration.version)
-        }))
     }
 
     /// Starts a unit of work that reads and writes. On SQLite it takes the write lock at once,

@@ -1,6 +1,6 @@
 //! Subscribers: who pays.
 
-use super::{Page, PageRequest, StoreError, StoreResult, Tx, now_ms, on_tx};
+use super::{Page, PageRequest, StoreError, StoreResult, Tx, now_ms, on_tx, taking};
 use crate::domain::subscriber::SubscriberSpec;
 
 /// A stored subscriber.
@@ -89,7 +89,8 @@ impl Tx {
             .bind(String::from(spec.email.clone()))
             .bind(now_ms())
             .execute(conn)
-            .await?
+            .await
+            .map_err(taking(spec.external_id.as_str()))?
             .rows_affected());
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Subscriptions and the gateway consumer keys that identify their calls.
 
-use super::{Page, PageRequest, StoreResult, Tx, now_ms, on_tx};
+use super::{Page, PageRequest, StoreResult, Tx, now_ms, on_tx, taking};
 use crate::domain::subscription::SubscriptionStatus;
 
 /// A stored subscription, with the keys it names its subscriber and tier by.
@@ -147,7 +147,8 @@ impl Tx {
             .bind(SubscriptionStatus::Active.as_str())
             .bind(now)
             .execute(conn)
-            .await?
+            .await
+            .map_err(taking(external_id))?
             .rows_affected());
         self.record_tier(id, tier_version_id, now).await
     }
@@ -202,7 +203,7 @@ impl Tx {
     }
 
     /// Makes `keys` the live consumer keys of a subscription: keys it no longer lists are released,
-    /// new ones are claimed (a key another live subscription holds is a conflict).
+    /// new ones are claimed (a key another live subscription holds is a conflict naming it).
     pub async fn set_consumer_keys(
         &mut self,
         subscription_id: &str,
@@ -229,7 +230,8 @@ impl Tx {
                 .bind(subscription_id)
                 .bind(now)
                 .execute(conn)
-                .await?
+                .await
+                .map_err(taking(new))?
                 .rows_affected());
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Tiers and their versions. A version, once written, never changes.
 
-use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx, to_json};
+use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx, taking, to_json};
 use crate::domain::tier::TierSpec;
 
 /// A tier with its newest version.
@@ -143,7 +143,8 @@ impl Tx {
             .bind(api_id)
             .bind(now_ms())
             .execute(conn)
-            .await?
+            .await
+            .map_err(taking(spec.slug.as_str()))?
             .rows_affected());
         self.insert_tier_version(tier_id, version_id, 1, spec).await
     }
@@ -177,15 +178,16 @@ impl Tx {
     ) -> StoreResult<()> {
         let sql = "INSERT INTO tier_versions (id, tier_id, version, spec, created_at) \
                    VALUES ($1, $2, $3, $4, $5)";
-        let spec = to_json(spec)?;
+        let json = to_json(spec)?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(version_id)
             .bind(tier_id)
             .bind(version)
-            .bind(&spec)
+            .bind(&json)
             .bind(now_ms())
             .execute(conn)
-            .await?
+            .await
+            .map_err(taking(spec.slug.as_str()))?
             .rows_affected());
         Ok(())
     }
