@@ -197,9 +197,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(binary: &Path, url: &str, dir: &Path) -> Result<Self> {
+        Self::start_with(binary, url, dir, &[])
+    }
+
+    /// Starts `tollbooth serve` with these environment variables set as well.
+    pub fn start_with(binary: &Path, url: &str, dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let port = free_port()?;
         let log = dir.join("serve.log");
         let child = tollbooth_command(binary, url, &log)?
+            .envs(env.iter().copied())
             .arg("serve")
             .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
             .env("TOLLBOOTH_ADMIN_TOKEN", ADMIN_TOKEN)

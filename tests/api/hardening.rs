@@ -428,7 +428,10 @@ async fn a_webhook_stamped_at_the_end_of_time_is_a_clean_400(backend: Backend) {
         return;
     };
     // Found by the webhook signature property target: the tolerance check overflowed.
-    for stamp in ["t=-9223372036854775808,v1=00", "t=9223372036854775807,v1=00"] {
+    for stamp in [
+        "t=-9223372036854775808,v1=00",
+        "t=9223372036854775807,v1=00",
+    ] {
         let answer = app
             .send(
                 app.client
