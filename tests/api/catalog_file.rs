@@ -8,10 +8,7 @@ on_both_databases!(
     a_bad_catalog_file_names_the_entry_and_changes_nothing,
 );
 
-const EXAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/examples/catalog.yaml"
-);
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
 
 fn apply(app: &TestApp, file: &str) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
