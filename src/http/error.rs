@@ -114,6 +114,9 @@ impl From<crate::billing::BillingError> for ApiError {
         match error {
             BillingError::UnknownSubscription(key) => Self::not_found("subscription", &key),
             BillingError::Invalid(field) => Self::invalid_field(field),
+            BillingError::NotActive { .. } => {
+                Self::invalid_field(FieldError::new("period_start", error.to_string()))
+            }
             BillingError::Store(store) => store.into(),
             BillingError::Pricing(pricing) => {
                 tracing::error!(error = %pricing, "rating failed");

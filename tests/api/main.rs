@@ -5,6 +5,7 @@ mod helpers;
 mod admin_auth;
 mod apis;
 mod billing;
+mod billing_failures;
 mod catalog_file;
 mod checkout;
 mod crash;
