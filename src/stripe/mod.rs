@@ -195,10 +195,46 @@ impl Stripe {
     }
 }
 
+/// Stripe's error codes for a change to an invoice that is no longer a draft:
+/// `invoice_not_editable` (the current code) and `invoice_already_finalized` (its name since API
+/// version 2018-11-08, before that `immutable_frozen_invoice`).
+const INVOICE_NOT_A_DRAFT: [&str; 2] = ["invoice_not_editable", "invoice_already_finalized"];
+
 impl StripeError {
-    /// Stripe refused a change to an invoice item because its invoice is no longer a draft. An
-    /// idempotency error (the same key with other parameters) is not that: it is retried later.
+    /// Stripe refused a change to an invoice item because its invoice is no longer a draft, by
+    /// Stripe's own error code. Any other refusal (a bad parameter, an idempotency error) is not
+    /// that, and is a failure to report, never a reason to bill the change elsewhere.
     pub fn is_finalized_invoice(&self) -> bool {
-        matches!(self, Self::Refused { status: 400, kind, .. } if kind.as_deref() != Some("idempotency_error"))
+        matches!(
+            self,
+            Self::Refused { status: 400, code: Some(code), .. }
+                if INVOICE_NOT_A_DRAFT.contains(&code.as_str())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stripe_s_not_a_draft_codes_mean_a_finalized_invoice() {
+        let refused = |status: u16, body: &str| StripeError::refused(status, body.as_bytes());
+        for code in ["invoice_not_editable", "invoice_already_finalized"] {
+            let body = format!(
+                r#"{{"error": {{"type": "invalid_request_error", "code": "{code}", "message": "m"}}}}"#
+            );
+            assert!(refused(400, &body).is_finalized_invoice(), "{code}");
+        }
+        for body in [
+            r#"{"error": {"type": "invalid_request_error", "code": "parameter_invalid_integer", "param": "amount", "message": "m"}}"#,
+            r#"{"error": {"type": "idempotency_error", "message": "m"}}"#,
+            r#"{"error": {"type": "invalid_request_error", "message": "The invoice is finalized"}}"#,
+            "<html>bad gateway</html>",
+        ] {
+            assert!(!refused(400, body).is_finalized_invoice(), "{body}");
+        }
+        let not_editable = r#"{"error": {"code": "invoice_not_editable", "message": "m"}}"#;
+        assert!(!refused(404, not_editable).is_finalized_invoice());
     }
 }

@@ -454,6 +454,7 @@ async fn a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice(b
     Mock::given(method("POST"))
         .and(path(update.path.clone()))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"type": "invalid_request_error",
+            "code": "invoice_not_editable",
             "message": "The invoice item is attached to an invoice that is finalized and cannot be modified."}})))
         .expect(1)
         .with_priority(1)

@@ -13,6 +13,7 @@ mod events;
 mod health;
 mod preview;
 mod serve;
+mod stripe_errors;
 mod stripe_mock;
 mod stripe_sync;
 mod subscriptions;
