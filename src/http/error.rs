@@ -151,6 +151,24 @@ impl From<crate::stripe::StripeError> for ApiError {
                 "stripe_unavailable",
                 format!("{error}; {saved}"),
             ),
+            StripeError::Unreadable {
+                ref request,
+                ref object,
+                ..
+            } => {
+                let details = json!({ "stripe_request": request, "expected": object });
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "stripe_unreadable",
+                    format!("{error}; {saved}"),
+                )
+                .with_details(details)
+            }
+            StripeError::Decode(_) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "stripe_unreadable",
+                format!("{error}; {saved}"),
+            ),
             other => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "stripe_error",

@@ -37,6 +37,17 @@ pub enum StripeError {
     /// Stripe's answer was not the object expected.
     #[error("Stripe's answer could not be read: {0}")]
     Decode(String),
+    /// Stripe answered a request with something that is not the object it asks for (garbage, a
+    /// body cut short, another object). Stripe did answer: it is not retried as if passing.
+    #[error("Stripe's answer to {request} is not a {object} ({reason}); it begins: {body}")]
+    Unreadable {
+        /// Method and path: `POST /v1/products`.
+        request: String,
+        object: String,
+        /// The first 200 characters of the answer.
+        body: String,
+        reason: String,
+    },
     /// An intent needs something that is not there (a deleted row, a dependency that failed).
     #[error("{0}")]
     Missing(String),
@@ -133,19 +144,22 @@ impl Stripe {
             .await?
             .pending_intents(Some(subject_id), 0, 1_000)
             .await?;
+        let pass = mirror::Pass::default();
         for intent in pending {
-            mirror::run(client, self, store, &intent.idempotency_key).await?;
+            mirror::run(client, self, store, &pass, &intent.idempotency_key).await?;
         }
         Ok(())
     }
 
-    /// Carries out every pending intent, in order; one that fails is recorded with its error and
-    /// the others go on. In ledger mode it does nothing.
+    /// Carries out every pending intent, in order, each sent at most once; one that fails is
+    /// recorded with its error and the others go on (those that need it fail unsent). In ledger
+    /// mode it does nothing.
     pub async fn sync(&self, store: &Store) -> Result<SyncReport, StripeError> {
         let mut report = SyncReport::default();
         let Some(client) = &self.client else {
             return Ok(report);
         };
+        let pass = mirror::Pass::default();
         let mut after = 0;
         loop {
             let batch = store
@@ -158,7 +172,7 @@ impl Stripe {
             };
             after = last.seq;
             for intent in batch {
-                match mirror::run(client, self, store, &intent.idempotency_key).await {
+                match mirror::run(client, self, store, &pass, &intent.idempotency_key).await {
                     Ok(()) => report.done += 1,
                     Err(StripeError::Store(error)) => return Err(StripeError::Store(error)),
                     Err(error) => {
