@@ -22,6 +22,12 @@ pub enum BillingError {
     /// The caller asked for a period that does not exist.
     #[error("{0}")]
     Invalid(FieldError),
+    /// The subscription was canceled before this period began: the period bills nothing.
+    #[error("subscription `{subscription}` was canceled before the period starting {period_start}")]
+    NotActive {
+        subscription: String,
+        period_start: chrono::NaiveDate,
+    },
     /// The stored tier and usage could not be rated: a fault, not the caller's.
     #[error("rating failed: {0}")]
     Pricing(#[from] PricingError),

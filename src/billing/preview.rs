@@ -225,6 +225,12 @@ fn rated_period(
         .canceled_at
         .map(from_ms)
         .map_or(period.end(), |canceled| canceled.min(period.end()));
+    if active_to <= active_from {
+        return Err(BillingError::NotActive {
+            subscription: subscription.external_id.clone(),
+            period_start: period.start().date_naive(),
+        });
+    }
     let rated = if active_from == period.start() && active_to == period.end() {
         RatedPeriod::whole(period)
     } else {

@@ -369,8 +369,11 @@ async fn report_subscription(
     let mut cursor = crate::domain::time::from_ms(closed_until.unwrap_or(started_at));
     let mut closed_now = Vec::new();
     for _ in 0..MAX_CLOSES {
-        let Ok(period) = super::preview(store, subscription_id, None, cursor).await else {
-            break;
+        let period = match super::preview(store, subscription_id, None, cursor).await {
+            Ok(period) => period,
+            // Canceled: no period after the cancellation is billed.
+            Err(BillingError::NotActive { .. }) => break,
+            Err(other) => return Err(other.into()),
         };
         if period.invoice.period_end > start_of_day {
             break;
@@ -405,11 +408,12 @@ async fn report_subscription(
         if at >= cursor {
             continue;
         }
-        if let Ok(period) = super::preview(store, subscription_id, None, at).await {
-            let start = period.invoice.period_start;
-            if !closed_now.contains(&start) && !late_periods.contains(&start) {
-                late_periods.push(start);
-            }
+        // A period that cannot be rated fails the subscription: its late records wait for the
+        // next run rather than being taken as billed.
+        let period = super::preview(store, subscription_id, None, at).await?;
+        let start = period.invoice.period_start;
+        if !closed_now.contains(&start) && !late_periods.contains(&start) {
+            late_periods.push(start);
         }
     }
     for start in late_periods {
@@ -425,8 +429,10 @@ async fn report_subscription(
         )
         .await?;
     }
+    // The open period (the one holding the start of the day or the first not closed, which
+    // always ends after the start of the day): its usage to date.
     match super::preview(store, subscription_id, None, start_of_day.max(cursor)).await {
-        Ok(open) if open.invoice.period_end > start_of_day => {
+        Ok(open) => {
             bring_in_line(
                 store,
                 writes,
@@ -438,9 +444,8 @@ async fn report_subscription(
             )
             .await?;
         }
-        Ok(_) => {}
-        // Not started by this day: nothing open to report.
-        Err(BillingError::Pricing(_)) => {}
+        // Canceled before the open period began: nothing open to report.
+        Err(BillingError::NotActive { .. }) => {}
         Err(other) => return Err(other.into()),
     }
     Ok(())

@@ -117,6 +117,9 @@ impl From<crate::billing::BillingError> for ApiError {
         match error {
             BillingError::UnknownSubscription(key) => Self::not_found("subscription", &key),
             BillingError::Invalid(field) => Self::invalid_field(field),
+            BillingError::NotActive { .. } => {
+                Self::invalid_field(FieldError::new("period_start", error.to_string()))
+            }
             BillingError::Store(store) => store.into(),
             BillingError::Pricing(pricing) => {
                 tracing::error!(error = %pricing, "rating failed");
@@ -149,6 +152,24 @@ impl From<crate::stripe::StripeError> for ApiError {
             StripeError::Unavailable { .. } => Self::new(
                 StatusCode::BAD_GATEWAY,
                 "stripe_unavailable",
+                format!("{error}; {saved}"),
+            ),
+            StripeError::Unreadable {
+                ref request,
+                ref object,
+                ..
+            } => {
+                let details = json!({ "stripe_request": request, "expected": object });
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "stripe_unreadable",
+                    format!("{error}; {saved}"),
+                )
+                .with_details(details)
+            }
+            StripeError::Decode(_) => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "stripe_unreadable",
                 format!("{error}; {saved}"),
             ),
             other => Self::new(

@@ -3,6 +3,8 @@
 //! async-stripe builds each request (path, form body) and reads each answer; this client sends it.
 //! Every write carries the Idempotency-Key its caller chose, the same on every retry; 429 waits out
 //! `Retry-After`, 5xx and transport failures back off exponentially with jitter, up to a bound.
+//! Every request goes through [`StripeHttp::call`], which reads the answer: one it cannot read is
+//! reported with its request and the start of its body, and is not retried (Stripe did answer).
 
 use super::StripeError;
 use bytes::Bytes;
@@ -10,14 +12,19 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use stripe_client_core::{CustomizedStripeRequest, StripeClient, StripeMethod};
+use stripe_client_core::{
+    ConfigOverride, CustomizableStripeRequest, CustomizedStripeRequest, RequestBuilder,
+    StripeClient, StripeMethod,
+};
 
 /// Longest wait tollbooth accepts from a `Retry-After` header.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest back-off between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How much of an answer that cannot be read is shown in the log and the error.
+const SHOWN_BODY_CHARS: usize = 200;
 
 /// How the client talks to Stripe.
 #[derive(Debug, Clone)]
@@ -77,9 +84,61 @@ impl StripeHttp {
         })
     }
 
+    /// Sends a request and reads Stripe's answer as a `T`. An answer that is not a `T` (garbage,
+    /// another object) is logged with the request, the object expected and the start of the
+    /// body, and is [`StripeError::Unreadable`]: Stripe answered, so it is not sent again here.
+    pub async fn call<T: miniserde::Deserialize>(
+        &self,
+        request: CustomizableStripeRequest<T>,
+    ) -> Result<T, StripeError> {
+        let exchange = Exchange {
+            http: self,
+            request: OnceLock::new(),
+            body: OnceLock::new(),
+        };
+        match request.send(&exchange).await {
+            Err(StripeError::Decode(reason)) => {
+                let request = exchange.request.into_inner().unwrap_or_default();
+                let object = object_name::<T>();
+                let body = self.shown(&exchange.body.into_inner().unwrap_or_default());
+                tracing::error!(%request, %object, %body, %reason, "Stripe's answer could not be read; it is not sent again in this pass");
+                Err(StripeError::Unreadable {
+                    request,
+                    object,
+                    body,
+                    reason,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// The start of an answer, fit for a log line: at most 200 characters, control characters
+    /// blanked, the secret key (should an answer ever echo it) redacted.
+    fn shown(&self, body: &[u8]) -> String {
+        let secret = self.settings.secret_key.expose_secret();
+        let start = &body[..body.len().min(SHOWN_BODY_CHARS * 4 + secret.len())];
+        let mut text = String::from_utf8_lossy(start).into_owned();
+        if !secret.is_empty() {
+            text = text.replace(secret, "[REDACTED]");
+        }
+        let mut shown: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(SHOWN_BODY_CHARS)
+            .collect();
+        if text.chars().nth(SHOWN_BODY_CHARS).is_some() || start.len() < body.len() {
+            shown.push('…');
+        }
+        shown
+    }
+
     /// Sends one request, retrying what is worth retrying, always with the same key.
-    async fn send(&self, request: CustomizedStripeRequest) -> Result<Bytes, StripeError> {
-        let (request, config) = request.into_pieces();
+    async fn send(
+        &self,
+        request: RequestBuilder,
+        config: ConfigOverride,
+    ) -> Result<Bytes, StripeError> {
         let key = config
             .request_strategy
             .as_ref()
@@ -207,13 +266,76 @@ async fn attempt_once(builder: reqwest::RequestBuilder) -> Attempt {
     }
 }
 
-impl StripeClient for StripeHttp {
+/// One request through [`StripeHttp::call`]: remembers what was asked and what came back, for
+/// the report of an answer that cannot be read.
+struct Exchange<'a> {
+    http: &'a StripeHttp,
+    /// `POST /v1/products`.
+    request: OnceLock<String>,
+    /// Stripe's answer.
+    body: OnceLock<Bytes>,
+}
+
+impl StripeClient for Exchange<'_> {
     type Err = StripeError;
 
-    fn execute(
-        &self,
-        request: CustomizedStripeRequest,
-    ) -> impl Future<Output = Result<Bytes, Self::Err>> + Send {
-        self.send(request)
+    async fn execute(&self, request: CustomizedStripeRequest) -> Result<Bytes, Self::Err> {
+        let (request, config) = request.into_pieces();
+        let method = match request.method {
+            StripeMethod::Get => "GET",
+            StripeMethod::Post => "POST",
+            StripeMethod::Delete => "DELETE",
+        };
+        self.request
+            .get_or_init(|| format!("{method} /v1{}", request.path));
+        let body = self.http.send(request, config).await?;
+        self.body.get_or_init(|| body.clone());
+        Ok(body)
+    }
+}
+
+/// The object a request expects, as its Rust type is named: `Product`, `InvoiceItem`.
+fn object_name<T>() -> String {
+    let full = std::any::type_name::<T>();
+    let plain = full.split('<').next().unwrap_or(full);
+    plain.rsplit("::").next().unwrap_or(plain).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(secret: &str) -> StripeHttp {
+        StripeHttp::new(ClientSettings {
+            secret_key: secret.to_owned().into(),
+            api_base: "http://127.0.0.1:1".into(),
+            timeout: Duration::from_secs(1),
+            rate_limit: NonZeroU32::MIN,
+            max_attempts: 1,
+            retry_base: Duration::from_millis(1),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_answer_is_shown_short_on_one_line_without_the_key() {
+        let http = client("sk_test_secret");
+        assert_eq!(http.shown(b"{\"ok\":\ntrue}"), "{\"ok\": true}");
+        let long = format!("<html>{}</html>", "x".repeat(1_000));
+        let shown = http.shown(long.as_bytes());
+        assert_eq!(shown.chars().count(), SHOWN_BODY_CHARS + 1);
+        assert!(
+            shown.starts_with("<html>xxx") && shown.ends_with('…'),
+            "{shown}"
+        );
+        let echoed = http.shown(b"Authorization: Bearer sk_test_secret");
+        assert_eq!(echoed, "Authorization: Bearer [REDACTED]");
+        assert_eq!(http.shown(&[0xff, b'a']), "\u{fffd}a");
+    }
+
+    #[test]
+    fn the_object_expected_is_named_by_its_type() {
+        assert_eq!(object_name::<stripe_shared::Product>(), "Product");
+        assert_eq!(object_name::<Vec<String>>(), "Vec");
     }
 }

@@ -22,12 +22,35 @@ pub const CUSTOMER: &str = "customer";
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, StripeError>> + Send + 'a>>;
 
+/// The intents that failed in one pass over pending intents (a `sync`, the settling of one
+/// admin call), with their errors. In that pass none of them is sent again, and an intent that
+/// needs one fails without being sent: many subscriptions on one tier whose Product failed cost
+/// one Product request, not one each.
+#[derive(Debug, Default)]
+pub struct Pass {
+    failed: Mutex<HashMap<String, String>>,
+}
+
+impl Pass {
+    fn failed(&self, key: &str) -> Option<String> {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.get(key).cloned()
+    }
+
+    fn record_failure(&self, key: &str, error: &StripeError) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.insert(key.to_owned(), error.to_string());
+    }
+}
+
 /// Runs the intent with this key unless it is done; earlier pending intents about the same row
-/// run first. A failure is recorded on the intent and returned.
+/// run first. A failure is recorded on the intent and returned; an intent that already failed
+/// in this pass is not sent again.
 pub fn run<'a>(
     client: &'a StripeHttp,
     stripe: &'a Stripe,
     store: &'a Store,
+    pass: &'a Pass,
     key: &'a str,
 ) -> Boxed<'a, ()> {
     Box::pin(async move {
@@ -41,6 +64,11 @@ pub fn run<'a>(
             .ok_or_else(|| StripeError::Missing(format!("no Stripe intent `{key}`")))?;
         if intent.state == "done" {
             return Ok(());
+        }
+        if let Some(error) = pass.failed(key) {
+            return Err(StripeError::Missing(format!(
+                "Stripe intent `{key}` failed earlier in this pass and is not sent again: {error}"
+            )));
         }
         // Another request carried it out while this one waited, and failed: its error is this
         // request's too, rather than one more round of retries each.
@@ -60,12 +88,13 @@ pub fn run<'a>(
             .collect();
         drop(tx);
         for earlier in earlier {
-            run(client, stripe, store, &earlier.idempotency_key).await?;
+            run(client, stripe, store, pass, &earlier.idempotency_key).await?;
         }
         let job = Job {
             client,
             stripe,
             store,
+            pass,
             intent: &intent,
         };
         match job.carry_out().await {
@@ -79,6 +108,7 @@ pub fn run<'a>(
             Err(StripeError::Store(error)) => Err(StripeError::Store(error)),
             Err(error) => {
                 tracing::warn!(key, %error, "Stripe intent failed; it stays pending");
+                pass.record_failure(key, &error);
                 let mut tx = store.begin().await?;
                 tx.fail_intent(key, &error.to_string()).await?;
                 tx.commit().await?;
@@ -142,6 +172,7 @@ pub(super) struct Job<'a> {
     pub(super) client: &'a StripeHttp,
     stripe: &'a Stripe,
     pub(super) store: &'a Store,
+    pass: &'a Pass,
     pub(super) intent: &'a StripeIntent,
 }
 
@@ -200,7 +231,7 @@ impl Job<'_> {
             return Ok(id);
         }
         let key = idempotency_key(intent, local_id, None, self.account());
-        run(self.client, self.stripe, self.store, &key).await?;
+        run(self.client, self.stripe, self.store, self.pass, &key).await?;
         self.read()
             .await?
             .stripe_object(kind, local_id, self.account())
@@ -248,8 +279,8 @@ impl Job<'_> {
                 ("tier", tier.latest.spec.slug.as_str()),
             ]));
         let product = self
-            .customize(&request, &self.intent.idempotency_key)?
-            .send(self.client)
+            .client
+            .call(self.customize(&request, &self.intent.idempotency_key)?)
             .await?;
         self.save_object(PRODUCT, tier_id, product.id.as_str())
             .await?;
@@ -301,8 +332,8 @@ impl Job<'_> {
                     params::minor_amount(recurring_fee, spec.currency)?,
                 );
                 let price = self
-                    .customize(&request, &self.intent.idempotency_key)?
-                    .send(self.client)
+                    .client
+                    .call(self.customize(&request, &self.intent.idempotency_key)?)
                     .await?;
                 self.save_object(PRICE, version_id, price.id.as_str())
                     .await?;
@@ -328,7 +359,7 @@ impl Job<'_> {
                 params::minor_amount(fee.amount, spec.currency)?,
             );
             let key = format!("{}-one-time", self.intent.idempotency_key);
-            let price = self.customize(&request, &key)?.send(self.client).await?;
+            let price = self.client.call(self.customize(&request, &key)?).await?;
             self.save_object(ONE_TIME_PRICE, version_id, price.id.as_str())
                 .await?;
         }
@@ -348,8 +379,8 @@ impl Job<'_> {
         };
         let request = stripe_product::price::UpdatePrice::new(price.as_str()).active(false);
         let price = self
-            .customize(&request, &self.intent.idempotency_key)?
-            .send(self.client)
+            .client
+            .call(self.customize(&request, &self.intent.idempotency_key)?)
             .await?;
         Ok(price.id.as_str().to_owned())
     }
@@ -373,8 +404,8 @@ impl Job<'_> {
                 ("external_id", subscriber.spec.external_id.as_str()),
             ]));
         let customer = self
-            .customize(&request, &self.intent.idempotency_key)?
-            .send(self.client)
+            .client
+            .call(self.customize(&request, &self.intent.idempotency_key)?)
             .await?;
         self.save_object(CUSTOMER, subscriber_id, customer.id.as_str())
             .await?;
@@ -395,8 +426,8 @@ impl Job<'_> {
                 ("external_id", subscriber.spec.external_id.as_str()),
             ]));
         let customer = self
-            .customize(&request, &self.intent.idempotency_key)?
-            .send(self.client)
+            .client
+            .call(self.customize(&request, &self.intent.idempotency_key)?)
             .await?;
         Ok(customer.id.as_str().to_owned())
     }
@@ -461,8 +492,8 @@ impl Job<'_> {
             ]);
         }
         let created = self
-            .customize(&request, &self.intent.idempotency_key)?
-            .send(self.client)
+            .client
+            .call(self.customize(&request, &self.intent.idempotency_key)?)
             .await?;
         let mut row = stripe_row(&subscription.id, self.account(), &created)?;
         row.checkout_url = self
@@ -489,7 +520,7 @@ impl Job<'_> {
             retrieve = retrieve.account_id(self.account().into());
         }
         let stripe_core::customer::RetrieveCustomerReturned::Customer(found) =
-            retrieve.send(self.client).await?
+            self.client.call(retrieve).await?
         else {
             return Err(StripeError::Missing(format!(
                 "Stripe customer {customer} was deleted"
@@ -519,7 +550,7 @@ impl Job<'_> {
             Some("checkout"),
             self.account(),
         );
-        let session = self.customize(&request, &key)?.send(self.client).await?;
+        let session = self.client.call(self.customize(&request, &key)?).await?;
         Ok(session.url)
     }
 
@@ -560,8 +591,8 @@ impl Job<'_> {
             }
         });
         let updated = self
-            .customize(&request, &self.intent.idempotency_key)?
-            .send(self.client)
+            .client
+            .call(self.customize(&request, &self.intent.idempotency_key)?)
             .await?;
         self.store_subscription(&subscription.id, &updated).await
     }
@@ -587,15 +618,15 @@ impl Job<'_> {
                 stripe_billing::subscription::CancelSubscription::new(current.stripe_id.as_str())
                     .invoice_now(true)
                     .prorate(proration == Proration::ByDay);
-            self.customize(&request, &self.intent.idempotency_key)?
-                .send(self.client)
+            self.client
+                .call(self.customize(&request, &self.intent.idempotency_key)?)
                 .await?
         } else {
             let request =
                 stripe_billing::subscription::UpdateSubscription::new(current.stripe_id.as_str())
                     .cancel_at_period_end(true);
-            self.customize(&request, &self.intent.idempotency_key)?
-                .send(self.client)
+            self.client
+                .call(self.customize(&request, &self.intent.idempotency_key)?)
                 .await?
         };
         self.store_subscription(&subscription.id, &updated).await

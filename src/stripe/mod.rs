@@ -37,6 +37,17 @@ pub enum StripeError {
     /// Stripe's answer was not the object expected.
     #[error("Stripe's answer could not be read: {0}")]
     Decode(String),
+    /// Stripe answered a request with something that is not the object it asks for (garbage, a
+    /// body cut short, another object). Stripe did answer: it is not retried as if passing.
+    #[error("Stripe's answer to {request} is not a {object} ({reason}); it begins: {body}")]
+    Unreadable {
+        /// Method and path: `POST /v1/products`.
+        request: String,
+        object: String,
+        /// The first 200 characters of the answer.
+        body: String,
+        reason: String,
+    },
     /// An intent needs something that is not there (a deleted row, a dependency that failed).
     #[error("{0}")]
     Missing(String),
@@ -136,19 +147,22 @@ impl Stripe {
             .await?
             .pending_intents(Some(subject_id), 0, 1_000)
             .await?;
+        let pass = mirror::Pass::default();
         for intent in pending {
-            mirror::run(client, self, store, &intent.idempotency_key).await?;
+            mirror::run(client, self, store, &pass, &intent.idempotency_key).await?;
         }
         Ok(())
     }
 
-    /// Carries out every pending intent, in order; one that fails is recorded with its error and
-    /// the others go on. In ledger mode it does nothing.
+    /// Carries out every pending intent, in order, each sent at most once; one that fails is
+    /// recorded with its error and the others go on (those that need it fail unsent). In ledger
+    /// mode it does nothing.
     pub async fn sync(&self, store: &Store) -> Result<SyncReport, StripeError> {
         let mut report = SyncReport::default();
         let Some(client) = &self.client else {
             return Ok(report);
         };
+        let pass = mirror::Pass::default();
         let mut after = 0;
         loop {
             let batch = store
@@ -161,7 +175,7 @@ impl Stripe {
             };
             after = last.seq;
             for intent in batch {
-                match mirror::run(client, self, store, &intent.idempotency_key).await {
+                match mirror::run(client, self, store, &pass, &intent.idempotency_key).await {
                     Ok(()) => report.done += 1,
                     Err(StripeError::Store(error)) => return Err(StripeError::Store(error)),
                     Err(error) => {
@@ -198,10 +212,46 @@ impl Stripe {
     }
 }
 
+/// Stripe's error codes for a change to an invoice that is no longer a draft:
+/// `invoice_not_editable` (the current code) and `invoice_already_finalized` (its name since API
+/// version 2018-11-08, before that `immutable_frozen_invoice`).
+const INVOICE_NOT_A_DRAFT: [&str; 2] = ["invoice_not_editable", "invoice_already_finalized"];
+
 impl StripeError {
-    /// Stripe refused a change to an invoice item because its invoice is no longer a draft. An
-    /// idempotency error (the same key with other parameters) is not that: it is retried later.
+    /// Stripe refused a change to an invoice item because its invoice is no longer a draft, by
+    /// Stripe's own error code. Any other refusal (a bad parameter, an idempotency error) is not
+    /// that, and is a failure to report, never a reason to bill the change elsewhere.
     pub fn is_finalized_invoice(&self) -> bool {
-        matches!(self, Self::Refused { status: 400, kind, .. } if kind.as_deref() != Some("idempotency_error"))
+        matches!(
+            self,
+            Self::Refused { status: 400, code: Some(code), .. }
+                if INVOICE_NOT_A_DRAFT.contains(&code.as_str())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stripe_s_not_a_draft_codes_mean_a_finalized_invoice() {
+        let refused = |status: u16, body: &str| StripeError::refused(status, body.as_bytes());
+        for code in ["invoice_not_editable", "invoice_already_finalized"] {
+            let body = format!(
+                r#"{{"error": {{"type": "invalid_request_error", "code": "{code}", "message": "m"}}}}"#
+            );
+            assert!(refused(400, &body).is_finalized_invoice(), "{code}");
+        }
+        for body in [
+            r#"{"error": {"type": "invalid_request_error", "code": "parameter_invalid_integer", "param": "amount", "message": "m"}}"#,
+            r#"{"error": {"type": "idempotency_error", "message": "m"}}"#,
+            r#"{"error": {"type": "invalid_request_error", "message": "The invoice is finalized"}}"#,
+            "<html>bad gateway</html>",
+        ] {
+            assert!(!refused(400, body).is_finalized_invoice(), "{body}");
+        }
+        let not_editable = r#"{"error": {"code": "invoice_not_editable", "message": "m"}}"#;
+        assert!(!refused(404, not_editable).is_finalized_invoice());
     }
 }

@@ -16,7 +16,7 @@ impl Job<'_> {
         if !self.account().is_empty() {
             retrieve = retrieve.account_id(self.account().into());
         }
-        let found = retrieve.send(self.client).await?;
+        let found = self.client.call(retrieve).await?;
         let payment_method = found
             .payment_method
             .map(|pm| pm.id().as_str().to_owned())
@@ -44,8 +44,8 @@ impl Job<'_> {
         settings.default_payment_method = Some(payment_method.clone());
         let update = stripe_core::customer::UpdateCustomer::new(customer.as_str())
             .invoice_settings(settings);
-        self.customize(&update, &self.intent.idempotency_key)?
-            .send(self.client)
+        self.client
+            .call(self.customize(&update, &self.intent.idempotency_key)?)
             .await?;
 
         let Some(mirror) = mirror else {
@@ -57,7 +57,7 @@ impl Job<'_> {
         if !self.account().is_empty() {
             retrieve = retrieve.account_id(self.account().into());
         }
-        let current = retrieve.send(self.client).await?;
+        let current = self.client.call(retrieve).await?;
         use stripe_shared::SubscriptionStatus as Status;
         let waiting = matches!(
             current.status,
@@ -71,7 +71,7 @@ impl Job<'_> {
             let pay = stripe_billing::invoice::PayInvoice::new(invoice.as_str())
                 .payment_method(payment_method.as_str());
             let key = format!("{}-pay-{invoice}", self.intent.idempotency_key);
-            self.customize(&pay, &key)?.send(self.client).await?;
+            self.client.call(self.customize(&pay, &key)?).await?;
         }
         Ok(payment_method)
     }

@@ -55,8 +55,8 @@ impl Stripe {
             .amount(item.amount_minor)
             .description(item.description)
             .metadata(item.metadata.clone());
-        let created = Self::request(&request, key, item.account)?
-            .send(client)
+        let created = client
+            .call(Self::request(&request, key, item.account)?)
             .await?;
         Ok(created.id.as_str().to_owned())
     }
@@ -77,7 +77,7 @@ impl Stripe {
         let request = stripe_billing::invoice_item::UpdateInvoiceItem::new(item_id)
             .amount(amount_minor)
             .description(description);
-        Self::request(&request, key, account)?.send(client).await?;
+        client.call(Self::request(&request, key, account)?).await?;
         Ok(())
     }
 }

@@ -28,7 +28,7 @@ on_both_backends!(
 
 /// A tier at $0.50 a call plus $25 a month, a gateway, and `count` subscriptions `acme-{i}` with
 /// consumer keys `k{i}`.
-async fn setup(app: &TestApp, count: usize) -> (String, Vec<Value>) {
+pub(crate) async fn setup(app: &TestApp, count: usize) -> (String, Vec<Value>) {
     let post = |path: &'static str, body: Value| async move {
         let (status, answer) = app.post(path, &body).await;
         assert!(status.is_success(), "{path}: {answer}");
@@ -71,7 +71,7 @@ async fn setup(app: &TestApp, count: usize) -> (String, Vec<Value>) {
 }
 
 /// A subscription `daily-1` (key `d1`) of a new subscriber on the daily tier.
-async fn daily_subscription(app: &TestApp) -> Value {
+pub(crate) async fn daily_subscription(app: &TestApp) -> Value {
     let (status, _) = app
         .post(
             "/v1/subscribers",
@@ -86,7 +86,7 @@ async fn daily_subscription(app: &TestApp) -> Value {
     subscription
 }
 
-async fn calls(app: &TestApp, key: &str, consumer: &str, ids: &[&str]) {
+pub(crate) async fn calls(app: &TestApp, key: &str, consumer: &str, ids: &[&str]) {
     let records: Vec<Value> = ids
         .iter()
         .map(|id| json!({"id": id, "consumer": consumer, "api": "weather", "timestamp": Utc::now().to_rfc3339(), "status": 200}))
@@ -95,14 +95,14 @@ async fn calls(app: &TestApp, key: &str, consumer: &str, ids: &[&str]) {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 }
 
-struct Runner {
-    store: Store,
+pub(crate) struct Runner {
+    pub(crate) store: Store,
     stripe: Stripe,
     lease: std::time::Duration,
 }
 
 impl Runner {
-    async fn new(app: &TestApp, stripe: &StripeMock) -> Self {
+    pub(crate) async fn new(app: &TestApp, stripe: &StripeMock) -> Self {
         let mut settings = crate::helpers::test_settings(&app.database_url);
         use_stripe(&mut settings, &stripe.uri());
         Self {
@@ -112,7 +112,7 @@ impl Runner {
         }
     }
 
-    fn job<'a>(&'a self, owner: &'a str) -> BillingJob<'a> {
+    pub(crate) fn job<'a>(&'a self, owner: &'a str) -> BillingJob<'a> {
         BillingJob {
             store: &self.store,
             stripe: &self.stripe,
@@ -123,11 +123,11 @@ impl Runner {
     }
 }
 
-fn today() -> NaiveDate {
+pub(crate) fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-fn next(day: NaiveDate, n: u64) -> NaiveDate {
+pub(crate) fn next(day: NaiveDate, n: u64) -> NaiveDate {
     day.checked_add_days(Days::new(n)).unwrap()
 }
 
@@ -244,7 +244,7 @@ async fn usage_becomes_an_invoice_item_created_once_then_updated(backend: Backen
 
 /// A mock Stripe whose invoice items must be created `created` times and updated `updated`
 /// times (when given), and tollbooth on it.
-async fn app_with_items(
+pub(crate) async fn app_with_items(
     backend: Backend,
     created: u64,
     updated: Option<u64>,
@@ -454,6 +454,7 @@ async fn a_cycle_end_closes_the_period_and_late_records_go_on_the_next_invoice(b
     Mock::given(method("POST"))
         .and(path(update.path.clone()))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {"type": "invalid_request_error",
+            "code": "invoice_not_editable",
             "message": "The invoice item is attached to an invoice that is finalized and cannot be modified."}})))
         .expect(1)
         .with_priority(1)
@@ -671,7 +672,7 @@ async fn cancel_now_puts_the_usage_so_far_on_the_final_invoice(backend: Backend)
 }
 
 /// Calls of `consumer` stamped at `at`.
-async fn calls_at(
+pub(crate) async fn calls_at(
     app: &TestApp,
     key: &str,
     consumer: &str,
