@@ -25,7 +25,7 @@ fn midnight(day: NaiveDate) -> DateTime<Utc> {
 /// a row the rating refuses (`billable units must not be negative`), as a corrupt row would be.
 async fn negate_units_before(app: &TestApp, before: DateTime<Utc>) {
     app.execute_sql(&format!(
-        "UPDATE usage_hourly SET billable_units_micros = -billable_units_micros WHERE hour < {}",
+        "UPDATE usage_hourly SET billable_units_whole = -billable_units_whole WHERE hour < {}",
         before.timestamp_millis()
     ))
     .await;
