@@ -83,7 +83,9 @@ impl Tx {
         &mut self,
         subscription_id: &str,
     ) -> StoreResult<Vec<ConsumerRow>> {
-        let sql = format!("{LIVE_CONSUMERS} AND s.id = $1");
+        // By the key's own column: its index finds the subscription's keys, where `s.id` let
+        // SQLite walk every live key.
+        let sql = format!("{LIVE_CONSUMERS} AND k.subscription_id = $1");
         Ok(on_tx!(self, |conn| sqlx::query_as(sqlx::AssertSqlSafe(
             sql
         ))
