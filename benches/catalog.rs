@@ -231,7 +231,12 @@ async fn healthz_rate(client: &reqwest::Client, base: &str, requests: usize) -> 
 /// The paid-tier storm beside a gateway's steady records.
 async fn storm(binary: &Path, url: &str, dir: &Path) -> Result<()> {
     let stripe = wiremock::MockServer::start().await;
-    for (path, fixture) in [("/v1/products", "product"), ("/v1/prices", "price")] {
+    // The subscriber of the set-up is a Customer; the storm's tier a Product and a Price.
+    for (path, fixture) in [
+        ("/v1/customers", "customer"),
+        ("/v1/products", "product"),
+        ("/v1/prices", "price"),
+    ] {
         let file = format!(
             "{}/wiremock-fixtures/{fixture}.json",
             env!("CARGO_MANIFEST_DIR")
