@@ -11,6 +11,7 @@ mod crash;
 mod events;
 mod hardening;
 mod health;
+mod openapi;
 mod preview;
 mod serve;
 mod stripe_mock;
