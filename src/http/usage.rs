@@ -27,17 +27,33 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct SeriesQuery {
     /// The subscription's id or external_id (required).
-    #[param(required, pattern = "^[^\\x00]*$")]
+    #[param(required, min_length = 1, pattern = "^[^\\x00]*$")]
     subscription: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD` (midnight UTC); 30 days before `to` when absent.
-    #[param(pattern = "^[^\\x00]*$")]
+    #[param(schema_with = time_or_day)]
     from: Option<String>,
     /// RFC 3339 or `YYYY-MM-DD`; an hour from now when absent. After `from`.
-    #[param(pattern = "^[^\\x00]*$")]
+    #[param(schema_with = time_or_day)]
     to: Option<String>,
     /// `hour` (the default) or `day`.
     #[param(value_type = Option<Granularity>)]
     granularity: Option<String>,
+}
+
+/// `from` and `to` as documented: an RFC 3339 time or a day.
+fn time_or_day() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::KnownFormat;
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, SchemaFormat, Type};
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(string(KnownFormat::DateTime))
+        .item(string(KnownFormat::Date))
+        .build()
+        .into()
 }
 
 /// The width of a usage bucket.
