@@ -95,7 +95,17 @@ async fn the_document_is_openapi_3_1_and_names_every_route_the_router_serves(app
         .into_iter()
         .map(|(method, path, _)| (method, path))
         .collect();
-    assert_eq!(documented, served_routes());
+    let served = served_routes();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served but not documented: {undocumented:?}"
+    );
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        unserved.is_empty(),
+        "documented but not served: {unserved:?}"
+    );
     // The surface as the README lists it, so that a route removed or renamed is seen too.
     for (method, path) in [
         ("GET", "/openapi.json"),
