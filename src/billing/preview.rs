@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// A rated period of one subscription, with the usage it was rated on.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InvoicePreview {
     pub subscription: String,
     pub external_id: String,
@@ -21,14 +21,16 @@ pub struct InvoicePreview {
     pub active_to: DateTime<Utc>,
     pub usage: UsageFigures,
     #[serde(flatten)]
+    #[schema(inline)]
     pub invoice: Invoice,
 }
 
 /// The period's usage totals, as rated.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageFigures {
     pub billable_calls: u64,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String)]
     pub billable_units: Decimal,
     pub failed_calls: u64,
     pub total_calls: u64,

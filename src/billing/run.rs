@@ -43,7 +43,7 @@ impl RunReport {
 }
 
 /// What one day's run did.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunReport {
     pub day: String,
     /// `done`, `already_done` or `claimed_elsewhere`.
@@ -58,13 +58,16 @@ pub struct RunReport {
     pub reconciliation: Vec<Reconciliation>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A subscription a run could not bill, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = RunFailure)]
 pub struct Failure {
     pub subscription: String,
     pub error: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a closed period was rated and what Stripe holds for it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reconciliation {
     pub subscription: String,
     pub period_start: DateTime<Utc>,

@@ -6,7 +6,7 @@ use super::text::Name;
 use serde::{Deserialize, Serialize};
 
 /// An api as the provider writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSpec {
     pub slug: Key,
@@ -43,6 +43,20 @@ impl TryFrom<String> for StripeAccount {
         Ok(Self(value))
     }
 }
+
+impl utoipa::PartialSchema for StripeAccount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            r"^acct_[A-Za-z0-9]{1,64}$",
+            None,
+            "A connected Stripe account id: `acct_` and 1 to 64 letters or digits.",
+            "acct_1032D82eZvKYlo2C",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for StripeAccount {}
 
 impl From<StripeAccount> for String {
     fn from(account: StripeAccount) -> Self {

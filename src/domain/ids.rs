@@ -56,6 +56,23 @@ pub fn looks_like_id(text: &str) -> bool {
     })
 }
 
+/// The parse rule of [`Key`] as JSON Schema: the characters and length, and not an id's form.
+pub const KEY_PATTERN: &str = r"^(?![a-z]+_[0-9a-f]{32}$)[A-Za-z0-9._-]{1,64}$";
+
+impl utoipa::PartialSchema for Key {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            KEY_PATTERN,
+            Some((1, 64)),
+            "A provider-chosen key (slug, external_id): 1 to 64 of a-z A-Z 0-9 - _ ., not of a tollbooth id's form (`api_` and 32 hex digits).",
+            "weather-pro",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Key {}
+
 impl From<Key> for String {
     fn from(key: Key) -> Self {
         key.0
@@ -81,6 +98,35 @@ mod tests {
         assert!(Key::try_from("x".repeat(65)).is_err());
         assert!(Key::try_from(new_id("api")).is_err());
         assert!(Key::try_from("api_v2".to_owned()).is_ok());
+    }
+
+    #[test]
+    fn the_schema_takes_what_the_parse_takes() {
+        use utoipa::PartialSchema;
+        let id = new_id("api");
+        let long = "x".repeat(64);
+        let too_long = "x".repeat(65);
+        crate::domain::schema::testing::assert_agrees(
+            &Key::schema(),
+            |text| Key::try_from(text.to_owned()).is_ok(),
+            &[
+                "weather-pro",
+                "a",
+                "A.b_c-1",
+                "api_v2",
+                &id,
+                "api_0190F3C2AAAAAAAAAAAAAAAAAAAAAAAA",
+                &long,
+                &too_long,
+                "",
+                "has space",
+                "é",
+                "a/b",
+                "a\n",
+                "a\u{0}",
+                "tier_0190f3c2",
+            ],
+        );
     }
 
     #[test]

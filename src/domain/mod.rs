@@ -5,6 +5,7 @@ pub mod field;
 pub mod ids;
 pub mod money;
 pub mod policy;
+pub mod schema;
 pub mod subscriber;
 pub mod subscription;
 pub mod text;

@@ -9,6 +9,10 @@ use std::str::FromStr;
 /// Unit prices may carry up to this many decimal places (sub-cent prices such as `0.0005`).
 pub const MAX_PRICE_SCALE: u32 = 12;
 
+/// Digits an amount may have before its decimal point: with [`MAX_PRICE_SCALE`] after it, every
+/// amount is exact in a `Decimal` (28 digits), so none is rounded as it is read.
+pub const MAX_AMOUNT_DIGITS: u32 = 16;
+
 /// An ISO 4217 currency that has a minor unit, written in lower case as Stripe writes it (`usd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -55,6 +59,43 @@ impl TryFrom<String> for Currency {
     }
 }
 
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let codes = billable_codes();
+        let pattern = codes
+            .iter()
+            .map(|code| {
+                code.chars()
+                    .map(|c| format!("[{c}{}]", c.to_ascii_lowercase()))
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("|");
+        super::schema::string(
+            &format!("^(?:{pattern})$"),
+            Some((3, 3)),
+            "An ISO 4217 currency code with a minor unit, in any case; answers write it in lower case.",
+            "usd",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Currency {}
+
+/// Every ISO 4217 code the parse takes (one with a minor unit), in upper case.
+fn billable_codes() -> Vec<String> {
+    let letters = || b'A'..=b'Z';
+    letters()
+        .flat_map(|a| letters().flat_map(move |b| letters().map(move |c| [a, b, c])))
+        .filter_map(|code| {
+            let code = String::from_utf8(code.to_vec()).ok()?;
+            iso_currency::Currency::from_code(&code)?.exponent()?;
+            Some(code)
+        })
+        .collect()
+}
+
 impl From<Currency> for String {
     fn from(currency: Currency) -> Self {
         currency.code()
@@ -99,6 +140,11 @@ impl TryFrom<Decimal> for Amount {
                 "`{value}` has more than {MAX_PRICE_SCALE} decimal places"
             ));
         }
+        if value.trunc().abs() >= Decimal::from(10_i64.pow(MAX_AMOUNT_DIGITS)) {
+            return Err(format!(
+                "`{value}` has more than {MAX_AMOUNT_DIGITS} digits before the decimal point"
+            ));
+        }
         Ok(Self(value))
     }
 }
@@ -111,6 +157,22 @@ impl TryFrom<String> for Amount {
         Self::try_from(decimal)
     }
 }
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let positive = r"\+?(?:0*[0-9]{1,16}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})";
+        let zero = r"-(?:0+(?:\.0{0,12})?|\.0{1,12})";
+        super::schema::string(
+            &super::schema::trimmed(&format!("{positive}|{zero}")),
+            None,
+            "A non-negative decimal as a string: at most 16 digits before the point and 12 after.",
+            "0.0005",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
 
 impl From<Amount> for String {
     fn from(amount: Amount) -> Self {
@@ -152,6 +214,22 @@ impl TryFrom<String> for Percent {
     }
 }
 
+impl utoipa::PartialSchema for Percent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let positive = r"\+?(?:0*(?:[0-9]{1,2}(?:\.[0-9]*)?|100(?:\.0*)?)|\.[0-9]+)";
+        let zero = r"-(?:0+(?:\.0*)?|\.0+)";
+        super::schema::string(
+            &super::schema::trimmed(&format!("{positive}|{zero}")),
+            None,
+            "A percentage from 0 to 100 as a decimal string.",
+            "12.5",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Percent {}
+
 impl From<Percent> for String {
     fn from(percent: Percent) -> Self {
         percent.0.to_string()
@@ -164,6 +242,10 @@ fn parse_decimal(value: &str) -> Result<Decimal, String> {
         return Err(format!(
             "`{value}` must be a plain decimal, not scientific notation"
         ));
+    }
+    // The decimal parser skips `_` between digits; a plain decimal has none.
+    if trimmed.contains('_') {
+        return Err(format!("`{value}` is not a decimal number"));
     }
     Decimal::from_str(trimmed).map_err(|_| format!("`{value}` is not a decimal number"))
 }
@@ -219,5 +301,94 @@ mod tests {
         );
         assert!(Percent::try_from("100.5".to_owned()).is_err());
         assert!(Percent::try_from("-1".to_owned()).is_err());
+    }
+
+    #[test]
+    fn amounts_that_a_decimal_cannot_hold_exactly_are_refused() {
+        assert!(Amount::try_from("9999999999999999.999999999999".to_owned()).is_ok());
+        assert!(Amount::try_from("10000000000000000".to_owned()).is_err());
+        assert!(Amount::try_from("99999999999999999.999999999999".to_owned()).is_err());
+        assert!(Amount::try_from("1_000".to_owned()).is_err());
+    }
+
+    const DECIMALS: &[&str] = &[
+        "0",
+        "1",
+        "+1",
+        "-0",
+        "-0.0",
+        "-0.",
+        "-.0",
+        "1.",
+        ".5",
+        "+.5",
+        "-.5",
+        "-1",
+        "1_000",
+        "",
+        ".",
+        "+",
+        "-",
+        " 5 ",
+        "\u{3000}5",
+        "\u{FEFF}5",
+        "5\n",
+        "1e3",
+        "1E3",
+        "0x10",
+        "1,5",
+        "00012.50",
+        "0.000000000001",
+        "0.0000000000001",
+        "1.000000000000",
+        "1.0000000000000",
+        "9999999999999999.999999999999",
+        "10000000000000000",
+        "0000000000000000000001",
+        "100",
+        "100.0",
+        "100.000",
+        "100.5",
+        "101",
+        "99.99",
+        "12.5",
+        "50.123456789012345",
+        "000100",
+        "1.2.3",
+        "--1",
+        "+-1",
+        "abc",
+    ];
+
+    #[test]
+    fn the_amount_schema_takes_what_the_parse_takes() {
+        use utoipa::PartialSchema;
+        super::super::schema::testing::assert_agrees(
+            &Amount::schema(),
+            |text| Amount::try_from(text.to_owned()).is_ok(),
+            DECIMALS,
+        );
+    }
+
+    #[test]
+    fn the_percent_schema_takes_what_the_parse_takes() {
+        use utoipa::PartialSchema;
+        super::super::schema::testing::assert_agrees(
+            &Percent::schema(),
+            |text| Percent::try_from(text.to_owned()).is_ok(),
+            DECIMALS,
+        );
+    }
+
+    #[test]
+    fn the_currency_schema_takes_what_the_parse_takes() {
+        use utoipa::PartialSchema;
+        super::super::schema::testing::assert_agrees(
+            &Currency::schema(),
+            |text| Currency::try_from(text.to_owned()).is_ok(),
+            &[
+                "usd", "USD", "Usd", "jpy", "kwd", "xau", "zzz", "us", "usdd", " usd", "eur\n",
+            ],
+        );
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Which calls of an api are billed. By default only 2xx answers, any method, any path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingPolicy {
     /// Status classes (`2xx`), exact codes (`304`) or inclusive ranges (`200-299`) that are billable.
@@ -145,6 +145,30 @@ impl fmt::Display for StatusMatch {
     }
 }
 
+impl utoipa::PartialSchema for StatusMatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use super::schema::WHITESPACE;
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let code = r"\+?0*[1-5][0-9]{2}";
+        let class = r"\+?0*[1-5][xX]{2}";
+        let range =
+            format!("[{WHITESPACE}]*{code}[{WHITESPACE}]*-[{WHITESPACE}]*{code}[{WHITESPACE}]*");
+        let text = super::schema::string(
+            &format!("^[{WHITESPACE}]*(?:{class}|{code}|{range})[{WHITESPACE}]*$"),
+            None,
+            "A status class (`2xx`), a code (`304`) or a range from low to high (`200-299`).",
+            "2xx",
+        );
+        let number = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(100))
+            .maximum(Some(599));
+        OneOfBuilder::new().item(text).item(number).into()
+    }
+}
+
+impl utoipa::ToSchema for StatusMatch {}
+
 impl From<StatusMatch> for String {
     fn from(rule: StatusMatch) -> Self {
         rule.to_string()
@@ -173,6 +197,20 @@ impl TryFrom<String> for Method {
     }
 }
 
+impl utoipa::PartialSchema for Method {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            "^[A-Za-z]{1,16}$",
+            Some((1, 16)),
+            "An HTTP method, in any case; kept in upper case.",
+            "GET",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Method {}
+
 impl From<Method> for String {
     fn from(method: Method) -> Self {
         method.0
@@ -194,6 +232,20 @@ impl TryFrom<String> for PathPrefix {
         Ok(Self(value))
     }
 }
+
+impl utoipa::PartialSchema for PathPrefix {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            r"^/[^\x00]*$",
+            None,
+            "A URL path prefix, starting with `/`.",
+            "/v1/",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for PathPrefix {}
 
 impl From<PathPrefix> for String {
     fn from(prefix: PathPrefix) -> Self {
@@ -226,6 +278,20 @@ impl TryFrom<String> for HeaderName {
         Ok(Self(value.to_ascii_lowercase()))
     }
 }
+
+impl utoipa::PartialSchema for HeaderName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            "^[A-Za-z0-9_-]+$",
+            None,
+            "A response header name, in any case; kept in lower case.",
+            "x-usage-units",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for HeaderName {}
 
 impl From<HeaderName> for String {
     fn from(name: HeaderName) -> Self {
@@ -275,6 +341,43 @@ mod tests {
         assert_eq!(
             serde_json::to_value(policy(written.clone())).unwrap(),
             written
+        );
+    }
+
+    #[test]
+    fn the_status_schema_takes_the_text_the_parse_takes() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(StatusMatch::schema()).unwrap();
+        let text: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> =
+            serde_json::from_value(schema["oneOf"][0].clone()).unwrap();
+        crate::domain::schema::testing::assert_agrees(
+            &text,
+            |sample| serde_json::from_value::<StatusMatch>(json!(sample)).is_ok(),
+            &[
+                "2xx",
+                "2XX",
+                " 2xx ",
+                "+2xx",
+                "02xx",
+                "6xx",
+                "0xx",
+                "xx",
+                "304",
+                "+304",
+                "0304",
+                "099",
+                "600",
+                "200-299",
+                "200 - 299",
+                "100-599",
+                "2xx-3xx",
+                "abc",
+                "",
+                "200-",
+                "-200",
+                "\u{3000}404",
+                "30 4",
+            ],
         );
     }
 

@@ -5,14 +5,25 @@ use super::ids::Key;
 use serde::{Deserialize, Serialize};
 
 /// A subscription as the provider writes it; `subscriber` and `tier` name them by key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub external_id: Key,
     pub subscriber: Key,
     pub tier: Key,
+    /// The gateway's keys for this consumer; each listed once.
     #[serde(default)]
+    #[schema(schema_with = consumer_keys_schema)]
     pub consumer_keys: Vec<ConsumerKey>,
+}
+
+/// Consumer keys, each listed once.
+fn consumer_keys_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::Ref;
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(Ref::from_schema_name("ConsumerKey"))
+        .unique_items(true)
+        .build()
 }
 
 impl SubscriptionSpec {
@@ -51,6 +62,20 @@ impl TryFrom<String> for ConsumerKey {
     }
 }
 
+impl utoipa::PartialSchema for ConsumerKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            r"^[!-~]{1,200}$",
+            Some((1, 200)),
+            "The key a gateway uses for one consumer: 1 to 200 printable ASCII characters, no spaces.",
+            "acme-app-1",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for ConsumerKey {}
+
 impl From<ConsumerKey> for String {
     fn from(key: ConsumerKey) -> Self {
         key.0
@@ -64,7 +89,7 @@ impl std::fmt::Display for ConsumerKey {
 }
 
 /// Where a subscription stands. Webhooks and the billing job move it; the catalog starts it active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubscriptionStatus {
     Active,

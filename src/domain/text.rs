@@ -39,6 +39,31 @@ impl TryFrom<String> for Name {
     }
 }
 
+/// The parse rule of [`Name`] as JSON Schema: no control character (Unicode Cc), and at least one
+/// that is neither a control character nor white space.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[^\x00-\x1F\x7F-\x9F]*",
+    r"[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+    r"[^\x00-\x1F\x7F-\x9F]*$"
+);
+
+impl utoipa::PartialSchema for Name {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::string(
+            NAME_PATTERN,
+            Some((1, MAX_NAME_CHARS)),
+            "A name: 1 to 200 characters, not only white space, without control characters.",
+            "Weather API",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for Name {}
+
+/// Free text that either database stores: anything but NUL.
+pub const STORABLE_PATTERN: &str = r"^[^\x00]*$";
+
 impl TryFrom<&str> for Name {
     type Error = String;
 
@@ -89,5 +114,36 @@ mod tests {
         assert!(Name::try_from("line\nbreak").is_err());
         assert!(Name::try_from("bell\u{7}").is_err());
         assert!(Name::try_from("c1\u{85}").is_err());
+    }
+
+    #[test]
+    fn the_schema_takes_what_the_parse_takes() {
+        use utoipa::PartialSchema;
+        let longest = "é".repeat(200);
+        let too_long = "é".repeat(201);
+        crate::domain::schema::testing::assert_agrees(
+            &Name::schema(),
+            |text| Name::try_from(text).is_ok(),
+            &[
+                "Weather API",
+                "Météo — prévisions",
+                &longest,
+                &too_long,
+                "   ",
+                "",
+                "a\u{0}b",
+                "line\nbreak",
+                "bell\u{7}",
+                "c1\u{85}",
+                "\u{3000}",
+                "\u{A0}x",
+                " x ",
+                "\u{FEFF}",
+                "\u{2003}\u{2028}",
+                "tab\t",
+                "x\u{9F}",
+                "\u{1F600}",
+            ],
+        );
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::num::NonZeroU64;
 
 /// Everything a tier version says: which api it prices, its name, and how it prices usage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierSpec {
     pub slug: Key,
@@ -81,7 +81,7 @@ impl TierSpec {
 }
 
 /// The calendar unit of a period or fee.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Interval {
     Day,
@@ -91,11 +91,12 @@ pub enum Interval {
 }
 
 /// A billing period: `interval_count` × `interval`, e.g. one month or two weeks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BillingPeriod {
     pub interval: Interval,
     #[serde(default = "one")]
+    #[schema(value_type = u64, minimum = 1)]
     pub interval_count: NonZeroU64,
 }
 
@@ -135,6 +136,17 @@ impl TryFrom<String> for FeeInterval {
     }
 }
 
+impl utoipa::PartialSchema for FeeInterval {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::one_of_strings(
+            &["day", "week", "month", "year", "one_time"],
+            "How often a fixed fee is charged: every interval, or once (`one_time`).",
+        )
+    }
+}
+
+impl utoipa::ToSchema for FeeInterval {}
+
 impl From<FeeInterval> for String {
     fn from(interval: FeeInterval) -> Self {
         match interval {
@@ -149,17 +161,18 @@ impl From<FeeInterval> for String {
 }
 
 /// A flat fee: recurring every `interval_count` × `interval`, or charged once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FixedFee {
     pub amount: Amount,
     pub interval: FeeInterval,
     #[serde(default = "one")]
+    #[schema(value_type = u64, minimum = 1)]
     pub interval_count: NonZeroU64,
 }
 
 /// Whether fixed fees are charged by the day for partial periods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Proration {
     /// A partial period pays its share of the fee by whole days (a started day counts).
@@ -209,13 +222,114 @@ impl UsagePricing {
 }
 
 /// One price band: units up to `up_to` (inclusive; `null` on the last, open band).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Band {
     pub up_to: Option<u64>,
     pub unit_price: Amount,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flat_fee: Option<Amount>,
+}
+
+impl utoipa::PartialSchema for UsagePricing {
+    /// One object per model, told apart by `model`: each takes its own fields, and a field of
+    /// another model only as `null`.
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::{Ref, RefOr, Schema};
+        let null = || RefOr::from(Schema::from(ObjectBuilder::new().schema_type(Type::Null)));
+        let amount = || RefOr::<Schema>::from(Ref::from_schema_name("Amount"));
+        let count = |minimum: u64| {
+            RefOr::from(Schema::from(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(minimum))
+                    .maximum(Some(u64::MAX)),
+            ))
+        };
+        let bands = || {
+            RefOr::from(Schema::from(
+                ArrayBuilder::new()
+                    .items(RefOr::<Schema>::from(Ref::from_schema_name("Band")))
+                    .min_items(Some(1))
+                    .description(Some(
+                        "Ascending by `up_to`; only the last band is open (`up_to: null`).",
+                    )),
+            ))
+        };
+        let model = |name: &str,
+                     description: &str,
+                     own: Vec<(&str, RefOr<Schema>, bool)>,
+                     foreign: &[&str]| {
+            let mut object = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(description))
+                .property(
+                    "model",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([name])),
+                )
+                .required("model")
+                .property("free_units", count(0))
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                ));
+            for (field, schema, required) in own {
+                object = object.property(field, schema);
+                if required {
+                    object = object.required(field);
+                }
+            }
+            for field in foreign {
+                object = object.property(*field, null());
+            }
+            object
+        };
+        OneOfBuilder::new()
+            .item(model(
+                "per_unit",
+                "Every unit after the free ones at `unit_price`.",
+                vec![("unit_price", amount(), true)],
+                &["bands", "package_size", "package_price"],
+            ))
+            .item(model(
+                "graduated",
+                "Each band's units at that band's price, plus each reached band's flat fee.",
+                vec![("bands", bands(), true)],
+                &["unit_price", "package_size", "package_price"],
+            ))
+            .item(model(
+                "volume",
+                "All units at the price of the band the total reaches, plus its flat fee.",
+                vec![("bands", bands(), true)],
+                &["unit_price", "package_size", "package_price"],
+            ))
+            .item(model(
+                "package",
+                "`package_price` per started block of `package_size` units.",
+                vec![
+                    ("package_size", count(1), true),
+                    ("package_price", amount(), true),
+                ],
+                &["unit_price", "bands"],
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for UsagePricing {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("Amount".into(), Amount::schema()));
+        schemas.push(("Band".into(), Band::schema()));
+        <Band as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// The usage object as written: one flat shape for every model, checked into [`UsagePricing`].
@@ -379,7 +493,7 @@ impl From<UsagePricing> for UsageInput {
 }
 
 /// After `after_calls` billable calls in a period, `percent` off the usage amount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeDiscount {
     pub after_calls: u64,
@@ -388,7 +502,7 @@ pub struct VolumeDiscount {
 
 /// On each day whose failure rate is over `failure_rate_over` %, `credit_percent` % of that day's
 /// share of the fixed fee is credited back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlaCredit {
     pub failure_rate_over: Percent,
@@ -398,7 +512,7 @@ pub struct SlaCredit {
 /// Limits per billing period. `hard_limit` counts billable calls and is enforced by the access
 /// decision; `soft_limit` counts billable units (the calls, unless the api records units), and
 /// units beyond it are priced at `overage_unit_price` instead of the usage model's price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,29 +1,38 @@
 //! `/v1/apis`: the monetized apis and their recording policies.
 
 use super::error::ApiError;
+use super::error::ErrorBody;
 use super::extract::{Admin, JsonBody, Pagination, Path};
+use super::extract::{KeyOrId, PageParams};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_api};
 use crate::domain::api::ApiSpec;
 use crate::store::Api;
+use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/apis", get(list).post(create))
-        .route("/v1/apis/{id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
 }
 
-#[derive(Serialize)]
+/// An api as stored.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ApiView {
+    /// tollbooth's id.
+    #[schema(pattern = "^api_[0-9a-f]{32}$")]
     id: String,
     #[serde(flatten)]
+    #[schema(inline)]
     spec: ApiSpec,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -38,6 +47,15 @@ impl From<Api> for ApiView {
     }
 }
 
+/// Creates an api; the same definition again changes nothing (200).
+#[utoipa::path(post, path = "/v1/apis", tag = "catalog", operation_id = "create_api",
+    request_body = ApiSpec,
+    responses(
+        (status = 201, description = "Created", body = ApiView),
+        (status = 200, description = "It exists with this definition already", body = ApiView),
+        (status = 409, description = "`conflict`: the slug exists with another definition", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -50,6 +68,11 @@ async fn create(
     Ok((put_status(outcome), Json(ApiView::from(api))))
 }
 
+/// The apis, oldest first.
+#[utoipa::path(get, path = "/v1/apis", tag = "catalog", operation_id = "list_apis",
+    params(PageParams),
+    responses((status = 200, description = "A page of apis", body = ListBody<ApiView>)),
+    security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -59,6 +82,14 @@ async fn list(
     Ok(Json(ListBody::from_page(page, |a| &a.id, ApiView::from)))
 }
 
+/// One api, by id or slug.
+#[utoipa::path(get, path = "/v1/apis/{id}", tag = "catalog", operation_id = "show_api",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the api's slug")),
+    responses(
+        (status = 200, description = "The api", body = ApiView),
+        (status = 404, description = "`not_found`: no such api", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn show(
     _: Admin,
     State(state): State<AppState>,

@@ -8,7 +8,27 @@ use crate::store::StoreError;
 use axum::Json;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// Every refusal as answered: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
+}
+
+/// What was refused and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// A stable snake_case code (`invalid_field`, `not_found`, …).
+    #[schema(pattern = "^[a-z][a-z0-9_]*$")]
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// What the code is about: the `field`, the `line` and `column`, Stripe's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Map<String, Value>>,
+}
 
 /// An error answer: status, a stable snake_case code, a message for people, optional details.
 #[derive(Debug)]
@@ -16,7 +36,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Map<String, Value>>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -36,8 +56,12 @@ impl ApiError {
         self
     }
 
+    /// Details of the refusal: an object (any other value is put under `value`).
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(match details {
+            Value::Object(fields) => fields,
+            other => Map::from_iter([("value".to_owned(), other)]),
+        });
         self
     }
 
@@ -74,11 +98,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code.to_owned(),
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

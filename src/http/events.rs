@@ -1,27 +1,43 @@
 //! `POST /v1/events`: the gateway's call records. Answered 202 only once they are committed.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{GatewayCaller, body_bytes};
 use crate::metering::writer::IngestError;
 use crate::metering::{BatchSummary, TimeWindow, prepare, split_body};
 use crate::store::now_ms;
+use axum::Json;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Calls may be stamped this far ahead of tollbooth's clock.
 const MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
 
-pub fn router(max_bytes: usize) -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", post(ingest))
+pub fn router(max_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(ingest))
         .layer(DefaultBodyLimit::max(max_bytes))
 }
 
+/// Call records from a gateway: a JSON array of records, or NDJSON (one record a line; a lone
+/// object is one line). Each record is checked on its own: one that does not parse or is refused
+/// is listed in `rejected` with its index, and the rest still count. Answered once committed.
+#[utoipa::path(post, path = "/v1/events", tag = "metering", operation_id = "ingest_events",
+    request_body(content(
+        (Vec<crate::metering::record::CallRecordInput> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    responses(
+        (status = 202, description = "Committed: what was stored, seen before, not billable or rejected", body = BatchSummary),
+        (status = 413, description = "`payload_too_large`: over `TOLLBOOTH_EVENTS_MAX_BYTES`; `too_many_records`: over `TOLLBOOTH_EVENTS_MAX_RECORDS`", body = ErrorBody),
+        (status = 503, description = "`queue_full` · `shutting_down` · `write_failed`: nothing was stored; send again after `Retry-After`", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    ),
+    security(("gateway_key" = [])))]
 async fn ingest(
     GatewayCaller(_gateway): GatewayCaller,
     State(state): State<AppState>,

@@ -245,6 +245,58 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
+/// A path segment that names a row: tollbooth's id or the row's key. Any text but NUL; a name
+/// that is neither is a 404.
+pub struct KeyOrId;
+
+impl utoipa::PartialSchema for KeyOrId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::domain::schema::string(
+            crate::domain::text::STORABLE_PATTERN,
+            Some((1, usize::MAX)),
+            "tollbooth's id, or the row's slug / external_id",
+            "acme-weather",
+        )
+        .into()
+    }
+}
+
+impl utoipa::ToSchema for KeyOrId {}
+
+/// Any query text but NUL, as the query extractor takes it.
+pub fn storable_text() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(crate::domain::text::STORABLE_PATTERN))
+        .build()
+}
+
+/// `?after=&limit=` of a list ordered by id, as documented.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// The `next_after` of the previous page.
+    #[param(pattern = "^[a-z]+_[0-9a-f]{32}$")]
+    after: Option<String>,
+    /// How many items, 1 to 100; 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// `?after=&limit=` of a list ordered by day, as documented.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DayPageParams {
+    /// The `next_after` of the previous page (`YYYY-MM-DD`).
+    #[param(format = Date)]
+    after: Option<String>,
+    /// How many items, 1 to 100; 20 when absent.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
 /// What an `after` cursor of a list must look like.
 pub trait Cursor {
     /// Why `text` cannot be a cursor of this list, if it cannot.

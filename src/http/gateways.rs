@@ -1,33 +1,39 @@
 //! `/v1/gateways`: the callers that post call records. A key is shown once, at creation.
 
-use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination, Path};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::{AppState, ListBody, timestamp};
 use crate::catalog::create_gateway;
 use crate::store::Gateway;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/gateways", get(list).post(create))
-        .route("/v1/gateways/{id}", get(read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read))
 }
 
-#[derive(Deserialize)]
+/// A gateway to make.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewGateway {
     name: crate::domain::text::Name,
 }
 
-#[derive(Serialize)]
+/// A gateway as stored.
+#[derive(Serialize, utoipa::ToSchema)]
 struct GatewayView {
+    #[schema(pattern = "^gw_[0-9a-f]{32}$")]
     id: String,
     name: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    /// The gateway's key: in the create answer only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
 }
@@ -43,6 +49,11 @@ impl GatewayView {
     }
 }
 
+/// Makes a gateway and its key.
+#[utoipa::path(post, path = "/v1/gateways", tag = "catalog", operation_id = "create_gateway",
+    request_body = NewGateway,
+    responses((status = 201, description = "Created; `key` is shown this once", body = GatewayView)),
+    security(("admin_token" = [])))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -58,6 +69,11 @@ async fn create(
     ))
 }
 
+/// The gateways, oldest first (without their keys).
+#[utoipa::path(get, path = "/v1/gateways", tag = "catalog", operation_id = "list_gateways",
+    params(PageParams),
+    responses((status = 200, description = "A page of gateways", body = ListBody<GatewayView>)),
+    security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -71,6 +87,14 @@ async fn list(
     )))
 }
 
+/// One gateway, by id.
+#[utoipa::path(get, path = "/v1/gateways/{id}", tag = "catalog", operation_id = "show_gateway",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id of the gateway")),
+    responses(
+        (status = 200, description = "The gateway", body = GatewayView),
+        (status = 404, description = "`not_found`: no such gateway", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn read(
     _: Admin,
     State(state): State<AppState>,

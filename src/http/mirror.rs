@@ -8,9 +8,9 @@ use serde::Serialize;
 
 /// Where a row stands with Stripe: `synced`, `pending` (waiting, or ledger mode), `failed` (with
 /// the last error; retried by `tollbooth stripe sync`) or `not_needed` (a free tier).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StripeView {
-    state: &'static str,
+    state: MirrorState,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -19,19 +19,36 @@ pub struct StripeView {
     subscription: Option<SubscriptionView>,
 }
 
-#[derive(Debug, Serialize)]
+/// How far a row's Stripe mirror got.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum MirrorState {
+    Synced,
+    Pending,
+    Failed,
+    NotNeeded,
+}
+
+/// A Stripe object made for the row.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StripeObject {
+    /// `product`, `price`, `one_time_price`, `customer`.
     kind: String,
     id: String,
+    /// The connected account it lives in, when not the platform's.
     #[serde(skip_serializing_if = "String::is_empty")]
     account: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The Stripe Subscription of a subscription.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StripeSubscriptionView)]
 struct SubscriptionView {
     id: String,
     status: String,
+    #[schema(format = DateTime)]
     current_period_start: Option<String>,
+    #[schema(format = DateTime)]
     current_period_end: Option<String>,
     cancel_at_period_end: bool,
     /// A Stripe Checkout page (setup mode) where the subscriber adds a payment method.
@@ -82,10 +99,10 @@ pub async fn view(
     }
     let subscription = tx.stripe_subscription(subject_id).await?.map(Into::into);
     let state = match (mirror.pending, &mirror.last_error) {
-        (0, _) if mirror.done == 0 => "not_needed",
-        (0, _) => "synced",
-        (_, Some(_)) => "failed",
-        (_, None) => "pending",
+        (0, _) if mirror.done == 0 => MirrorState::NotNeeded,
+        (0, _) => MirrorState::Synced,
+        (_, Some(_)) => MirrorState::Failed,
+        (_, None) => MirrorState::Pending,
     };
     Ok(StripeView {
         state,
@@ -96,9 +113,10 @@ pub async fn view(
 }
 
 /// A catalog row as answered, with its Stripe side.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WithStripe<T> {
     #[serde(flatten)]
+    #[schema(inline)]
     pub row: T,
     pub stripe: StripeView,
 }

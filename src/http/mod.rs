@@ -9,6 +9,7 @@ pub mod extract;
 mod gateways;
 mod health;
 mod mirror;
+pub mod openapi;
 pub mod serve;
 mod subscribers;
 mod subscriptions;
@@ -21,15 +22,17 @@ use crate::config::Settings;
 use crate::metering::directory::Directory;
 use crate::metering::writer::Ingestor;
 use crate::store::{Page, Store};
-use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -64,10 +67,13 @@ impl AppState {
     }
 }
 
-/// The whole HTTP surface of tollbooth.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(events::router(state.settings.events_max_bytes))
+/// Every route of tollbooth with its documentation: the two are made by the same `routes!`, so
+/// a route cannot be served without being in the document. (`events_max_bytes` bounds the body of
+/// `POST /v1/events`.)
+pub fn routes(events_max_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(openapi::document))
+        .merge(events::router(events_max_bytes))
         .merge(usage::router())
         .merge(health::router())
         .merge(apis::router())
@@ -78,6 +84,21 @@ pub fn router(state: AppState) -> Router {
         .merge(authorize::router())
         .merge(billing::router())
         .merge(webhooks::router())
+}
+
+/// The OpenAPI document of [`routes`], complete.
+pub fn openapi_document(events_max_bytes: usize) -> serde_json::Value {
+    openapi::finish(routes(events_max_bytes).into_openapi())
+}
+
+/// The whole HTTP surface of tollbooth.
+pub fn router(state: AppState) -> Router {
+    let (routes, document) = routes(state.settings.events_max_bytes).split_for_parts();
+    let document = openapi::finish(document);
+    // The document is made from static annotations, so rendering it cannot fail.
+    let rendered = serde_json::to_vec(&document).unwrap_or_default();
+    routes
+        .layer(Extension(openapi::Document(rendered.into())))
         .fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -136,10 +157,11 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 }
 
 /// A page of a list as answered: the items, whether more follow, and the cursor to ask for them.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListBody<T> {
     data: Vec<T>,
     has_more: bool,
+    /// The `after` of the next page; `null` on the last.
     next_after: Option<String>,
 }
 

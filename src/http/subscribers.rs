@@ -1,30 +1,37 @@
 //! `/v1/subscribers`: who pays.
 
-use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination, Path};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscriber};
 use crate::domain::subscriber::SubscriberSpec;
 use crate::store::Subscriber;
+use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/subscribers", get(list).post(create))
-        .route("/v1/subscribers/{id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
 }
 
-#[derive(Serialize)]
+/// A subscriber as stored.
+#[derive(Serialize, utoipa::ToSchema)]
 struct SubscriberView {
+    /// tollbooth's id.
+    #[schema(pattern = "^sub_[0-9a-f]{32}$")]
     id: String,
     #[serde(flatten)]
+    #[schema(inline)]
     spec: SubscriberSpec,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -39,6 +46,16 @@ impl From<Subscriber> for SubscriberView {
     }
 }
 
+/// Creates a subscriber, mirrored to a Stripe Customer; the same definition again changes nothing.
+#[utoipa::path(post, path = "/v1/subscribers", tag = "catalog", operation_id = "create_subscriber",
+    request_body = SubscriberSpec,
+    responses(
+        (status = 201, description = "Created", body = WithStripe<SubscriberView>),
+        (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriberView>),
+        (status = 409, description = "`conflict`: the external_id exists with another definition", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -65,6 +82,11 @@ async fn with_stripe(
     })
 }
 
+/// The subscribers, oldest first.
+#[utoipa::path(get, path = "/v1/subscribers", tag = "catalog", operation_id = "list_subscribers",
+    params(PageParams),
+    responses((status = 200, description = "A page of subscribers", body = ListBody<SubscriberView>)),
+    security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -83,6 +105,14 @@ async fn list(
     )))
 }
 
+/// One subscriber, by id or external_id.
+#[utoipa::path(get, path = "/v1/subscribers/{id}", tag = "catalog", operation_id = "show_subscriber",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscriber's external_id")),
+    responses(
+        (status = 200, description = "The subscriber", body = WithStripe<SubscriberView>),
+        (status = 404, description = "`not_found`: no such subscriber", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn show(
     _: Admin,
     State(state): State<AppState>,

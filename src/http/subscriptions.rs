@@ -1,43 +1,50 @@
 //! `/v1/subscriptions`: a subscriber on a tier, with its gateway consumer keys.
 
-use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination, Path};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscription};
 use crate::domain::subscription::{SubscriptionSpec, SubscriptionStatus};
 use crate::store::Subscription;
+use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/subscriptions", get(list).post(create))
-        .route("/v1/subscriptions/{id}", get(show))
-        .route("/v1/subscriptions/{id}/cancel", post(cancel))
-        .route("/v1/subscriptions/{id}/tier", post(change_tier))
-        .route(
-            "/v1/subscriptions/{id}/invoice-preview",
-            get(invoice_preview),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+        .routes(routes!(change_tier))
+        .routes(routes!(invoice_preview))
 }
 
-#[derive(Serialize)]
+/// A subscription as stored.
+#[derive(Serialize, utoipa::ToSchema)]
 struct SubscriptionView {
+    #[schema(pattern = "^subn_[0-9a-f]{32}$")]
     id: String,
     external_id: String,
+    /// The subscriber's id.
     subscriber: String,
+    /// The tier's id.
     tier: String,
+    #[schema(minimum = 1)]
     tier_version: i64,
     consumer_keys: Vec<String>,
     status: SubscriptionStatus,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(format = DateTime)]
     canceled_at: Option<String>,
     cancel_at_period_end: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
@@ -60,6 +67,17 @@ impl From<Subscription> for SubscriptionView {
     }
 }
 
+/// Creates a subscription on a tier's newest version, mirrored to a Stripe Subscription when paid.
+#[utoipa::path(post, path = "/v1/subscriptions", tag = "catalog", operation_id = "create_subscription",
+    request_body = SubscriptionSpec,
+    responses(
+        (status = 201, description = "Created", body = WithStripe<SubscriptionView>),
+        (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriptionView>),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the external_id exists otherwise, or a consumer key is taken", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -88,7 +106,8 @@ async fn with_stripe(
     })
 }
 
-#[derive(serde::Deserialize)]
+/// How to cancel.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelRequest {
     /// `period_end` (the default) or `now`.
@@ -96,7 +115,8 @@ struct CancelRequest {
     at: CancelAt,
 }
 
-#[derive(serde::Deserialize, Default, PartialEq, Eq)]
+/// When a cancel takes effect.
+#[derive(serde::Deserialize, Default, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CancelAt {
     #[default]
@@ -105,6 +125,17 @@ enum CancelAt {
 }
 
 /// Cancels at the end of the current period, or now with a final invoice.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/cancel", tag = "catalog", operation_id = "cancel_subscription",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscription's external_id")),
+    request_body = CancelRequest,
+    responses(
+        (status = 201, description = "Canceled (or set to cancel at period end)", body = WithStripe<SubscriptionView>),
+        (status = 200, description = "It was so already", body = WithStripe<SubscriptionView>),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn cancel(
     _: Admin,
     State(state): State<AppState>,
@@ -153,13 +184,27 @@ async fn report_final_usage(state: &AppState, subscription_id: &str) {
     }
 }
 
-#[derive(serde::Deserialize)]
+/// The tier to move to.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangeTierRequest {
+    /// The tier's id or slug.
+    #[schema(pattern = "^[^\\x00]*$")]
     tier: String,
 }
 
 /// Moves a subscription to another tier's newest version, prorated as that tier says.
+#[utoipa::path(post, path = "/v1/subscriptions/{id}/tier", tag = "catalog", operation_id = "change_subscription_tier",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscription's external_id")),
+    request_body = ChangeTierRequest,
+    responses(
+        (status = 201, description = "Moved", body = WithStripe<SubscriptionView>),
+        (status = 200, description = "It is on that tier's newest version already", body = WithStripe<SubscriptionView>),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn change_tier(
     _: Admin,
     State(state): State<AppState>,
@@ -177,6 +222,11 @@ async fn change_tier(
     ))
 }
 
+/// The subscriptions, oldest first.
+#[utoipa::path(get, path = "/v1/subscriptions", tag = "catalog", operation_id = "list_subscriptions",
+    params(PageParams),
+    responses((status = 200, description = "A page of subscriptions", body = ListBody<SubscriptionView>)),
+    security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -195,6 +245,14 @@ async fn list(
     )))
 }
 
+/// One subscription, by id or external_id.
+#[utoipa::path(get, path = "/v1/subscriptions/{id}", tag = "catalog", operation_id = "show_subscription",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscription's external_id")),
+    responses(
+        (status = 200, description = "The subscription", body = WithStripe<SubscriptionView>),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -210,12 +268,22 @@ async fn show(
     Ok(Json(with_stripe(&state, subscription).await?))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PreviewQuery {
+    /// The first day of a past period (`YYYY-MM-DD`); the open period when absent.
+    #[param(format = Date)]
     period_start: Option<String>,
 }
 
 /// The open period rated on the usage so far, or a past period with `?period_start=YYYY-MM-DD`.
+#[utoipa::path(get, path = "/v1/subscriptions/{id}/invoice-preview", tag = "billing", operation_id = "preview_invoice",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscription's external_id"), PreviewQuery),
+    responses(
+        (status = 200, description = "The period rated", body = crate::billing::InvoicePreview),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn invoice_preview(
     _: Admin,
     State(state): State<AppState>,

@@ -1,34 +1,51 @@
 //! `/v1/tiers`: priced plans. A changed definition makes a new version; versions never change.
 
-use super::error::ApiError;
-use super::extract::{Admin, JsonBody, Pagination, Path};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::put_tier;
 use crate::domain::tier::TierSpec;
 use crate::store::{Tier, TierVersion};
+use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tiers", get(list).post(create))
-        .route("/v1/tiers/{id}", get(show))
-        .route("/v1/tiers/{id}/versions", get(versions))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
+        .routes(routes!(versions))
 }
 
-#[derive(Serialize)]
+/// A tier version as stored.
+#[derive(Serialize, utoipa::ToSchema)]
 struct TierView {
+    /// tollbooth's id of the tier.
+    #[schema(pattern = "^tier_[0-9a-f]{32}$")]
     id: String,
+    /// 1 for the first definition, one more for each change.
+    #[schema(minimum = 1)]
     version: i64,
+    #[schema(pattern = "^tierv_[0-9a-f]{32}$")]
     version_id: String,
     #[serde(flatten)]
+    #[schema(inline)]
     spec: TierSpec,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     version_created_at: String,
+}
+
+/// Every version of a tier.
+#[derive(Serialize, utoipa::ToSchema)]
+struct VersionsBody {
+    /// Oldest first.
+    data: Vec<TierView>,
 }
 
 impl TierView {
@@ -50,6 +67,17 @@ impl From<Tier> for TierView {
     }
 }
 
+/// Creates a tier, or a new version of it when its definition changed; mirrored to Stripe when paid.
+#[utoipa::path(post, path = "/v1/tiers", tag = "catalog", operation_id = "create_tier",
+    request_body = TierSpec,
+    responses(
+        (status = 201, description = "Created, or a new version made", body = WithStripe<TierView>),
+        (status = 200, description = "Its newest version has this definition already", body = WithStripe<TierView>),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the tier belongs to another api", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -80,6 +108,11 @@ async fn with_stripe(state: &AppState, tier: Tier) -> Result<WithStripe<TierView
     })
 }
 
+/// The tiers (each at its newest version), oldest first.
+#[utoipa::path(get, path = "/v1/tiers", tag = "catalog", operation_id = "list_tiers",
+    params(PageParams),
+    responses((status = 200, description = "A page of tiers", body = ListBody<TierView>)),
+    security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
@@ -89,6 +122,14 @@ async fn list(
     Ok(Json(ListBody::from_page(page, |t| &t.id, TierView::from)))
 }
 
+/// One tier at its newest version, by id or slug.
+#[utoipa::path(get, path = "/v1/tiers/{id}", tag = "catalog", operation_id = "show_tier",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the tier's slug")),
+    responses(
+        (status = 200, description = "The tier", body = WithStripe<TierView>),
+        (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn show(
     _: Admin,
     State(state): State<AppState>,
@@ -100,11 +141,18 @@ async fn show(
 }
 
 /// Every version of a tier, oldest first.
+#[utoipa::path(get, path = "/v1/tiers/{id}/versions", tag = "catalog", operation_id = "list_tier_versions",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the tier's slug")),
+    responses(
+        (status = 200, description = "The tier's versions", body = VersionsBody),
+        (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn versions(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<VersionsBody>, ApiError> {
     let mut tx = state.store.begin_read().await?;
     let tier = tx
         .find_tier(&id)
@@ -115,5 +163,5 @@ async fn versions(
         .into_iter()
         .map(|v| TierView::new(tier.id.clone(), tier.created_at, v))
         .collect();
-    Ok(Json(serde_json::json!({ "data": data })))
+    Ok(Json(VersionsBody { data }))
 }

@@ -2,39 +2,90 @@
 //! aggregation table for other billing systems.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, Query};
 use super::timestamp;
 use crate::domain::FieldError;
 use crate::domain::time::{DAY_MS, HOUR_MS, floor_to};
 use crate::store::UsageRow;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/usage", get(series))
-        .route("/v1/usage/export", get(export))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(series))
+        .routes(routes!(export))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SeriesQuery {
+    /// The subscription's id or external_id (required).
+    #[param(required, min_length = 1, pattern = "^[^\\x00]*$")]
     subscription: Option<String>,
+    /// RFC 3339 or `YYYY-MM-DD` (midnight UTC); 30 days before `to` when absent.
+    #[param(schema_with = time_or_day)]
     from: Option<String>,
+    /// RFC 3339 or `YYYY-MM-DD`; an hour from now when absent. After `from`.
+    #[param(schema_with = time_or_day)]
     to: Option<String>,
+    /// `hour` (the default) or `day`.
+    #[param(value_type = Option<Granularity>)]
     granularity: Option<String>,
 }
 
-#[derive(Serialize, Default)]
+/// `from` and `to` as documented: an RFC 3339 time or a day.
+fn time_or_day() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::KnownFormat;
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, SchemaFormat, Type};
+    let string = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(string(KnownFormat::DateTime))
+        .item(string(KnownFormat::Date))
+        .build()
+        .into()
+}
+
+/// The width of a usage bucket.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Granularity {
+    Hour,
+    Day,
+}
+
+/// A subscription's usage, bucket by bucket.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Series {
+    subscription: String,
+    external_id: String,
+    granularity: Granularity,
+    #[schema(format = DateTime)]
+    from: String,
+    #[schema(format = DateTime)]
+    to: String,
+    /// The buckets that had calls, oldest first.
+    data: Vec<Bucket>,
+}
+
+/// One hour's or day's usage.
+#[derive(Serialize, Default, utoipa::ToSchema)]
 struct Bucket {
+    #[schema(format = DateTime)]
     start: String,
     billable_calls: i64,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String)]
     billable_units: Decimal,
     failed_calls: i64,
     total_calls: i64,
@@ -64,17 +115,25 @@ fn bad(field: &str, message: &str) -> ApiError {
     ApiError::invalid_field(FieldError::new(field, message))
 }
 
+/// A subscription's usage series.
+#[utoipa::path(get, path = "/v1/usage", tag = "metering", operation_id = "usage_series",
+    params(SeriesQuery),
+    responses(
+        (status = 200, description = "The series", body = Series),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
 async fn series(
     _: Admin,
     State(state): State<AppState>,
     Query(query): Query<SeriesQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Series>, ApiError> {
     let key = query
         .subscription
         .ok_or_else(|| bad("subscription", "is required"))?;
-    let step = match query.granularity.as_deref().unwrap_or("hour") {
-        "hour" => HOUR_MS,
-        "day" => DAY_MS,
+    let (granularity, step) = match query.granularity.as_deref().unwrap_or("hour") {
+        "hour" => (Granularity::Hour, HOUR_MS),
+        "day" => (Granularity::Day, DAY_MS),
         other => return Err(bad("granularity", &format!("`{other}` is not hour or day"))),
     };
     let now = crate::store::now_ms();
@@ -111,28 +170,46 @@ async fn series(
         bucket.failed_calls += row.failed_calls;
         bucket.total_calls += row.total_calls;
     }
-    Ok(Json(serde_json::json!({
-        "subscription": subscription.id,
-        "external_id": subscription.external_id,
-        "granularity": if step == HOUR_MS { "hour" } else { "day" },
-        "from": timestamp(from),
-        "to": timestamp(to),
-        "data": buckets.into_values().collect::<Vec<_>>(),
-    })))
+    Ok(Json(Series {
+        subscription: subscription.id,
+        external_id: subscription.external_id,
+        granularity,
+        from: timestamp(from),
+        to: timestamp(to),
+        data: buckets.into_values().collect(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
+    /// The `next_after` of the previous answer; from the start when absent or empty.
+    #[param(pattern = "^(|[+-]?[0-9]{1,18})$")]
     after: Option<String>,
+    /// How many rows, 1 to 10,000; 1,000 when absent.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+/// Changes to the aggregation table after a cursor.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ExportPage {
+    /// Oldest change first.
+    data: Vec<ExportRow>,
+    /// The `after` of the next request.
+    next_after: String,
+    has_more: bool,
+}
+
+/// One subscription-hour's totals as of one change.
+#[derive(Serialize, utoipa::ToSchema)]
 struct ExportRow {
     subscription: String,
+    #[schema(format = DateTime)]
     hour: String,
     billable_calls: i64,
     #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String)]
     billable_units: Decimal,
     failed_calls: i64,
     total_calls: i64,
@@ -157,11 +234,15 @@ impl From<UsageRow> for ExportRow {
 /// Every change to the aggregation table after the cursor, oldest first. Each row is the
 /// subscription-hour's totals as of that change; a poller that stores `next_after` and asks again
 /// sees every change once, with no gap, while records keep arriving.
+#[utoipa::path(get, path = "/v1/usage/export", tag = "metering", operation_id = "export_usage",
+    params(ExportQuery),
+    responses((status = 200, description = "The changes after the cursor", body = ExportPage)),
+    security(("admin_token" = [])))]
 async fn export(
     _: Admin,
     State(state): State<AppState>,
     Query(query): Query<ExportQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ExportPage>, ApiError> {
     let after = match query.after.as_deref() {
         None | Some("") => 0,
         Some(text) => text.parse::<i64>().map_err(|_| {
@@ -193,9 +274,9 @@ async fn export(
     let next_after = rows.last().map_or(after, |r| r.revision);
     let has_more = rows.len() == usize::try_from(limit).unwrap_or(usize::MAX);
     let data: Vec<ExportRow> = rows.into_iter().map(ExportRow::from).collect();
-    Ok(Json(serde_json::json!({
-        "data": data,
-        "next_after": next_after.to_string(),
-        "has_more": has_more,
-    })))
+    Ok(Json(ExportPage {
+        data,
+        next_after: next_after.to_string(),
+        has_more,
+    }))
 }

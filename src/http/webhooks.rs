@@ -2,21 +2,43 @@
 //! an event id seen before is acknowledged and does nothing.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::body_bytes;
 use crate::access::{EventOutcome, apply_event};
 use crate::stripe::webhook::{EventType, StripeEvent};
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhooks/stripe", post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(receive))
 }
 
-async fn receive(State(state): State<AppState>, request: Request) -> Result<Json<Value>, ApiError> {
+/// What tollbooth did with an event.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Received {
+    received: bool,
+    /// `applied`, `replayed`, `ignored`, `unknown_object` or `stale`.
+    outcome: String,
+}
+
+/// A Stripe event, signed in `Stripe-Signature` with `STRIPE_WEBHOOK_SECRET` (no bearer token).
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "stripe", operation_id = "stripe_webhook",
+    params(("Stripe-Signature" = Option<String>, Header, description = "`t=…,v1=…`, as Stripe signs")),
+    request_body(content = Object, description = "A Stripe event object, as Stripe sends it", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Taken (or seen before)", body = Received),
+        (status = 400, description = "`webhooks_not_configured` · `invalid_signature` · `invalid_event`: nothing changed", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+    ))]
+async fn receive(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Received>, ApiError> {
     let signature = request
         .headers()
         .get("stripe-signature")
@@ -62,9 +84,10 @@ async fn receive(State(state): State<AppState>, request: Request) -> Result<Json
         }
     }
     tracing::info!(event = %event.id, kind = %event.type_name, outcome = outcome.as_str(), "Stripe event");
-    Ok(Json(
-        json!({ "received": true, "outcome": outcome.as_str() }),
-    ))
+    Ok(Json(Received {
+        received: true,
+        outcome: outcome.as_str().to_owned(),
+    }))
 }
 
 /// Tells the provider what the event changed.

@@ -23,7 +23,7 @@ pub struct TimeWindow {
 }
 
 /// The answer to a batch.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct BatchSummary {
     /// New records stored, billable or not.
     pub accepted: u64,
@@ -34,9 +34,13 @@ pub struct BatchSummary {
     pub rejected: Vec<RejectedRecord>,
 }
 
-#[derive(Debug, Serialize)]
+/// A record not taken: its index in the body, why, and the field.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectedRecord {
     pub index: usize,
+    /// `invalid_record`, `invalid_units`, `unknown_consumer`, `unknown_api`, `api_mismatch`,
+    /// `too_old`, `in_future`, `before_subscription`.
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
 }

@@ -10,30 +10,58 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// One record of `POST /v1/events`, borrowed from the request body where it can be.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CallRecord)]
 pub struct CallRecordInput<'a> {
+    /// The record's id, unique per call: a record sent again is counted once.
     #[serde(borrow)]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[^\\x00]*$")]
     pub id: Cow<'a, str>,
+    /// The gateway's key of the consumer.
     #[serde(borrow)]
+    #[schema(value_type = String, pattern = "^[^\\x00]*$")]
     pub consumer: Cow<'a, str>,
+    /// The api's slug.
     #[serde(borrow)]
+    #[schema(value_type = String, pattern = "^[^\\x00]*$")]
     pub api: Cow<'a, str>,
+    /// When the call was made (RFC 3339): within the retention window, at most 5 minutes ahead.
     #[serde(borrow)]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: Cow<'a, str>,
+    /// The status the backend answered.
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
     #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, pattern = "^[^\\x00]*$")]
     pub method: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, pattern = "^[^\\x00]*$")]
     pub path: Option<Cow<'a, str>>,
     /// A non-negative decimal, as a JSON number or string; 1 when absent.
     #[serde(default, borrow)]
+    #[schema(schema_with = units_schema)]
     pub units: Option<&'a RawValue>,
     #[serde(default)]
     pub latency_ms: Option<u64>,
     /// Response headers the gateway passes on, for a policy's `units_header`.
     #[serde(default, borrow)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
     pub response_headers: Option<HashMap<Cow<'a, str>, Cow<'a, str>>>,
+}
+
+/// `units` as documented: a number or a decimal string (or null).
+fn units_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::Type;
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![
+            Type::Number,
+            Type::String,
+            Type::Null,
+        ]))
+        .build()
 }
 
 /// Why one record was not taken: a stable code and a message naming the field.

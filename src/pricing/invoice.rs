@@ -7,31 +7,36 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// What a billing period costs, itemised, in the tier's currency.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     pub currency: Currency,
     pub period_start: DateTime<Utc>,
     pub period_end: DateTime<Utc>,
     pub lines: Vec<Line>,
     /// The sum of the lines; never below zero, because credits are cut to what is due.
+    #[schema(value_type = String)]
     pub total: Decimal,
 }
 
 /// One invoice line. Its amount is rounded once, to the currency's minor unit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = InvoiceLine)]
 pub struct Line {
     pub kind: LineKind,
     pub description: String,
     /// How many of the line's unit: calls, units, blocks, days, or 1.
+    #[schema(value_type = String)]
     pub quantity: Decimal,
     /// The tier's price per unit when the amount is quantity × this price; none when worked out.
+    #[schema(value_type = Option<String>)]
     pub unit_price: Option<Decimal>,
     /// Negative for discounts and credits.
+    #[schema(value_type = String)]
     pub amount: Decimal,
 }
 
 /// What a line charges or credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LineKind {
     FixedFee,

@@ -607,6 +607,14 @@ async fn invoice_created_closes_the_period_at_once(backend: Backend) {
         "the final usage went on the draft at once"
     );
     assert_eq!(updates[0].field("amount"), Some("150"));
+    // The close marks its run done just after Stripe answered, in the background: wait for it.
+    for _ in 0..100 {
+        let (_, closes) = app.get("/v1/billing/runs?job=close_period").await;
+        if closes["data"][0]["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // The daily run that follows finds the period closed and sends nothing for it.
     let report = runner.job("r").run_day(next(today(), 1)).await.unwrap();

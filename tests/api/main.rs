@@ -15,6 +15,7 @@ mod crash;
 mod events;
 mod hardening;
 mod health;
+mod openapi;
 mod preview;
 mod races;
 mod serve;

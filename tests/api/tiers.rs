@@ -88,6 +88,18 @@ async fn bad_tier_definitions_are_refused_and_change_nothing(app: TestApp) {
             with(&["fixed_fee", "interval"], json!("fortnight")),
             "fixed_fee.interval",
         ),
+        // The decimal parser skips `_` and rounds past 28 digits; an amount does neither.
+        (
+            with(&["fixed_fee", "amount"], json!("1_000")),
+            "fixed_fee.amount",
+        ),
+        (
+            with(
+                &["fixed_fee", "amount"],
+                json!("99999999999999999.999999999999"),
+            ),
+            "fixed_fee.amount",
+        ),
         (
             with(&["usage", "package_size"], json!(0)),
             "usage.package_size",
