@@ -73,11 +73,14 @@ impl Tx {
         Ok(())
     }
 
-    /// How many intents have this key, or this key and a repeat suffix (`{key}-c2`, …).
-    pub async fn count_intents_keyed(&mut self, key: &str) -> StoreResult<i64> {
-        let sql = "SELECT COUNT(*) FROM stripe_intents WHERE idempotency_key = $1 \
-                   OR substr(idempotency_key, 1, length($1) + 2) = $1 || '-c'";
+    /// How many intents of `subject_id` have this key, or this key and a repeat suffix
+    /// (`{key}-c2`, …). The subject's index bounds the walk to its own intents: the key's suffix
+    /// form cannot use the key's index, and a walk of every intent grew with the catalog.
+    pub async fn count_intents_keyed(&mut self, subject_id: &str, key: &str) -> StoreResult<i64> {
+        let sql = "SELECT COUNT(*) FROM stripe_intents WHERE subject_id = $1 \
+                   AND (idempotency_key = $2 OR substr(idempotency_key, 1, length($2) + 2) = $2 || '-c')";
         let (count,): (i64,) = on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subject_id)
             .bind(key)
             .fetch_one(conn)
             .await?);

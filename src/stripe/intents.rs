@@ -102,7 +102,7 @@ async fn owe_change(
     account: &str,
 ) -> StoreResult<String> {
     let base = idempotency_key(intent, subscription_id, Some(version_id), account);
-    let before = tx.count_intents_keyed(&base).await?;
+    let before = tx.count_intents_keyed(subscription_id, &base).await?;
     let key = if before == 0 {
         base
     } else {
