@@ -26,6 +26,9 @@ pub struct Settings {
     pub billing_enabled: bool,
     /// How long a past-due subscription keeps access.
     pub payment_grace: HumanDuration,
+    /// How long an allowed call counts against a hard quota while its call record has not
+    /// arrived; the bound on a hard quota's lag behind the gateway's records.
+    pub decision_hold: HumanDuration,
     /// How long raw call records are kept for audit and dedupe; older records are refused.
     pub retention: HumanDuration,
     /// How often a replica reads the catalog and payment state again, for changes made by other
@@ -84,6 +87,7 @@ struct Defaults {
     billing_cron: &'static str,
     billing_enabled: bool,
     payment_grace: &'static str,
+    decision_hold: &'static str,
     retention: &'static str,
     replica_refresh: &'static str,
     header_read_timeout: &'static str,
@@ -108,6 +112,7 @@ const DEFAULTS: Defaults = Defaults {
     billing_cron: "0 5 0 * * *",
     billing_enabled: true,
     payment_grace: "3d",
+    decision_hold: "30s",
     retention: "35d",
     replica_refresh: "5s",
     header_read_timeout: "10s",
@@ -127,13 +132,14 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 25] = [
+const TOLLBOOTH_VARS: [&str; 26] = [
     "database_url",
     "listen",
     "admin_token",
     "billing_cron",
     "billing_enabled",
     "payment_grace",
+    "decision_hold",
     "retention",
     "replica_refresh",
     "header_read_timeout",

@@ -48,9 +48,14 @@ impl Application {
             .context("loading the consumer directory")?;
         let refresh = directory.spawn_refresh(settings.replica_refresh.0);
         let notifier = Notifier::start(settings.notify());
-        let access = AccessBook::load(store.clone(), settings.payment_grace.0, notifier.clone())
-            .await
-            .context("loading the access book")?;
+        let access = AccessBook::load(
+            store.clone(),
+            settings.payment_grace.0,
+            settings.decision_hold.0,
+            notifier.clone(),
+        )
+        .await
+        .context("loading the access book")?;
         let access_refresh = access.spawn_refresh(settings.replica_refresh.0);
         let counts = access.clone();
         let writers = settings.ingest_writers.unwrap_or(match store.backend() {

@@ -10,7 +10,7 @@ pub use events::{Applied, EventOutcome, apply_event};
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::metering::directory::DirectoryView;
 use crate::store::{AccessRow, Store, StoreResult, Tx, UsageIncrement, now_ms};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,8 +18,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allowed {
-        /// Calls left in the period under a hard quota; `None` without one.
-        remaining: Option<u64>,
+        subscription_id: Arc<str>,
+        tier: Arc<str>,
+        /// Under a hard quota: the limit, the calls left after this one and when it resets.
+        quota: Option<QuotaLeft>,
     },
     /// The key is unknown, canceled, or belongs to another api.
     Refused { reason: &'static str },
@@ -29,8 +31,17 @@ pub enum Decision {
     QuotaReached { limit: u64, resets_at: i64 },
 }
 
+/// A hard quota as an allowed call leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaLeft {
+    pub limit: u64,
+    pub remaining: u64,
+    pub resets_at: i64,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
+    tier: Arc<str>,
     status: String,
     past_due_since: Option<i64>,
     quota: Option<Quota>,
@@ -82,6 +93,7 @@ async fn entry_of(tx: &mut Tx, row: AccessRow, now: i64) -> StoreResult<(String,
     Ok((
         row.subscription_id,
         Entry {
+            tier: Arc::from(row.tier.slug.as_str()),
             status: row.status,
             past_due_since: row.past_due_since,
             quota,
@@ -116,6 +128,11 @@ pub struct AccessBook {
     /// Usage counted while the database is read: counted again into what was read, since the
     /// read may not have seen its commit.
     counted_during_reload: Arc<std::sync::Mutex<Option<Vec<UsageIncrement>>>>,
+    /// Calls allowed under a hard quota whose records have not arrived yet, by subscription: the
+    /// times they were allowed, oldest first. They count against the quota until as many
+    /// billable calls are committed, or `hold_ms` has passed.
+    held: Arc<std::sync::Mutex<HashMap<Arc<str>, VecDeque<i64>>>>,
+    hold_ms: i64,
 }
 
 /// How far the book has followed the database.
@@ -132,6 +149,7 @@ impl AccessBook {
     pub async fn load(
         store: Store,
         grace: Duration,
+        hold: Duration,
         notifier: crate::notify::Notifier,
     ) -> StoreResult<Self> {
         let book = Self {
@@ -141,6 +159,8 @@ impl AccessBook {
             entries: Arc::default(),
             reading: Arc::default(),
             counted_during_reload: Arc::default(),
+            held: Arc::default(),
+            hold_ms: i64::try_from(hold.as_millis()).unwrap_or(i64::MAX),
         };
         book.reload().await?;
         Ok(book)
@@ -278,6 +298,7 @@ impl AccessBook {
         if let Some(counted) = self.during_reload().as_mut() {
             counted.extend(increments.iter().cloned());
         }
+        self.release_held(increments);
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         for increment in increments {
             if let Some((limit, period_end)) = count(&mut entries, increment) {
@@ -291,6 +312,49 @@ impl AccessBook {
                 );
             }
         }
+    }
+
+    /// Committed billable calls take the place of as many held decisions, oldest first.
+    fn release_held(&self, increments: &[UsageIncrement]) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_empty() {
+            return;
+        }
+        for increment in increments {
+            let Some(times) = held.get_mut(increment.subscription_id.as_str()) else {
+                continue;
+            };
+            let calls = usize::try_from(increment.billable_calls).unwrap_or(0);
+            times.drain(..calls.min(times.len()));
+            if times.is_empty() {
+                held.remove(increment.subscription_id.as_str());
+            }
+        }
+    }
+
+    /// Counts an allowed call against its hard quota until its record arrives; answers `None`
+    /// when the quota, held calls included, is used up.
+    fn hold(&self, subscription_id: &Arc<str>, quota: &Quota, now: i64) -> Option<QuotaLeft> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let times = held.entry(subscription_id.clone()).or_default();
+        let expired = now.saturating_sub(self.hold_ms).max(quota.period_start);
+        while times.front().is_some_and(|&at| at < expired) {
+            times.pop_front();
+        }
+        let in_flight = u64::try_from(times.len()).unwrap_or(u64::MAX);
+        let used = quota.used.saturating_add(in_flight);
+        if used >= quota.limit {
+            if times.is_empty() {
+                held.remove(subscription_id);
+            }
+            return None;
+        }
+        times.push_back(now);
+        Some(QuotaLeft {
+            limit: quota.limit,
+            remaining: quota.limit - used - 1,
+            resets_at: quota.period_end,
+        })
     }
 
     /// May `consumer` call `api` now?
@@ -333,21 +397,28 @@ impl AccessBook {
             }
             _ => {}
         }
+        let allowed = |quota| Decision::Allowed {
+            subscription_id: found.subscription_id.clone(),
+            tier: entry.tier.clone(),
+            quota,
+        };
         match &entry.quota {
             // A quota whose period is over has rolled: the next reload counts the new period.
-            Some(quota) if now < quota.period_end && quota.used >= quota.limit => {
-                Decision::QuotaReached {
-                    limit: quota.limit,
-                    resets_at: quota.period_end,
+            Some(quota) if now < quota.period_end => {
+                match self.hold(&found.subscription_id, quota, now) {
+                    Some(left) => allowed(Some(left)),
+                    None => Decision::QuotaReached {
+                        limit: quota.limit,
+                        resets_at: quota.period_end,
+                    },
                 }
             }
-            Some(quota) if now < quota.period_end => Decision::Allowed {
-                remaining: Some(quota.limit - quota.used),
-            },
-            Some(quota) => Decision::Allowed {
-                remaining: Some(quota.limit),
-            },
-            None => Decision::Allowed { remaining: None },
+            Some(quota) => allowed(Some(QuotaLeft {
+                limit: quota.limit,
+                remaining: quota.limit.saturating_sub(1),
+                resets_at: quota.period_end,
+            })),
+            None => allowed(None),
         }
     }
 

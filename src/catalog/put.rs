@@ -4,6 +4,7 @@ use super::{CatalogError, CatalogResult, Mode, Outcome};
 use crate::auth;
 use crate::domain::FieldError;
 use crate::domain::api::ApiSpec;
+use crate::domain::gateway::GatewayAccess;
 use crate::domain::ids::new_id;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::SubscriptionSpec;
@@ -272,11 +273,16 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 }
 
 /// Creates a gateway and answers its key, which is shown this once and stored only as a hash.
-pub async fn create_gateway(tx: &mut Tx, name: &Name) -> CatalogResult<(Gateway, String)> {
+pub async fn create_gateway(
+    tx: &mut Tx,
+    name: &Name,
+    access: &GatewayAccess,
+) -> CatalogResult<(Gateway, String)> {
+    access.validate()?;
     let id = new_id("gw");
     let key = auth::new_secret("tbg");
     let gateway = tx
-        .insert_gateway(&id, name, &auth::hash_secret(&key))
+        .insert_gateway(&id, name, &auth::hash_secret(&key), access)
         .await?;
     Ok((gateway, key))
 }

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod field;
+pub mod gateway;
 pub mod ids;
 pub mod money;
 pub mod policy;

@@ -4,6 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::domain::FieldError;
 use crate::domain::text::has_unstorable;
+use crate::metering::directory::GatewayEntry;
 use crate::store::PageRequest;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
@@ -21,7 +22,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts).ok_or_else(|| {
+        let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("send the admin token as `Authorization: Bearer <token>`")
         })?;
         if !state.admin_token.verify(token) {
@@ -31,8 +32,8 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+pub(super) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?;
     let value = value.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
@@ -40,29 +41,35 @@ fn bearer(parts: &Parts) -> Option<&str> {
         .then_some(token.trim())
 }
 
-/// Proof that the request carries a gateway key; holds the gateway's id.
-pub struct GatewayCaller(pub String);
+/// Proof that the request carries a gateway key: the gateway as the hot paths know it.
+pub struct GatewayCaller(pub GatewayEntry);
 
 impl FromRequestParts<AppState> for GatewayCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = bearer(parts).ok_or_else(|| {
+        let key = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("send a gateway key as `Authorization: Bearer <key>`")
         })?;
-        let hash = crate::auth::hash_secret(key);
-        let known = |state: &AppState| state.directory.view().gateway(&hash).map(str::to_owned);
-        if let Some(id) = known(state) {
-            return Ok(GatewayCaller(id));
-        }
-        // A gateway made by another replica since the last reload.
-        if state.directory.reload_after_miss().await
-            && let Some(id) = known(state)
-        {
-            return Ok(GatewayCaller(id));
-        }
-        Err(ApiError::unauthorized("the gateway key is not valid"))
+        known_gateway(state, key)
+            .await
+            .map(GatewayCaller)
+            .ok_or_else(|| ApiError::unauthorized("the gateway key is not valid"))
     }
+}
+
+/// The gateway whose key this is, if any; a miss reads the catalog changes once (a gateway made
+/// by another replica since the last catch-up).
+pub(super) async fn known_gateway(state: &AppState, key: &str) -> Option<GatewayEntry> {
+    let hash = crate::auth::hash_secret(key);
+    let known = |state: &AppState| state.directory.view().gateway(&hash).cloned();
+    if let Some(gateway) = known(state) {
+        return Some(gateway);
+    }
+    if state.directory.reload_after_miss().await {
+        return known(state);
+    }
+    None
 }
 
 /// The raw body: a too-large body is a JSON 413, one that stalled past the body read timeout a

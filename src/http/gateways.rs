@@ -4,6 +4,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::{AppState, ListBody, timestamp};
 use crate::catalog::create_gateway;
+use crate::domain::gateway::GatewayAccess;
 use crate::store::Gateway;
 use axum::Json;
 use axum::extract::State;
@@ -23,6 +24,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 struct NewGateway {
     name: crate::domain::text::Name,
+    /// How it asks for the access decision (`/v1/authorize`); every field has a default.
+    #[serde(default)]
+    access: GatewayAccess,
 }
 
 /// A gateway as stored.
@@ -31,6 +35,7 @@ struct GatewayView {
     #[schema(pattern = "^gw_[0-9a-f]{32}$")]
     id: String,
     name: String,
+    access: GatewayAccess,
     #[schema(format = DateTime)]
     created_at: String,
     /// The gateway's key: in the create answer only, never again.
@@ -43,6 +48,7 @@ impl GatewayView {
         Self {
             id: gateway.id,
             name: gateway.name,
+            access: gateway.access,
             created_at: timestamp(gateway.created_at),
             key,
         }
@@ -52,7 +58,10 @@ impl GatewayView {
 /// Makes a gateway and its key.
 #[utoipa::path(post, path = "/v1/gateways", tag = "catalog", operation_id = "create_gateway",
     request_body = NewGateway,
-    responses((status = 201, description = "Created; `key` is shown this once", body = GatewayView)),
+    responses(
+        (status = 201, description = "Created; `key` is shown this once", body = GatewayView),
+        (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
+    ),
     security(("admin_token" = [])))]
 async fn create(
     _: Admin,
@@ -60,7 +69,7 @@ async fn create(
     JsonBody(body): JsonBody<NewGateway>,
 ) -> Result<(StatusCode, Json<GatewayView>), ApiError> {
     let mut tx = state.store.begin().await?;
-    let (gateway, key) = create_gateway(&mut tx, &body.name).await?;
+    let (gateway, key) = create_gateway(&mut tx, &body.name, &body.access).await?;
     tx.commit().await?;
     state.directory.catch_up().await?;
     Ok((

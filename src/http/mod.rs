@@ -115,8 +115,14 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn(refuse_long_uris))
         .layer(axum::middleware::from_fn(record_metrics))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of a request: its method and path, never its query or headers, which carry keys
+/// (a gateway's `tollbooth_key`, a caller's key the gateway forwards).
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// The longest request target (path and query) answered: past it, a JSON 414. (Past 64 KiB the

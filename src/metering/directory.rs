@@ -33,7 +33,31 @@ struct Snapshot {
     /// Each subscription's live keys in `consumers`, so that a change to one touches only its own.
     keys_of: HashMap<Arc<str>, Vec<String>>,
     apis: HashMap<String, ApiEntry>,
-    gateways: HashMap<String, String>,
+    /// Each gateway by its key's hash.
+    gateways: HashMap<String, GatewayEntry>,
+}
+
+/// A gateway as the hot paths need it.
+#[derive(Debug, Clone)]
+pub struct GatewayEntry {
+    pub id: String,
+    pub access: Arc<crate::domain::gateway::GatewayAccess>,
+}
+
+fn gateway_map(
+    rows: Vec<(String, String, crate::domain::gateway::GatewayAccess)>,
+) -> HashMap<String, GatewayEntry> {
+    rows.into_iter()
+        .map(|(hash, id, access)| {
+            (
+                hash,
+                GatewayEntry {
+                    id,
+                    access: Arc::new(access),
+                },
+            )
+        })
+        .collect()
 }
 
 impl Snapshot {
@@ -118,7 +142,7 @@ impl Directory {
         let gateways = tx.gateway_key_hashes().await?;
         drop(tx);
         let mut snapshot = Snapshot {
-            gateways: gateways.into_iter().collect(),
+            gateways: gateway_map(gateways),
             ..Snapshot::default()
         };
         snapshot.set_apis(apis);
@@ -184,7 +208,7 @@ impl Directory {
             snapshot.set_apis(apis);
         }
         if let Some(gateways) = gateways {
-            snapshot.gateways = gateways.into_iter().collect();
+            snapshot.gateways = gateway_map(gateways);
         }
         *applied = last;
         Ok(())
@@ -245,8 +269,8 @@ impl DirectoryView {
         self.0.apis.get(slug)
     }
 
-    /// The gateway id whose key hashes to `key_hash`.
-    pub fn gateway(&self, key_hash: &str) -> Option<&str> {
-        self.0.gateways.get(key_hash).map(String::as_str)
+    /// The gateway whose key hashes to `key_hash`.
+    pub fn gateway(&self, key_hash: &str) -> Option<&GatewayEntry> {
+        self.0.gateways.get(key_hash)
     }
 }

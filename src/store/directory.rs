@@ -115,10 +115,15 @@ impl Tx {
             .collect()
     }
 
-    pub async fn gateway_key_hashes(&mut self) -> StoreResult<Vec<(String, String)>> {
-        let sql = "SELECT key_hash, id FROM gateways";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
-            .fetch_all(conn)
-            .await?))
+    /// Every gateway as `(key hash, id, how it asks)`.
+    pub async fn gateway_key_hashes(
+        &mut self,
+    ) -> StoreResult<Vec<(String, String, crate::domain::gateway::GatewayAccess)>> {
+        let sql = "SELECT key_hash, id, access FROM gateways";
+        let rows: Vec<(String, String, String)> =
+            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        rows.into_iter()
+            .map(|(hash, id, access)| Ok((hash, id, from_json("gateways.access", &access)?)))
+            .collect()
     }
 }

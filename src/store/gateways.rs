@@ -1,14 +1,39 @@
 //! Gateways: the callers that post call records. Only a key's SHA-256 is stored.
 
-use super::{Page, PageRequest, StoreResult, Tx, now_ms, on_tx};
+use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx};
+use crate::domain::gateway::GatewayAccess;
 
 /// A stored gateway (its key is never stored, only its hash).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Gateway {
     pub id: String,
     pub name: String,
+    pub access: GatewayAccess,
     pub created_at: i64,
 }
+
+#[derive(sqlx::FromRow)]
+struct GatewayRow {
+    id: String,
+    name: String,
+    access: String,
+    created_at: i64,
+}
+
+impl TryFrom<GatewayRow> for Gateway {
+    type Error = super::StoreError;
+
+    fn try_from(row: GatewayRow) -> StoreResult<Self> {
+        Ok(Self {
+            access: from_json("gateways.access", &row.access)?,
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "SELECT id, name, access, created_at FROM gateways";
 
 impl Tx {
     pub async fn insert_gateway(
@@ -16,13 +41,17 @@ impl Tx {
         id: &str,
         name: &str,
         key_hash: &str,
+        access: &GatewayAccess,
     ) -> StoreResult<Gateway> {
-        let sql = "INSERT INTO gateways (id, name, key_hash, created_at) VALUES ($1, $2, $3, $4)";
+        let sql = "INSERT INTO gateways (id, name, key_hash, access, created_at) \
+                   VALUES ($1, $2, $3, $4, $5)";
         let created_at = now_ms();
+        let json = super::to_json(access)?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(name)
             .bind(key_hash)
+            .bind(&json)
             .bind(created_at)
             .execute(conn)
             .await?
@@ -30,27 +59,33 @@ impl Tx {
         Ok(Gateway {
             id: id.to_owned(),
             name: name.to_owned(),
+            access: access.clone(),
             created_at,
         })
     }
 
     pub async fn list_gateways(&mut self, page: &PageRequest) -> StoreResult<Page<Gateway>> {
-        let sql = "SELECT id, name, created_at FROM gateways WHERE id > $1 ORDER BY id LIMIT $2";
-        let rows: Vec<Gateway> = on_tx!(self, |conn| sqlx::query_as(sql)
+        let sql = const_format::concatcp!(COLUMNS, " WHERE id > $1 ORDER BY id LIMIT $2");
+        let rows: Vec<GatewayRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())
             .fetch_all(conn)
             .await?);
+        let rows = rows
+            .into_iter()
+            .map(Gateway::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Page::from_rows(rows, page.limit))
     }
 
     /// The gateway with this id, if any.
     pub async fn find_gateway(&mut self, id: &str) -> StoreResult<Option<Gateway>> {
-        let sql = "SELECT id, name, created_at FROM gateways WHERE id = $1";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+        let sql = const_format::concatcp!(COLUMNS, " WHERE id = $1");
+        let row: Option<GatewayRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(id)
             .fetch_optional(conn)
-            .await?))
+            .await?);
+        row.map(Gateway::try_from).transpose()
     }
 
     /// The gateway whose key hashes to `key_hash`, if any.
@@ -58,10 +93,11 @@ impl Tx {
         &mut self,
         key_hash: &str,
     ) -> StoreResult<Option<Gateway>> {
-        let sql = "SELECT id, name, created_at FROM gateways WHERE key_hash = $1";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+        let sql = const_format::concatcp!(COLUMNS, " WHERE key_hash = $1");
+        let row: Option<GatewayRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(key_hash)
             .fetch_optional(conn)
-            .await?))
+            .await?);
+        row.map(Gateway::try_from).transpose()
     }
 }

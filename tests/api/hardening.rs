@@ -153,19 +153,13 @@ async fn nul_characters_are_refused_where_they_are_parsed(app: TestApp) {
 }
 
 async fn every_refusal_of_the_http_layer_is_a_json_error(app: TestApp) {
-    let key = metered_setup(&app).await;
-    let answer = app
-        .send(
-            app.client
-                .get(app.url("/v1/authorize?api=weather&consumer=k1&consumer=k2"))
-                .bearer_auth(&key),
-        )
-        .await;
+    metered_setup(&app).await;
+    let answer = app.get("/v1/subscriptions?limit=1&limit=2").await;
     assert_error(
         &answer,
         StatusCode::BAD_REQUEST,
         "invalid_query",
-        Some("consumer"),
+        Some("limit"),
     );
     let answer = app.get("/v1/apis/%FF%FE").await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_path", None);

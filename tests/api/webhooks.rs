@@ -120,9 +120,7 @@ pub async fn send_event(app: &TestApp, body: &str) -> String {
 }
 
 async fn authorize(app: &TestApp, key: &str, consumer: &str) -> (StatusCode, Value) {
-    let path = format!("/v1/authorize?consumer={consumer}&api=weather");
-    app.send(app.client.get(app.url(&path)).bearer_auth(key))
-        .await
+    crate::forward_auth::ask(app, key, consumer, "weather").await
 }
 
 async fn status_of(app: &TestApp) -> String {
@@ -288,7 +286,10 @@ async fn access_follows_payment_through_the_grace_period(backend: Backend) {
     let (subscription, key) = setup(&app, None).await;
     let (status, answer) = authorize(&app, &key, "k1").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer, json!({"allowed": true, "remaining": null}));
+    assert_eq!(
+        answer,
+        json!({"allowed": true, "subscription": subscription, "tier": "weather-pro", "remaining": null})
+    );
 
     // A payment failed just now: past due, still inside the 3-day grace period.
     let failed = event(
@@ -362,31 +363,28 @@ async fn access_follows_payment_through_the_grace_period(backend: Backend) {
     let (status, answer) = authorize(&app, &key, "nobody").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(answer["reason"], "unknown_consumer");
-    let (status, answer) = app
-        .send(
-            app.client
-                .get(app.url("/v1/authorize?consumer=k1&api=maps"))
-                .bearer_auth(&key),
-        )
-        .await;
+    let (status, answer) = crate::forward_auth::ask(&app, &key, "k1", "maps").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(answer["reason"], "not_subscribed");
     let (status, _) = app
         .send(
             app.client
-                .get(app.url("/v1/authorize?consumer=k1&api=weather")),
+                .get(app.url("/v1/authorize"))
+                .header("x-api-key", "k1")
+                .header("x-tollbooth-api", "weather"),
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, answer) = app
         .send(
             app.client
-                .get(app.url("/v1/authorize?api=weather"))
-                .bearer_auth(&key),
+                .get(app.url("/v1/authorize"))
+                .header("x-tollbooth-key", &key)
+                .header("x-tollbooth-api", "weather"),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(answer["error"]["details"]["field"], "consumer");
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer["reason"], "missing_consumer");
 
     // Canceled now: refused.
     let (status, _) = app
@@ -402,9 +400,10 @@ async fn a_hard_quota_refuses_exactly_at_its_limit(backend: Backend) {
         return;
     };
     let (_, key) = setup(&app, Some(3)).await;
+    // The allowed call counts at once (held until its record arrives): two left after it.
     let (status, answer) = authorize(&app, &key, "k1").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer["remaining"], 3);
+    assert_eq!(answer["remaining"], 2);
 
     let batch = |ids: &[&str], status: u16| {
         let records: Vec<Value> = ids
@@ -417,14 +416,15 @@ async fn a_hard_quota_refuses_exactly_at_its_limit(backend: Backend) {
             .collect();
         Value::Array(records).to_string()
     };
-    // Two billable calls and a failed one (not billable): one call left.
+    // Two billable calls (one of them the held one) and a failed one (not billable): this call
+    // is the last one.
     let (status, _) = post_events(&app, &key, batch(&["q1", "q2"], 200)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, _) = post_events(&app, &key, batch(&["q3"], 503)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (status, answer) = authorize(&app, &key, "k1").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(answer["remaining"], 1);
+    assert_eq!(answer["remaining"], 0);
 
     // The third billable call reaches the limit: the next one is refused until the period ends.
     let (status, _) = post_events(&app, &key, batch(&["q4"], 200)).await;

@@ -1,0 +1,445 @@
+//! The access decision as each gateway asks for it (issue "gateway access decision"): the exact
+//! requests NGINX `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz` (HTTP), Caddy
+//! `forward_auth` and APISIX `forward-auth` send, and no caller input that chooses the api.
+
+use crate::events::{post_events, record};
+use crate::helpers::{TestApp, assert_error, on_both_databases};
+use crate::tiers::pro_tier;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+on_both_databases!(
+    a_caller_cannot_choose_the_api_through_its_key,
+    each_gateway_is_answered_in_its_own_form,
+    answers_carry_what_the_gateway_passes_on,
+    a_hard_quota_counts_allowed_calls_before_their_records,
+    a_gateway_with_bad_access_settings_is_refused_by_field,
+);
+
+/// Asks as the shipped NGINX recipe does: the gateway's key and the api in headers its
+/// configuration sets, the caller's own `X-Api-Key` passed through.
+pub async fn ask(
+    app: &TestApp,
+    gateway_key: &str,
+    consumer: &str,
+    api: &str,
+) -> (StatusCode, Value) {
+    let (status, _, body) = ask_with_headers(app, gateway_key, consumer, api).await;
+    (status, body)
+}
+
+async fn ask_with_headers(
+    app: &TestApp,
+    gateway_key: &str,
+    consumer: &str,
+    api: &str,
+) -> (StatusCode, HeaderMap, Value) {
+    let request = app
+        .client
+        .get(app.url("/v1/authorize"))
+        .header("x-tollbooth-key", gateway_key)
+        .header("x-tollbooth-api", api)
+        .header("x-api-key", consumer)
+        .header("x-forwarded-uri", "/forecast?city=paris");
+    answer(request).await
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Value) {
+    let response = request.send().await.expect("tollbooth answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("JSON body: {text:?}"));
+    (status, headers, body)
+}
+
+/// Two apis, `weather` (Pro, `quota_limit` calls a month when given) and `maps`; `acme`
+/// subscribes to weather with `k1`, `atlas` to maps with `maps-app-1`.
+pub async fn two_apis(app: &TestApp, quota_limit: Option<u64>) {
+    let mut weather_tier = pro_tier("5.00");
+    if let Some(limit) = quota_limit {
+        weather_tier["quota"] = json!({"hard_limit": limit});
+    }
+    let steps = [
+        (
+            "/v1/apis",
+            json!({"slug": "weather", "name": "Weather API"}),
+        ),
+        ("/v1/apis", json!({"slug": "maps", "name": "Maps API"})),
+        ("/v1/tiers", weather_tier),
+        (
+            "/v1/tiers",
+            json!({"slug": "maps-free", "api": "maps", "name": "Free", "currency": "usd",
+                "usage": {"model": "per_unit", "unit_price": "0"}}),
+        ),
+        (
+            "/v1/subscribers",
+            json!({"external_id": "acme", "name": "Acme", "email": "billing@acme.example"}),
+        ),
+        (
+            "/v1/subscribers",
+            json!({"external_id": "atlas", "name": "Atlas", "email": "billing@atlas.example"}),
+        ),
+        (
+            "/v1/subscriptions",
+            json!({"external_id": "acme-weather", "subscriber": "acme", "tier": "weather-pro",
+                "consumer_keys": ["k1"]}),
+        ),
+        (
+            "/v1/subscriptions",
+            json!({"external_id": "atlas-maps", "subscriber": "atlas", "tier": "maps-free",
+                "consumer_keys": ["maps-app-1"]}),
+        ),
+    ];
+    for (path, body) in steps {
+        let (status, answer) = app.post(path, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{path}: {answer}");
+    }
+}
+
+async fn gateway(app: &TestApp, name: &str, access: Value) -> String {
+    let (status, answer) = app
+        .post("/v1/gateways", &json!({"name": name, "access": access}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer["key"].as_str().unwrap().to_owned()
+}
+
+async fn a_caller_cannot_choose_the_api_through_its_key(app: TestApp) {
+    two_apis(&app, None).await;
+    let key = gateway(&app, "nginx", json!({})).await;
+    // The tester's request: a maps key with `&api=maps#` appended, at the weather location.
+    let (status, body) = ask(&app, &key, "maps-app-1&api=maps#", "weather").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "unknown_consumer");
+    // The maps key itself at the weather location.
+    let (status, body) = ask(&app, &key, "maps-app-1", "weather").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "not_subscribed");
+    // The old query form is not read: neither the consumer nor the api.
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url("/v1/authorize?consumer=maps-app-1&api=maps"))
+            .header("x-tollbooth-key", &key)
+            .header("x-tollbooth-api", "weather")
+            .header("x-api-key", "maps-app-1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "not_subscribed");
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url("/v1/authorize?consumer=k1&api=weather"))
+            .header("x-tollbooth-key", &key),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "missing_api");
+    assert_eq!(body["error"]["details"]["field"], "X-Tollbooth-Api");
+
+    // Envoy appends the caller's path to the auth prefix: the api is the prefix's, whatever
+    // path the caller sends, and its `api=` in the query is the caller's, never read.
+    let envoy = gateway(
+        &app,
+        "envoy",
+        json!({"api_from": "auth_path", "consumer_from": [{"query": "api_key"}]}),
+    )
+    .await;
+    for path in [
+        "/v1/authorize/weather/maps/tiles?api_key=maps-app-1",
+        "/v1/authorize/weather/tiles?api=maps&api_key=maps-app-1",
+    ] {
+        let (status, _, body) = answer(
+            app.client
+                .post(app.url(path))
+                .header("x-tollbooth-key", &envoy),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert_eq!(body["reason"], "not_subscribed", "{path}");
+    }
+    let (status, _, body) = answer(
+        app.client
+            .post(app.url("/v1/authorize/maps/tiles?api_key=maps-app-1"))
+            .header("x-tollbooth-key", &envoy),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn each_gateway_is_answered_in_its_own_form(app: TestApp) {
+    two_apis(&app, None).await;
+
+    // NGINX auth_request: GET to the fixed location, the original headers, X-Original-URI.
+    let nginx = gateway(&app, "nginx", json!({"refusal_status": 403})).await;
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url("/v1/authorize"))
+            .header("x-tollbooth-key", &nginx)
+            .header("x-tollbooth-api", "weather")
+            .header("x-original-uri", "/weather/forecast?city=paris")
+            .header("x-api-key", "k1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Traefik forwardAuth: GET to the address as written (the gateway key in it), with the
+    // caller's own Authorization and X-Forwarded-*; the caller's key in its query.
+    let traefik = gateway(
+        &app,
+        "traefik",
+        json!({"api_from": "auth_path", "consumer_from": [{"query": "api_key"}, "bearer"]}),
+    )
+    .await;
+    let address = format!("/v1/authorize/weather?tollbooth_key={traefik}");
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url(&address))
+            .header("authorization", "Bearer caller-session-token")
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "api.provider.example")
+            .header("x-forwarded-uri", "/forecast/today?api_key=k1")
+            .header("x-forwarded-for", "203.0.113.7"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The caller's bearer token is its key when the query has none.
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url(&address))
+            .header("authorization", "Bearer k1")
+            .header("x-forwarded-uri", "/forecast/today"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A caller token that is nobody's key.
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url(&address))
+            .header("authorization", "Bearer caller-session-token")
+            .header("x-forwarded-uri", "/forecast/today"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "unknown_consumer");
+
+    // Envoy ext_authz (HTTP): the original method, path_prefix + the original path and query,
+    // the gateway's key added by `headers_to_add`.
+    let envoy = gateway(
+        &app,
+        "envoy",
+        json!({"api_from": "auth_path", "consumer_from": [{"header": "x-api-key"}]}),
+    )
+    .await;
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+        reqwest::Method::HEAD,
+    ] {
+        let response = app
+            .client
+            .request(
+                method.clone(),
+                app.url("/v1/authorize/weather/forecast/today?days=3"),
+            )
+            .header("x-tollbooth-key", &envoy)
+            .header("x-api-key", "k1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{method}");
+        assert!(response.headers().contains_key("x-tollbooth-subscription"));
+    }
+
+    // Caddy forward_auth and APISIX forward-auth: GET with X-Forwarded-Method/-Uri and headers
+    // the configuration adds (Caddy `header_up`, APISIX `request_headers` of the route).
+    let caddy = gateway(&app, "caddy", json!({})).await;
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url("/v1/authorize"))
+            .header("x-tollbooth-key", &caddy)
+            .header("x-tollbooth-api", "maps")
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-uri", "/tiles/1/2/3.png")
+            .header("x-api-key", "maps-app-1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A gateway key that is not one, in each place, and none at all.
+    for request in [
+        app.client
+            .get(app.url("/v1/authorize"))
+            .header("x-tollbooth-key", "tbg_wrong"),
+        app.client
+            .get(app.url("/v1/authorize?tollbooth_key=tbg_wrong")),
+        app.client
+            .get(app.url("/v1/authorize"))
+            .header("authorization", "Bearer tbg_wrong"),
+    ] {
+        let (status, _, body) = answer(
+            request
+                .header("x-tollbooth-api", "weather")
+                .header("x-api-key", "k1"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    // The gateway key in Authorization (the form before forward-auth) is still taken, and is
+    // then never read as the caller's bearer key.
+    let (status, _, body) = answer(
+        app.client
+            .get(app.url("/v1/authorize"))
+            .bearer_auth(&caddy)
+            .header("x-tollbooth-api", "weather")
+            .header("x-api-key", "k1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn answers_carry_what_the_gateway_passes_on(app: TestApp) {
+    two_apis(&app, Some(2)).await;
+    let key = gateway(&app, "caddy", json!({})).await;
+    let (_, subscription) = app.get("/v1/subscriptions/acme-weather").await;
+
+    let (status, headers, body) = ask_with_headers(&app, &key, "k1", "weather").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["subscription"], subscription["id"]);
+    assert_eq!(body["tier"], "weather-pro");
+    assert_eq!(body["remaining"], 1);
+    assert_eq!(
+        headers["x-tollbooth-subscription"],
+        subscription["id"].as_str().unwrap()
+    );
+    assert_eq!(headers["x-tollbooth-tier"], "weather-pro");
+    assert_eq!(headers["x-tollbooth-remaining"], "1");
+    assert_eq!(headers["ratelimit-limit"], "2");
+    assert_eq!(headers["ratelimit-remaining"], "1");
+    let reset: u64 = headers["ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=32 * 86_400).contains(&reset), "{reset}");
+
+    // No key: 401 with the reason; each refusal names itself in X-Tollbooth-Reason.
+    let (status, headers, body) = answer(
+        app.client
+            .get(app.url("/v1/authorize"))
+            .header("x-tollbooth-key", &key)
+            .header("x-tollbooth-api", "weather"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(
+        body,
+        json!({"allowed": false, "reason": "missing_consumer"})
+    );
+    assert_eq!(headers["x-tollbooth-reason"], "missing_consumer");
+
+    // The second call uses the quota up; the third is refused with Retry-After and RateLimit-*.
+    let (status, _, _) = ask_with_headers(&app, &key, "k1", "weather").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, body) = ask_with_headers(&app, &key, "k1", "weather").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["reason"], "quota_exhausted");
+    assert_eq!(headers["x-tollbooth-reason"], "quota_exhausted");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    assert_eq!(headers["retry-after"], headers["ratelimit-reset"]);
+
+    // NGINX passes only 401 and 403: with `refusal_status` 403 every refusal is a 403 that
+    // names what it stands for.
+    let nginx = gateway(&app, "nginx", json!({"refusal_status": 403})).await;
+    let (status, headers, body) = ask_with_headers(&app, &nginx, "k1", "weather").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["reason"], "quota_exhausted");
+    assert_eq!(headers["x-tollbooth-reason"], "quota_exhausted");
+    assert_eq!(headers["x-tollbooth-status"], "429");
+    let (status, headers, _) = ask_with_headers(&app, &nginx, "nobody", "weather").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(headers["x-tollbooth-status"], "403");
+    assert_eq!(headers["x-tollbooth-reason"], "unknown_consumer");
+}
+
+async fn a_hard_quota_counts_allowed_calls_before_their_records(app: TestApp) {
+    two_apis(&app, Some(5)).await;
+    let key = gateway(&app, "nginx", json!({})).await;
+    // Five calls allowed and no record yet: the sixth is refused at once.
+    for left in (0..5).rev() {
+        let (status, body) = ask(&app, &key, "k1", "weather").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["remaining"], left);
+    }
+    let (status, body) = ask(&app, &key, "k1", "weather").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    // Their records arrive: they take the place of the held calls, not count twice.
+    let records: Vec<Value> = (0..5).map(|i| record(&format!("held-{i}"), 200)).collect();
+    let (status, answer) = post_events(&app, &key, Value::Array(records).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, body) = ask(&app, &key, "k1", "weather").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["limit"], 5);
+    assert_eq!(
+        crate::events::usage_totals(&app).await.0,
+        5,
+        "what the upstream served is what is billed"
+    );
+}
+
+async fn a_gateway_with_bad_access_settings_is_refused_by_field(app: TestApp) {
+    for (access, field) in [
+        (json!({"consumer_from": []}), "access.consumer_from"),
+        (
+            json!({"consumer_from": [{"header": "bad header"}]}),
+            "access.consumer_from[0]",
+        ),
+        (json!({"refusal_status": 200}), "access.refusal_status"),
+    ] {
+        let answer = app
+            .send(
+                app.client
+                    .post(app.url("/v1/gateways"))
+                    .bearer_auth(crate::helpers::ADMIN_TOKEN)
+                    .json(&json!({"name": "nginx", "access": access})),
+            )
+            .await;
+        assert_error(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(field),
+        );
+    }
+    let (status, answer) = app
+        .post(
+            "/v1/gateways",
+            &json!({"name": "unknown", "access": {"consumer_form": []}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(app.count_rows("gateways").await, 0);
+
+    // Shown as written, with its defaults, in the create answer and after.
+    let (status, made) = app
+        .post(
+            "/v1/gateways",
+            &json!({"name": "envoy", "access": {"api_from": "auth_path"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, read) = app
+        .get(&format!("/v1/gateways/{}", made["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        read["access"],
+        json!({"consumer_from": [{"header": "X-Api-Key"}], "api_from": "auth_path"})
+    );
+    assert_eq!(made["access"], read["access"]);
+}
