@@ -115,6 +115,53 @@ fn count(entries: &mut HashMap<String, Entry>, increment: &UsageIncrement) -> Op
     (before < quota.limit && quota.used >= quota.limit).then_some((quota.limit, quota.period_end))
 }
 
+/// A subscription's calls allowed and not yet recorded, counted by the second they were allowed
+/// (oldest first), so that their memory is bounded by the hold, not by the call rate.
+#[derive(Debug, Default)]
+struct Held {
+    seconds: VecDeque<(i64, u64)>,
+    total: u64,
+}
+
+impl Held {
+    /// Forgets the calls allowed before `since` (Unix ms).
+    fn expire(&mut self, since: i64) {
+        let second = since.div_euclid(1000);
+        while let Some(&(at, calls)) = self.seconds.front() {
+            if at >= second {
+                break;
+            }
+            self.total -= calls;
+            self.seconds.pop_front();
+        }
+    }
+
+    /// Takes `calls` recorded calls off, oldest first.
+    fn release(&mut self, mut calls: u64) {
+        while calls > 0 {
+            let Some(front) = self.seconds.front_mut() else {
+                break;
+            };
+            let taken = front.1.min(calls);
+            front.1 -= taken;
+            self.total -= taken;
+            calls -= taken;
+            if front.1 == 0 {
+                self.seconds.pop_front();
+            }
+        }
+    }
+
+    fn add(&mut self, now: i64) {
+        let second = now.div_euclid(1000);
+        match self.seconds.back_mut() {
+            Some((at, calls)) if *at == second => *calls += 1,
+            _ => self.seconds.push_back((second, 1)),
+        }
+        self.total += 1;
+    }
+}
+
 /// The shared book of access state. Cheap to clone.
 #[derive(Clone)]
 pub struct AccessBook {
@@ -128,10 +175,10 @@ pub struct AccessBook {
     /// Usage counted while the database is read: counted again into what was read, since the
     /// read may not have seen its commit.
     counted_during_reload: Arc<std::sync::Mutex<Option<Vec<UsageIncrement>>>>,
-    /// Calls allowed under a hard quota whose records have not arrived yet, by subscription: the
-    /// times they were allowed, oldest first. They count against the quota until as many
-    /// billable calls are committed, or `hold_ms` has passed.
-    held: Arc<std::sync::Mutex<HashMap<Arc<str>, VecDeque<i64>>>>,
+    /// Calls allowed under a hard quota whose records have not arrived yet, by subscription. They
+    /// count against the quota until as many billable calls are committed, or `hold_ms` has
+    /// passed.
+    held: Arc<std::sync::Mutex<HashMap<Arc<str>, Held>>>,
     hold_ms: i64,
 }
 
@@ -321,12 +368,11 @@ impl AccessBook {
             return;
         }
         for increment in increments {
-            let Some(times) = held.get_mut(increment.subscription_id.as_str()) else {
+            let Some(calls) = held.get_mut(increment.subscription_id.as_str()) else {
                 continue;
             };
-            let calls = usize::try_from(increment.billable_calls).unwrap_or(0);
-            times.drain(..calls.min(times.len()));
-            if times.is_empty() {
+            calls.release(u64::try_from(increment.billable_calls).unwrap_or(0));
+            if calls.total == 0 {
                 held.remove(increment.subscription_id.as_str());
             }
         }
@@ -336,20 +382,16 @@ impl AccessBook {
     /// when the quota, held calls included, is used up.
     fn hold(&self, subscription_id: &Arc<str>, quota: &Quota, now: i64) -> Option<QuotaLeft> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let times = held.entry(subscription_id.clone()).or_default();
-        let expired = now.saturating_sub(self.hold_ms).max(quota.period_start);
-        while times.front().is_some_and(|&at| at < expired) {
-            times.pop_front();
-        }
-        let in_flight = u64::try_from(times.len()).unwrap_or(u64::MAX);
-        let used = quota.used.saturating_add(in_flight);
+        let calls = held.entry(subscription_id.clone()).or_default();
+        calls.expire(now.saturating_sub(self.hold_ms).max(quota.period_start));
+        let used = quota.used.saturating_add(calls.total);
         if used >= quota.limit {
-            if times.is_empty() {
+            if calls.total == 0 {
                 held.remove(subscription_id);
             }
             return None;
         }
-        times.push_back(now);
+        calls.add(now);
         Some(QuotaLeft {
             limit: quota.limit,
             remaining: quota.limit - used - 1,
@@ -435,5 +477,29 @@ impl AccessBook {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Held;
+
+    #[test]
+    fn held_calls_leave_oldest_first_by_record_or_by_age() {
+        let mut held = Held::default();
+        for at in [1_000, 1_200, 2_500, 2_900, 4_000] {
+            held.add(at);
+        }
+        assert_eq!(held.total, 5);
+        assert_eq!(held.seconds.len(), 3, "counted by the second");
+        held.release(3);
+        assert_eq!(held.total, 2);
+        assert_eq!(held.seconds.front(), Some(&(2, 1)));
+        held.expire(3_000);
+        assert_eq!(held.total, 1);
+        held.release(5);
+        assert_eq!((held.total, held.seconds.len()), (0, 0));
+        held.expire(10_000);
+        assert_eq!(held.total, 0);
     }
 }
