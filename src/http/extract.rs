@@ -125,8 +125,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Some(field) = unstorable_json_field(bytes) {
         return Err(unstorable(&field));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let invalid = |error: serde_path_to_error::Error<serde_json::Error>| {
         let inner = error.inner();
         if inner.is_syntax() || inner.is_eof() {
             return malformed(inner);
@@ -134,9 +133,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = field_path(&error.path().to_string(), &inner.to_string());
         let message = crate::domain::field::without_position(&inner.to_string()).to_owned();
         ApiError::invalid_field(FieldError::new(field, message))
-    })?;
+    };
+    // Read as it streams first: only that sees a key given twice (a parsed value keeps one).
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let _: T = serde_path_to_error::deserialize(&mut deserializer).map_err(invalid)?;
     deserializer.end().map_err(|e| malformed(&e))?;
-    Ok(value)
+    // Then strictly: a struct only from an object (`strict`).
+    let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+    serde_path_to_error::deserialize(super::strict::Strict(&json)).map_err(invalid)
 }
 
 /// The path of the first JSON string (key or value) holding a NUL, if the body has one.

@@ -11,6 +11,7 @@ mod health;
 mod mirror;
 pub mod openapi;
 pub mod serve;
+mod strict;
 mod subscribers;
 mod subscriptions;
 mod tiers;

@@ -18,6 +18,7 @@ on_both_databases!(
     every_refusal_of_the_http_layer_is_a_json_error,
     every_name_follows_one_rule,
     a_cursor_a_list_did_not_give_is_refused,
+    an_object_sent_as_an_array_is_refused_by_field,
 );
 on_both_backends!(
     a_client_that_stalls_is_cut_off,
@@ -436,4 +437,47 @@ async fn a_webhook_stamped_at_the_end_of_time_is_a_clean_400(backend: Backend) {
             .await;
         assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_signature", None);
     }
+}
+
+/// serde reads a struct from an array of its fields too; the document says an object, and so does
+/// tollbooth: schemathesis found `"quota": [null, null]` taken as a quota (201).
+async fn an_object_sent_as_an_array_is_refused_by_field(app: TestApp) {
+    create_weather_api(&app).await;
+    let mut tier = pro_tier("5.00");
+    tier["quota"] = json!([null, null]);
+    let answer = app.post("/v1/tiers", &tier).await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("quota"),
+    );
+    let mut tier = pro_tier("5.00");
+    tier["fixed_fee"] = json!(["25.00", "month", 1]);
+    let answer = app.post("/v1/tiers", &tier).await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("fixed_fee"),
+    );
+    let answer = app
+        .post(
+            "/v1/subscribers",
+            &json!(["acme", "Acme", "billing@acme.example"]),
+        )
+        .await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        None,
+    );
+    assert_eq!(app.count_rows("tiers").await, 0);
+    assert_eq!(app.count_rows("subscribers").await, 0);
+    // As objects, the same values are taken.
+    let mut tier = pro_tier("5.00");
+    tier["quota"] = json!({"hard_limit": null, "soft_limit": null});
+    let (status, answer) = app.post("/v1/tiers", &tier).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
