@@ -51,6 +51,13 @@ async fn ingest(
             format!("the body is not UTF-8: {e}"),
         )
     })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the body holds no call records: send a JSON array or one JSON object per line",
+        ));
+    }
     let raws = split_body(text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

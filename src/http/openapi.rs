@@ -131,7 +131,8 @@ impl Refusal {
             Refusal::BadRequest => {
                 "`malformed_json`: the body is not JSON (`details.line`, `details.column`); \
                  `invalid_query`: a query parameter given twice or of the wrong form \
-                 (`details.field`); `invalid_path`: a path that is not UTF-8"
+                 (`details.field`); `invalid_path`: a path that is not UTF-8; `empty_body`: \
+                 `POST /v1/events` with no record at all"
             }
             Refusal::Unauthorized => "`unauthorized`: no or a wrong admin token / gateway key",
             Refusal::MethodNotAllowed => {

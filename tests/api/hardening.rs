@@ -154,7 +154,11 @@ async fn nul_characters_are_refused_where_they_are_parsed(app: TestApp) {
 }
 
 async fn every_refusal_of_the_http_layer_is_a_json_error(app: TestApp) {
-    metered_setup(&app).await;
+    let key = metered_setup(&app).await;
+    for empty in ["", " \n\n "] {
+        let answer = post_events(&app, &key, empty.to_owned()).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "empty_body", None);
+    }
     let answer = app.get("/v1/subscriptions?limit=1&limit=2").await;
     assert_error(
         &answer,
