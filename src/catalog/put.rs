@@ -20,6 +20,8 @@ fn differs(kind: &str, key: &str) -> CatalogError {
 }
 
 pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(Api, Outcome)> {
+    spec.validate()?;
+    claim_routes(tx, spec).await?;
     let outcome = match tx.find_api(spec.slug.as_str()).await? {
         None => {
             tx.insert_api(&new_id("api"), spec).await?;
@@ -42,6 +44,37 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
         }
     };
     Ok((found(tx.find_api(spec.slug.as_str()).await?)?, outcome))
+}
+
+/// Refuses a route (host and path prefix) another api already has: the access decision must find
+/// one api for a request.
+async fn claim_routes(tx: &mut Tx, spec: &ApiSpec) -> CatalogResult<()> {
+    let mine = spec.routes();
+    if mine.is_empty() {
+        return Ok(());
+    }
+    for (slug, routes) in tx.all_api_routes().await? {
+        if slug == spec.slug.as_str() {
+            continue;
+        }
+        let same = |(host, prefix): &(Option<&str>, &str)| {
+            (
+                host.map(str::to_owned),
+                prefix.trim_end_matches('/').to_owned(),
+            )
+        };
+        let theirs: Vec<_> = crate::domain::api::routes_of(&routes.hosts, &routes.path_prefixes)
+            .iter()
+            .map(same)
+            .collect();
+        if let Some((host, prefix)) = mine.iter().map(same).find(|route| theirs.contains(route)) {
+            return Err(CatalogError::Conflict(format!(
+                "api `{slug}` is already routed at host `{}` and path `{prefix}/`",
+                host.as_deref().unwrap_or("*"),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates a tier, or a new version of it when its definition changed: the same for the admin API

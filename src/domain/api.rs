@@ -17,6 +17,104 @@ pub struct ApiSpec {
     /// platform account: every Stripe object of this api's tiers carries `Stripe-Account`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe_account: Option<StripeAccount>,
+    /// Where the gateway serves this api, for the access decision of a gateway whose `api_from`
+    /// is `route`: the original request's host (`X-Forwarded-Host`, else `Host`) is one of these.
+    /// Empty: any host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 32, example = json!(["api.provider.example"]))]
+    pub hosts: Vec<String>,
+    /// With `hosts`: the original request's path starts with one of these, at a segment boundary
+    /// (`/weather` is `/weather` and `/weather/…`, not `/weathers`). Empty: any path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 32, example = json!(["/weather"]))]
+    pub path_prefixes: Vec<String>,
+}
+
+/// At most this many hosts, and this many path prefixes, on one api.
+pub const MAX_ROUTES: usize = 32;
+
+impl ApiSpec {
+    pub fn validate(&self) -> Result<(), super::FieldError> {
+        use super::FieldError;
+        if self.hosts.len() > MAX_ROUTES {
+            return Err(FieldError::new(
+                "hosts",
+                format!("at most {MAX_ROUTES} hosts"),
+            ));
+        }
+        if self.path_prefixes.len() > MAX_ROUTES {
+            return Err(FieldError::new(
+                "path_prefixes",
+                format!("at most {MAX_ROUTES} path prefixes"),
+            ));
+        }
+        for (i, host) in self.hosts.iter().enumerate() {
+            let fine = !host.is_empty()
+                && host.len() <= 253
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c));
+            if !fine {
+                return Err(FieldError::new(
+                    format!("hosts[{i}]"),
+                    format!(
+                        "`{host}` is not a host name (lower case letters, digits, `-`, `.`, and `:port`)"
+                    ),
+                ));
+            }
+        }
+        for (i, prefix) in self.path_prefixes.iter().enumerate() {
+            let fine = prefix.starts_with('/')
+                && prefix.len() <= 200
+                && !prefix
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || "?#".contains(c));
+            if !fine {
+                return Err(FieldError::new(
+                    format!("path_prefixes[{i}]"),
+                    format!("`{prefix}` is not a path prefix (`/` and a path, no query)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `(host, path prefix)` pairs this api is routed by (`None`: any host).
+    pub fn routes(&self) -> Vec<(Option<&str>, &str)> {
+        routes_of(&self.hosts, &self.path_prefixes)
+    }
+}
+
+/// The `(host, path prefix)` pairs of these hosts and prefixes (`None`: any host); none when
+/// both are empty.
+pub fn routes_of<'a>(
+    hosts: &'a [String],
+    path_prefixes: &'a [String],
+) -> Vec<(Option<&'a str>, &'a str)> {
+    if hosts.is_empty() && path_prefixes.is_empty() {
+        return Vec::new();
+    }
+    let hosts: Vec<Option<&str>> = match hosts.is_empty() {
+        true => vec![None],
+        false => hosts.iter().map(|h| Some(h.as_str())).collect(),
+    };
+    let prefixes: Vec<&str> = match path_prefixes.is_empty() {
+        true => vec!["/"],
+        false => path_prefixes.iter().map(String::as_str).collect(),
+    };
+    hosts
+        .iter()
+        .flat_map(|host| prefixes.iter().map(move |prefix| (*host, *prefix)))
+        .collect()
+}
+
+/// Whether `path` is under `prefix` at a segment boundary.
+pub fn path_under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        None => false,
+    }
 }
 
 /// A connected Stripe account id: `acct_` and letters or digits.
@@ -67,6 +165,20 @@ impl From<StripeAccount> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_under_a_prefix_at_a_segment_boundary() {
+        for (path, prefix, under) in [
+            ("/weather", "/weather", true),
+            ("/weather/today", "/weather", true),
+            ("/weather/today", "/weather/", true),
+            ("/weathers", "/weather", false),
+            ("/maps/weather", "/weather", false),
+            ("/anything", "/", true),
+        ] {
+            assert_eq!(path_under(path, prefix), under, "{path} under {prefix}");
+        }
+    }
 
     #[test]
     fn a_stripe_account_is_acct_and_alphanumerics() {

@@ -61,6 +61,10 @@ pub enum ApiSource {
     /// The first path segment under `/v1/authorize/`, written in the gateway's auth address
     /// (`/v1/authorize/weather`); Envoy appends the original path after it, which is never read.
     AuthPath,
+    /// The api whose `hosts` and `path_prefixes` the original request's host and path fall
+    /// under (`X-Forwarded-Host` or `Host`; `X-Forwarded-Uri`, `X-Original-URI`, or the path
+    /// under `/v1/authorize` that Envoy sends): what the gateway serves is what is decided.
+    Route,
 }
 
 impl Default for ApiSource {
@@ -166,6 +170,8 @@ mod tests {
         assert!(access.validate().is_ok());
         assert_eq!(access.consumer_from[1], KeySource::Bearer);
         assert_eq!(access.api_from, ApiSource::AuthPath);
+        let access: GatewayAccess = serde_json::from_str(r#"{"api_from": "route"}"#).unwrap();
+        assert_eq!(access.api_from, ApiSource::Route);
     }
 
     #[test]

@@ -120,6 +120,7 @@ async fn authorize(
     let under = uri.path().strip_prefix("/v1/authorize").unwrap_or("");
     let (api, forwarded_path) = match &access.api_from {
         ApiSource::Header(name) => (header_text(&headers, name), under),
+        ApiSource::Route => (None, under),
         ApiSource::AuthPath => {
             let rest = under.strip_prefix('/').unwrap_or("");
             let (segment, after) = rest.split_once('/').map_or((rest, ""), |(s, a)| (s, a));
@@ -131,8 +132,18 @@ async fn authorize(
             (api, &under[under.len() - after.len()..])
         }
     };
-    let Some(api) = api else {
-        return Err(missing_api(access));
+    let api = match api {
+        Some(api) => api,
+        None if access.api_from == ApiSource::Route => {
+            let host =
+                header_text(&headers, "x-forwarded-host").or_else(|| header_text(&headers, "host"));
+            let path = original_path(&headers, forwarded_path);
+            match state.directory.view().route(host.as_deref(), &path) {
+                Some(api) => api.to_owned(),
+                None => return Err(no_route(host.as_deref(), &path)),
+            }
+        }
+        None => return Err(missing_api(access)),
     };
     let original_query = original_query(&headers, forwarded_path, uri.query());
     let consumer = access.consumer_from.iter().find_map(|source| match source {
@@ -232,6 +243,38 @@ fn original_query(
         .map(str::to_owned)
 }
 
+/// The original request's path: from `X-Forwarded-Uri` or `X-Original-URI`, else the path under
+/// `/v1/authorize` (Envoy), else `/`.
+fn original_path(headers: &HeaderMap, forwarded_path: &str) -> String {
+    for name in ["x-forwarded-uri", "x-original-uri"] {
+        if let Some(uri) = header_text(headers, name) {
+            let path = uri.split(['?', '#']).next().unwrap_or_default();
+            return percent_encoding::percent_decode_str(path)
+                .decode_utf8_lossy()
+                .into_owned();
+        }
+    }
+    match forwarded_path {
+        "" => "/".to_owned(),
+        path => percent_encoding::percent_decode_str(path)
+            .decode_utf8_lossy()
+            .into_owned(),
+    }
+}
+
+fn no_route(host: Option<&str>, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "missing_api",
+        format!(
+            "no api is routed at host `{}` and path `{path}`: an api's `hosts` and \
+             `path_prefixes` say where the gateway serves it",
+            host.unwrap_or("")
+        ),
+    )
+    .with_details(json!({ "field": "route" }))
+}
+
 fn missing_api(access: &GatewayAccess) -> ApiError {
     let (field, message) = match &access.api_from {
         ApiSource::Header(name) => (
@@ -244,6 +287,10 @@ fn missing_api(access: &GatewayAccess) -> ApiError {
         ApiSource::AuthPath => (
             "path".to_owned(),
             "the gateway named no api: its auth address is `/v1/authorize/<api slug>`".to_owned(),
+        ),
+        ApiSource::Route => (
+            "route".to_owned(),
+            "no api is routed at the original request's host and path".to_owned(),
         ),
     };
     ApiError::new(StatusCode::BAD_REQUEST, "missing_api", message)

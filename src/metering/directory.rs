@@ -33,8 +33,18 @@ struct Snapshot {
     /// Each subscription's live keys in `consumers`, so that a change to one touches only its own.
     keys_of: HashMap<Arc<str>, Vec<String>>,
     apis: HashMap<String, ApiEntry>,
+    /// Every api's routes, most specific first: a host before any host, a longer prefix first.
+    routes: Vec<Route>,
     /// Each gateway by its key's hash.
     gateways: HashMap<String, GatewayEntry>,
+}
+
+/// One route of an api: a host (`None`: any) and a path prefix.
+#[derive(Debug, Clone)]
+struct Route {
+    host: Option<String>,
+    prefix: String,
+    api: String,
 }
 
 /// A gateway as the hot paths need it.
@@ -89,6 +99,22 @@ impl Snapshot {
     }
 
     fn set_apis(&mut self, apis: Vec<ApiPolicyRow>) {
+        let mut routes = Vec::new();
+        for api in &apis {
+            for (host, prefix) in
+                crate::domain::api::routes_of(&api.routes.hosts, &api.routes.path_prefixes)
+            {
+                routes.push(Route {
+                    host: host.map(str::to_owned),
+                    prefix: prefix.to_owned(),
+                    api: api.slug.clone(),
+                });
+            }
+        }
+        routes.sort_by(|a, b| {
+            (b.host.is_some(), b.prefix.len()).cmp(&(a.host.is_some(), a.prefix.len()))
+        });
+        self.routes = routes;
         self.apis = apis
             .into_iter()
             .map(|a| {
@@ -267,6 +293,23 @@ impl DirectoryView {
 
     pub fn api(&self, slug: &str) -> Option<&ApiEntry> {
         self.0.apis.get(slug)
+    }
+
+    /// The slug of the api routed at this host and path (the original request's), if any.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&str> {
+        let host = host.map(str::to_ascii_lowercase);
+        let bare = host.as_deref().map(|h| h.split(':').next().unwrap_or(h));
+        self.0
+            .routes
+            .iter()
+            .find(|route| {
+                let host_matches = match route.host.as_deref() {
+                    None => true,
+                    Some(wanted) => host.as_deref() == Some(wanted) || bare == Some(wanted),
+                };
+                host_matches && crate::domain::api::path_under(path, &route.prefix)
+            })
+            .map(|route| route.api.as_str())
     }
 
     /// The gateway whose key hashes to `key_hash`.

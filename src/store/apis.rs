@@ -20,8 +20,27 @@ struct ApiRow {
     name: String,
     recording_policy: String,
     stripe_account: Option<String>,
+    routes: String,
     created_at: i64,
     updated_at: i64,
+}
+
+/// `apis.routes`: where the gateway serves the api.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ApiRoutes {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+}
+
+impl ApiRoutes {
+    fn of(spec: &ApiSpec) -> Self {
+        Self {
+            hosts: spec.hosts.clone(),
+            path_prefixes: spec.path_prefixes.clone(),
+        }
+    }
 }
 
 impl TryFrom<ApiRow> for Api {
@@ -29,6 +48,7 @@ impl TryFrom<ApiRow> for Api {
 
     fn try_from(row: ApiRow) -> StoreResult<Self> {
         let policy: RecordingPolicy = from_json("apis.recording_policy", &row.recording_policy)?;
+        let routes: ApiRoutes = from_json("apis.routes", &row.routes)?;
         let slug = row
             .slug
             .try_into()
@@ -44,6 +64,8 @@ impl TryFrom<ApiRow> for Api {
                     .map(TryInto::try_into)
                     .transpose()
                     .map_err(|e| super::StoreError::Corrupt(format!("apis.stripe_account: {e}")))?,
+                hosts: routes.hosts,
+                path_prefixes: routes.path_prefixes,
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -51,7 +73,8 @@ impl TryFrom<ApiRow> for Api {
     }
 }
 
-const COLUMNS: &str = "id, slug, name, recording_policy, stripe_account, created_at, updated_at";
+const COLUMNS: &str =
+    "id, slug, name, recording_policy, stripe_account, routes, created_at, updated_at";
 
 impl Tx {
     /// Finds an api by its id or its slug.
@@ -87,15 +110,17 @@ impl Tx {
     }
 
     pub async fn insert_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
-        let sql = "INSERT INTO apis (id, slug, name, recording_policy, stripe_account, created_at, \
-                   updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+        let sql = "INSERT INTO apis (id, slug, name, recording_policy, stripe_account, routes, \
+                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
         let policy = to_json(&spec.recording_policy)?;
+        let routes = to_json(&ApiRoutes::of(spec))?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.slug.as_str())
             .bind(spec.name.as_str())
             .bind(&policy)
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
+            .bind(&routes)
             .bind(now_ms())
             .execute(conn)
             .await
@@ -106,17 +131,31 @@ impl Tx {
 
     pub async fn update_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
         let sql = "UPDATE apis SET name = $2, recording_policy = $3, stripe_account = $4, \
-                   updated_at = $5 WHERE id = $1";
+                   routes = $5, updated_at = $6 WHERE id = $1";
         let policy = to_json(&spec.recording_policy)?;
+        let routes = to_json(&ApiRoutes::of(spec))?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.name.as_str())
             .bind(&policy)
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
+            .bind(&routes)
             .bind(now_ms())
             .execute(conn)
             .await?
             .rows_affected());
         Ok(())
+    }
+}
+
+impl Tx {
+    /// Every api's slug and spec, for checking that two apis do not claim the same route.
+    pub async fn all_api_routes(&mut self) -> StoreResult<Vec<(String, ApiRoutes)>> {
+        let sql = "SELECT slug, routes FROM apis";
+        let rows: Vec<(String, String)> =
+            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        rows.into_iter()
+            .map(|(slug, routes)| Ok((slug, from_json("apis.routes", &routes)?)))
+            .collect()
     }
 }

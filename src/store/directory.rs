@@ -19,6 +19,7 @@ pub struct ApiPolicyRow {
     pub id: String,
     pub slug: String,
     pub policy: RecordingPolicy,
+    pub routes: super::apis::ApiRoutes,
 }
 
 /// One change of the catalog: which object, by kind (`subscription`, `api`, `gateway`).
@@ -101,15 +102,16 @@ impl Tx {
     }
 
     pub async fn api_policies(&mut self) -> StoreResult<Vec<ApiPolicyRow>> {
-        let sql = "SELECT id, slug, recording_policy FROM apis";
-        let rows: Vec<(String, String, String)> =
+        let sql = "SELECT id, slug, recording_policy, routes FROM apis";
+        let rows: Vec<(String, String, String, String)> =
             on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
         rows.into_iter()
-            .map(|(id, slug, policy)| {
+            .map(|(id, slug, policy, routes)| {
                 Ok(ApiPolicyRow {
                     id,
                     slug,
                     policy: from_json("apis.recording_policy", &policy)?,
+                    routes: from_json("apis.routes", &routes)?,
                 })
             })
             .collect()

@@ -15,7 +15,7 @@ mod tiers;
 mod unique;
 
 pub use access::{AccessRow, PaymentState};
-pub use apis::Api;
+pub use apis::{Api, ApiRoutes};
 pub use billing::{BilledLine, Claim, JobRun};
 pub use directory::{ApiPolicyRow, ConsumerRow};
 pub use gateways::Gateway;

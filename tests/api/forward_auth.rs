@@ -15,6 +15,7 @@ on_both_databases!(
     answers_carry_what_the_gateway_passes_on,
     a_hard_quota_counts_allowed_calls_before_their_records,
     a_gateway_with_bad_access_settings_is_refused_by_field,
+    the_api_is_the_one_routed_where_the_gateway_served_the_call,
 );
 
 /// Asks as the shipped NGINX recipe does: the gateway's key and the api in headers its
@@ -57,16 +58,24 @@ async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, HeaderMap, Val
 /// Two apis, `weather` (Pro, `quota_limit` calls a month when given) and `maps`; `acme`
 /// subscribes to weather with `k1`, `atlas` to maps with `maps-app-1`.
 pub async fn two_apis(app: &TestApp, quota_limit: Option<u64>) {
+    two_apis_with(
+        app,
+        quota_limit,
+        json!({"slug": "weather", "name": "Weather API"}),
+        json!({"slug": "maps", "name": "Maps API"}),
+    )
+    .await;
+}
+
+/// `two_apis` with these api definitions (routes, say).
+async fn two_apis_with(app: &TestApp, quota_limit: Option<u64>, weather: Value, maps: Value) {
     let mut weather_tier = pro_tier("5.00");
     if let Some(limit) = quota_limit {
         weather_tier["quota"] = json!({"hard_limit": limit});
     }
     let steps = [
-        (
-            "/v1/apis",
-            json!({"slug": "weather", "name": "Weather API"}),
-        ),
-        ("/v1/apis", json!({"slug": "maps", "name": "Maps API"})),
+        ("/v1/apis", weather),
+        ("/v1/apis", maps),
         ("/v1/tiers", weather_tier),
         (
             "/v1/tiers",
@@ -442,4 +451,126 @@ async fn a_gateway_with_bad_access_settings_is_refused_by_field(app: TestApp) {
         json!({"consumer_from": [{"header": "X-Api-Key"}], "api_from": "auth_path"})
     );
     assert_eq!(made["access"], read["access"]);
+}
+
+async fn the_api_is_the_one_routed_where_the_gateway_served_the_call(app: TestApp) {
+    two_apis_with(
+        &app,
+        None,
+        json!({"slug": "weather", "name": "Weather API", "hosts": ["api.provider.example"],
+            "path_prefixes": ["/weather"]}),
+        json!({"slug": "maps", "name": "Maps API", "path_prefixes": ["/maps/"]}),
+    )
+    .await;
+    let (_, weather) = app.get("/v1/apis/weather").await;
+    assert_eq!(
+        weather["hosts"],
+        json!(["api.provider.example"]),
+        "{weather}"
+    );
+    assert_eq!(weather["path_prefixes"], json!(["/weather"]));
+    let key = gateway(&app, "traefik", json!({"api_from": "route"})).await;
+    let address = format!("/v1/authorize?tollbooth_key={key}");
+    let ask_at = |host: &str, uri: &str, consumer: &str| {
+        app.client
+            .get(app.url(&address))
+            .header("x-forwarded-host", host)
+            .header("x-forwarded-uri", uri)
+            .header("x-api-key", consumer)
+            // The caller's own attempt to name the api is not read in route mode.
+            .header("x-tollbooth-api", "maps")
+    };
+    for (host, uri, consumer, status, reason) in [
+        (
+            "api.provider.example",
+            "/weather/today?days=3",
+            "k1",
+            StatusCode::OK,
+            "",
+        ),
+        (
+            "API.provider.example:443",
+            "/weather",
+            "k1",
+            StatusCode::OK,
+            "",
+        ),
+        (
+            "api.provider.example",
+            "/weather/today",
+            "maps-app-1",
+            StatusCode::FORBIDDEN,
+            "not_subscribed",
+        ),
+        (
+            "anywhere.example",
+            "/maps/tiles/1",
+            "maps-app-1",
+            StatusCode::OK,
+            "",
+        ),
+        (
+            "anywhere.example",
+            "/maps/tiles/1",
+            "k1",
+            StatusCode::FORBIDDEN,
+            "not_subscribed",
+        ),
+    ] {
+        let (answered, _, body) = answer(ask_at(host, uri, consumer)).await;
+        assert_eq!(answered, status, "{host}{uri} {consumer}: {body}");
+        if !reason.is_empty() {
+            assert_eq!(body["reason"], reason, "{host}{uri}");
+        }
+    }
+    // Weather is served on its own host only; `/weathers` is not under `/weather`.
+    for (host, uri) in [
+        ("other.example", "/weather/today"),
+        ("api.provider.example", "/weathers"),
+    ] {
+        let (status, _, body) = answer(ask_at(host, uri, "k1")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{host}{uri}: {body}");
+        assert_eq!(body["error"]["code"], "missing_api");
+        assert_eq!(body["error"]["details"]["field"], "route");
+    }
+    // Envoy: the original path comes under /v1/authorize, the host in Host.
+    let envoy = gateway(&app, "envoy", json!({"api_from": "route"})).await;
+    let (status, _, body) = answer(
+        app.client
+            .post(app.url("/v1/authorize/weather/today"))
+            .header("host", "api.provider.example")
+            .header("x-tollbooth-key", &envoy)
+            .header("x-api-key", "k1"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Two apis cannot claim one route; bad routes name their field; nothing is written.
+    let (status, body) = app
+        .post(
+            "/v1/apis",
+            &json!({"slug": "roads", "name": "Roads", "path_prefixes": ["/maps"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    for (api, field) in [
+        (
+            json!({"slug": "roads", "name": "Roads", "path_prefixes": ["roads"]}),
+            "path_prefixes[0]",
+        ),
+        (
+            json!({"slug": "roads", "name": "Roads", "hosts": ["Bad Host"]}),
+            "hosts[0]",
+        ),
+    ] {
+        let answer = app.post("/v1/apis", &api).await;
+        assert_error(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(field),
+        );
+    }
+    let (_, apis) = app.get("/v1/apis").await;
+    assert_eq!(apis["data"].as_array().unwrap().len(), 2);
 }
