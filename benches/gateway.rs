@@ -9,11 +9,12 @@
 //! - with the decision: the same call through the recipe's `/weather/` location; what it adds;
 //! - tollbooth's own share: `GET /v1/authorize` straight to tollbooth, as NGINX's subrequest asks;
 //! - the hard quota's overshoot: a subscription with `hard_limit` 1,000 called 1,100 times through
-//!   NGINX at about 600 calls a second (the outside tester's rate) while a stand-in for a log
-//!   shipper posts the records of the served calls once a second; the calls served past 1,000.
+//!   NGINX at about 600 calls a second (the outside tester's rate) while the recipe's shipper
+//!   (`tollbooth_records.lua`) posts the records of the served calls once a second; the calls
+//!   served past 1,000, and the billable calls tollbooth counted from those records.
 //!
 //! Run with `cargo build --release --bin tollbooth && cargo bench --bench gateway` (needs
-//! `/usr/sbin/nginx`: `apt-get install nginx`).
+//! `/usr/sbin/nginx` and its Lua module: `apt-get install nginx libnginx-mod-http-lua`).
 // A bench fails loudly on what it did not expect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -100,12 +101,14 @@ async fn run(binary: PathBuf) -> Result<()> {
         "the upstream did not serve every call"
     );
 
-    let served = overshoot(&client, &nginx, &server.base, &key).await?;
+    let served = overshoot(&client, &nginx).await?;
     println!(
         "\nhard quota {QUOTA}: {served} of {QUOTA_CALLS} calls served at {QUOTA_RATE:.0}/s with the \
-         records posted each second: overshoot {}",
+         shipper posting records each second: overshoot {}",
         served.saturating_sub(QUOTA)
     );
+    // The shipper posts once a second: wait for its last post.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let billed = billed(&client, &server.base).await?;
     println!("billable calls tollbooth counted for it: {billed}");
     drop(nginx);
@@ -189,6 +192,10 @@ impl Nginx {
     fn start(dir: &Path, tollbooth: &str, upstream: &Upstream, key: &str) -> Result<Self> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let recipe = std::fs::read_to_string(manifest.join("integrations/nginx/tollbooth.conf"))?;
+        std::fs::copy(
+            manifest.join("integrations/nginx/tollbooth_records.lua"),
+            dir.join("tollbooth_records.lua"),
+        )?;
         let (port, plain) = (free_port()?, free_port()?);
         let mut text = recipe;
         for (from, to) in [
@@ -199,6 +206,7 @@ impl Nginx {
             ("127.0.0.1:9000", upstream.address.clone()),
             ("127.0.0.1:8000", format!("127.0.0.1:{port}")),
             ("tbg_YOUR_GATEWAY_KEY", key.to_owned()),
+            ("/etc/nginx/tollbooth/", format!("{}/", dir.display())),
         ] {
             ensure!(text.contains(from), "the recipe has no `{from}`");
             text = text.replace(from, &to);
@@ -208,7 +216,9 @@ impl Nginx {
         std::fs::write(
             dir.join("nginx.conf"),
             format!(
-                "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n\
+                "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
+                 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n\
+                 daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n\
                  error_log {d}/nginx-error.log warn;\n\
                  events {{ worker_connections 1024; }}\n\
                  http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
@@ -303,22 +313,15 @@ async fn latencies(
     Ok((at(0.50), at(0.99)))
 }
 
-/// Calls the capped subscription `QUOTA_CALLS` times at `QUOTA_RATE` through NGINX, posting
-/// each second the records of the calls served; answers how many were served.
-async fn overshoot(
-    client: &reqwest::Client,
-    nginx: &Nginx,
-    tollbooth: &str,
-    key: &str,
-) -> Result<u64> {
-    let served: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+/// Calls the capped subscription `QUOTA_CALLS` times at `QUOTA_RATE` through NGINX; answers how
+/// many were served (the recipe's shipper posts their records meanwhile).
+async fn overshoot(client: &reqwest::Client, nginx: &Nginx) -> Result<u64> {
+    let served = Arc::new(AtomicU64::new(0));
     let mut calls = tokio::task::JoinSet::new();
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / QUOTA_RATE));
-    let mut flushed = Instant::now();
-    let mut posted = 0;
-    for i in 0..QUOTA_CALLS {
+    for _ in 0..QUOTA_CALLS {
         ticker.tick().await;
-        let (caller, url, record) = (
+        let (caller, url, count) = (
             client.clone(),
             nginx.url("/weather/forecast"),
             served.clone(),
@@ -327,7 +330,7 @@ async fn overshoot(
             let response = caller.get(url).header("x-api-key", "capped").send().await?;
             let status = response.status().as_u16();
             if status == 200 {
-                record.lock().unwrap().push(format!("quota-{i}"));
+                count.fetch_add(1, Ordering::SeqCst);
             } else {
                 ensure!(
                     status == 429,
@@ -336,47 +339,11 @@ async fn overshoot(
             }
             anyhow::Ok(())
         });
-        if flushed.elapsed() >= Duration::from_secs(1) {
-            posted += post_records(client, tollbooth, key, &served, posted).await?;
-            flushed = Instant::now();
-        }
     }
     while let Some(done) = calls.join_next().await {
         done??;
     }
-    post_records(client, tollbooth, key, &served, posted).await?;
-    let count = served.lock().unwrap().len();
-    Ok(count as u64)
-}
-
-/// Posts the records of the served calls not posted yet, as a log shipper would; answers how many.
-async fn post_records(
-    client: &reqwest::Client,
-    tollbooth: &str,
-    key: &str,
-    served: &std::sync::Mutex<Vec<String>>,
-    posted: usize,
-) -> Result<usize> {
-    let ids: Vec<String> = served.lock().unwrap()[posted..].to_vec();
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let now = chrono::Utc::now().to_rfc3339();
-    let records: Vec<Value> = ids
-        .iter()
-        .map(|id| {
-            json!({"id": id, "consumer": "capped", "api": "weather", "timestamp": now,
-            "status": 200, "method": "GET", "path": "/weather/forecast"})
-        })
-        .collect();
-    let response = client
-        .post(format!("{tollbooth}/v1/events"))
-        .bearer_auth(key)
-        .json(&records)
-        .send()
-        .await?;
-    ensure!(response.status() == 202, "records: {}", response.status());
-    Ok(ids.len())
+    Ok(served.load(Ordering::SeqCst))
 }
 
 /// The capped subscription's billable calls as tollbooth counted them.

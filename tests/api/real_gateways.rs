@@ -16,6 +16,7 @@ use std::time::Duration;
 
 on_both_databases!(
     nginx_auth_request_answers_as_tollbooth_decides,
+    nginx_records_reach_tollbooth_across_its_restart,
     caddy_forward_auth_answers_as_tollbooth_decides,
     haproxy_lua_answers_as_tollbooth_decides,
 );
@@ -26,19 +27,78 @@ async fn nginx_auth_request_answers_as_tollbooth_decides(app: TestApp) {
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let (gateway, app) = start_nginx(&nginx, app, &upstream, &key, dir.path(), port).await;
+    answers_as_tollbooth_decides(&app, &gateway, &upstream).await;
+    // The shipper posts the records of the served calls (and of those only).
+    wait_for_usage(&app, 3).await;
+}
+
+async fn nginx_records_reach_tollbooth_across_its_restart(app: TestApp) {
+    let Some(nginx) = binary("nginx") else { return };
+    let key = setup(&app, json!({"refusal_status": 403})).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (gateway, mut app) = start_nginx(&nginx, app, &upstream, &key, dir.path(), port).await;
+    let client = app.client.clone();
+    let call = || {
+        client
+            .get(gateway.url("/weather/forecast"))
+            .header("x-api-key", "k1")
+    };
+    let (status, _, body) = send(call()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // tollbooth stops at once, most likely before the shipper's next post: the record waits.
+    let address: std::net::SocketAddr = app.address.trim_start_matches("http://").parse().unwrap();
+    app.stop().await;
+    let (status, _, _) = send(call()).await;
+    assert!(status.is_server_error(), "no decision, no call: {status}");
+    let replica = crate::helpers::spawn_replica(&app, |settings| settings.listen = address).await;
+    wait_for_usage(&replica, 1).await;
+    for _ in 0..2 {
+        let (status, _, body) = send(call()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, _, body) = send(call()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    wait_for_usage(&replica, 3).await;
+    assert_eq!(upstream.served.load(Ordering::SeqCst), 3);
+}
+
+/// The recipe (with its call-record shipper) run by NGINX in front of `upstream`.
+async fn start_nginx(
+    nginx: &Path,
+    app: TestApp,
+    upstream: &Upstream,
+    key: &str,
+    dir: &Path,
+    port: u16,
+) -> (Gateway, TestApp) {
+    std::fs::copy(
+        repository().join("integrations/nginx/tollbooth_records.lua"),
+        dir.join("tollbooth_records.lua"),
+    )
+    .unwrap();
     let recipe = recipe(
         "integrations/nginx/tollbooth.conf",
         &app,
-        &upstream,
-        &key,
-        &[("127.0.0.1:8000", format!("127.0.0.1:{port}"))],
+        upstream,
+        key,
+        &[
+            ("127.0.0.1:8000", format!("127.0.0.1:{port}")),
+            ("/etc/nginx/tollbooth/", format!("{}/", dir.display())),
+        ],
     );
-    std::fs::write(dir.path().join("tollbooth.conf"), recipe).unwrap();
-    let d = dir.path().display();
+    std::fs::write(dir.join("tollbooth.conf"), recipe).unwrap();
+    let d = dir.display();
+    // Debian's nginx.conf loads the Lua module from modules-enabled; this one names it.
     std::fs::write(
-        dir.path().join("nginx.conf"),
+        dir.join("nginx.conf"),
         format!(
-            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log info;\n\
+            "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
+             load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n\
+             daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
              events {{ worker_connections 256; }}\n\
              http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
              fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
@@ -49,13 +109,33 @@ async fn nginx_auth_request_answers_as_tollbooth_decides(app: TestApp) {
     let mut command = Command::new(nginx);
     command
         .arg("-p")
-        .arg(dir.path())
+        .arg(dir)
         .arg("-e")
-        .arg(dir.path().join("error.log"))
+        .arg(dir.join("error.log"))
         .arg("-c")
-        .arg(dir.path().join("nginx.conf"));
-    let gateway = Gateway::start(command, port, dir.path().join("error.log")).await;
-    answers_as_tollbooth_decides(&app, &gateway, &upstream).await;
+        .arg(dir.join("nginx.conf"));
+    let gateway = Gateway::start(command, port, dir.join("error.log")).await;
+    (gateway, app)
+}
+
+/// Waits (up to 10 s: the shipper posts once a second) until the subscription `acme-weather`
+/// has exactly `calls` billable calls, and then a little longer to see no more arrive.
+async fn wait_for_usage(app: &TestApp, calls: i64) {
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = crate::events::usage_totals(app).await.0;
+        if seen >= calls {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (billable, _, _, total) = crate::events::usage_totals(app).await;
+    assert_eq!(
+        (billable, total),
+        (calls, calls),
+        "the records of the served calls (saw {seen})"
+    );
 }
 
 async fn caddy_forward_auth_answers_as_tollbooth_decides(app: TestApp) {
