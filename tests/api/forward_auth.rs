@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 on_both_databases!(
     a_caller_cannot_choose_the_api_through_its_key,
+    the_other_apis_key_is_refused_through_every_documented_form,
     each_gateway_is_answered_in_its_own_form,
     answers_carry_what_the_gateway_passes_on,
     a_hard_quota_counts_allowed_calls_before_their_records,
@@ -573,4 +574,64 @@ async fn the_api_is_the_one_routed_where_the_gateway_served_the_call(app: TestAp
     }
     let (_, apis) = app.get("/v1/apis").await;
     assert_eq!(apis["data"].as_array().unwrap().len(), 2);
+}
+
+/// The outside tester's request and the other api's key, through each gateway whose recipe is a
+/// README row (Traefik, Envoy, APISIX), exactly as each one's documentation says it asks.
+async fn the_other_apis_key_is_refused_through_every_documented_form(app: TestApp) {
+    two_apis(&app, None).await;
+    let traefik = gateway(
+        &app,
+        "traefik",
+        json!({"api_from": "auth_path", "consumer_from": [{"query": "api_key"}, "bearer"]}),
+    )
+    .await;
+    let envoy = gateway(&app, "envoy", json!({"api_from": "auth_path"})).await;
+    let apisix = gateway(&app, "apisix", json!({"api_from": "auth_path"})).await;
+    for key in ["maps-app-1&api=maps#", "maps-app-1"] {
+        let encoded: String = form_urlencoded::byte_serialize(key.as_bytes()).collect();
+        let requests = [
+            (
+                "traefik, key in the query",
+                app.client
+                    .get(app.url(&format!("/v1/authorize/weather?tollbooth_key={traefik}")))
+                    .header("x-forwarded-uri", format!("/forecast?api_key={encoded}"))
+                    .header("x-forwarded-host", "api.provider.example"),
+            ),
+            (
+                "traefik, key as bearer",
+                app.client
+                    .get(app.url(&format!("/v1/authorize/weather?tollbooth_key={traefik}")))
+                    .header("authorization", format!("Bearer {key}"))
+                    .header("x-forwarded-uri", "/forecast"),
+            ),
+            (
+                "envoy",
+                app.client
+                    .post(app.url(&format!("/v1/authorize/weather/forecast?api={encoded}")))
+                    .header("x-tollbooth-key", &envoy)
+                    .header("x-api-key", key),
+            ),
+            (
+                "apisix",
+                app.client
+                    .get(app.url(&format!("/v1/authorize/weather?tollbooth_key={apisix}")))
+                    .header("x-forwarded-proto", "http")
+                    .header("x-forwarded-method", "GET")
+                    .header("x-forwarded-host", "api.provider.example")
+                    .header("x-forwarded-uri", "/forecast")
+                    .header("x-api-key", key),
+            ),
+        ];
+        for (form, request) in requests {
+            let (status, _, body) = answer(request).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{form}, {key}: {body}");
+            let reason = if key.contains('&') {
+                "unknown_consumer"
+            } else {
+                "not_subscribed"
+            };
+            assert_eq!(body["reason"], reason, "{form}, {key}");
+        }
+    }
 }
