@@ -7,7 +7,7 @@ use crate::domain::api::ApiSpec;
 use crate::domain::gateway::GatewayAccess;
 use crate::domain::ids::new_id;
 use crate::domain::subscriber::SubscriberSpec;
-use crate::domain::subscription::SubscriptionSpec;
+use crate::domain::subscription::{StoredKey, SubscriptionSpec};
 use crate::domain::text::Name;
 use crate::domain::tier::TierSpec;
 use crate::store::{Api, Gateway, Subscriber, Subscription, Tier, Tx};
@@ -162,11 +162,7 @@ pub async fn put_subscription(
         .find_tier(spec.tier.as_str())
         .await?
         .ok_or_else(|| FieldError::new("tier", format!("tier `{}` does not exist", spec.tier)))?;
-    let keys: Vec<String> = spec
-        .consumer_keys
-        .iter()
-        .map(|k| k.as_str().to_owned())
-        .collect();
+    let keys: Vec<StoredKey> = spec.consumer_keys.iter().map(|k| k.stored()).collect();
 
     let Some(existing) = tx.find_subscription(key).await? else {
         let id = new_id("subn");
@@ -184,7 +180,8 @@ pub async fn put_subscription(
         )));
     }
     let same_tier = existing.tier == tier.latest.spec.slug.as_str();
-    let same_keys = same_set(&existing.consumer_keys, &keys);
+    let hashes: Vec<String> = keys.iter().map(|k| k.hash.clone()).collect();
+    let same_keys = same_set(&existing.consumer_keys, &hashes);
     if same_tier && same_keys {
         return Ok((existing, Outcome::Unchanged));
     }
@@ -288,13 +285,14 @@ async fn live_subscription(tx: &mut Tx, id_or_key: &str) -> CatalogResult<Subscr
 }
 
 /// Refuses keys that another live subscription holds, naming the first such key.
-async fn claim_keys(tx: &mut Tx, subscription_id: &str, keys: &[String]) -> CatalogResult<()> {
+async fn claim_keys(tx: &mut Tx, subscription_id: &str, keys: &[StoredKey]) -> CatalogResult<()> {
     for (index, key) in keys.iter().enumerate() {
-        if let Some(owner) = tx.consumer_key_owner(key).await?
+        if let Some(owner) = tx.consumer_key_owner(&key.hash).await?
             && owner != subscription_id
         {
             return Err(CatalogError::Conflict(format!(
-                "consumer_keys[{index}]: consumer key `{key}` already belongs to another live subscription"
+                "consumer_keys[{index}]: consumer key `{}` already belongs to another live subscription",
+                key.named
             )));
         }
     }

@@ -49,6 +49,59 @@ impl ConsumerKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key as it is stored: its hash, and the first characters that answers show.
+    pub fn stored(&self) -> StoredKey {
+        StoredKey::of(&self.0)
+    }
+}
+
+/// A consumer key as tollbooth keeps it: a caller's credential, so only its SHA-256 and a few
+/// first characters (to tell keys apart in answers), never the key. Two are the same key when
+/// their hashes are.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub hash: String,
+    pub prefix: String,
+    /// How an error names it: the key itself when the request being answered gave it, else its
+    /// prefix.
+    pub named: String,
+}
+
+impl PartialEq for StoredKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+
+impl Eq for StoredKey {}
+
+impl StoredKey {
+    /// A key given in the request being answered.
+    pub fn of(key: &str) -> Self {
+        Self {
+            hash: crate::auth::hash_secret(key),
+            prefix: shown(key),
+            named: key.to_owned(),
+        }
+    }
+
+    /// A key read back from the database.
+    pub fn read(hash: String, prefix: String) -> Self {
+        Self {
+            named: prefix.clone(),
+            hash,
+            prefix,
+        }
+    }
+}
+
+/// The first characters of a key, at most a third of it and at most 6, then `…`.
+pub fn shown(key: &str) -> String {
+    let count = (key.chars().count() / 3).min(6);
+    let mut shown: String = key.chars().take(count).collect();
+    shown.push('…');
+    shown
 }
 
 impl TryFrom<String> for ConsumerKey {
@@ -117,5 +170,20 @@ impl SubscriptionStatus {
             "canceled" => Some(Self::Canceled),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod stored_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_key_shows_at_most_a_third_of_itself() {
+        assert_eq!(shown("k1"), "…");
+        assert_eq!(shown("acme-app-1"), "acm…");
+        assert_eq!(shown("bench-consumer-00001"), "bench-…");
+        let stored = StoredKey::of("acme-app-1");
+        assert_eq!(stored.hash.len(), 64);
+        assert!(!stored.hash.contains("acme"));
     }
 }

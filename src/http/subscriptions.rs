@@ -35,6 +35,8 @@ struct SubscriptionView {
     tier: String,
     #[schema(minimum = 1)]
     tier_version: i64,
+    /// The first characters of each live consumer key (`acm…`): keys are callers' credentials,
+    /// kept only as hashes and never answered whole.
     consumer_keys: Vec<String>,
     status: SubscriptionStatus,
     #[schema(format = DateTime)]
@@ -56,7 +58,7 @@ impl From<Subscription> for SubscriptionView {
             subscriber: s.subscriber,
             tier: s.tier,
             tier_version: s.tier_version,
-            consumer_keys: s.consumer_keys,
+            consumer_keys: s.consumer_key_prefixes,
             status: s.status,
             started_at: timestamp(s.started_at),
             canceled_at: s.canceled_at.map(timestamp),

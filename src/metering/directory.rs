@@ -287,8 +287,9 @@ impl Directory {
 pub struct DirectoryView(Arc<Snapshot>);
 
 impl DirectoryView {
+    /// The subscription a caller's key belongs to; keys are kept as their hashes only.
     pub fn consumer(&self, key: &str) -> Option<&Consumer> {
-        self.0.consumers.get(key)
+        self.0.consumers.get(&crate::auth::hash_secret(key))
     }
 
     pub fn api(&self, slug: &str) -> Option<&ApiEntry> {

@@ -36,6 +36,21 @@ impl Store {
             }
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
+        self.hash_consumer_keys_written_before().await
+    }
+
+    /// Migration 0013 made consumer keys hashes; the keys written before it are hashed here, in
+    /// one transaction (SQLite has no SHA-256). A process racing another finds them done.
+    async fn hash_consumer_keys_written_before(&self) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let keys = tx.unhashed_consumer_keys().await?;
+        for key in &keys {
+            tx.hash_consumer_key(key).await?;
+        }
+        tx.commit().await?;
+        if !keys.is_empty() {
+            tracing::info!(keys = keys.len(), "consumer keys are now kept as hashes");
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Subscriptions and the gateway consumer keys that identify their calls.
 
 use super::{Page, PageRequest, StoreResult, Tx, now_ms, on_tx, taking};
+use crate::domain::subscription::StoredKey;
 use crate::domain::subscription::SubscriptionStatus;
 
 /// A stored subscription, with the keys it names its subscriber and tier by.
@@ -14,7 +15,10 @@ pub struct Subscription {
     pub tier: String,
     pub tier_version: i64,
     pub status: SubscriptionStatus,
+    /// The live consumer keys' hashes.
     pub consumer_keys: Vec<String>,
+    /// Their first characters, for answers (the keys themselves are not kept).
+    pub consumer_key_prefixes: Vec<String>,
     pub started_at: i64,
     pub canceled_at: Option<i64>,
     /// A cancellation asked for at the end of the current period.
@@ -89,7 +93,12 @@ impl Tx {
         let status = SubscriptionStatus::parse(&row.status).ok_or_else(|| {
             super::StoreError::Corrupt(format!("subscriptions.status: `{}`", row.status))
         })?;
-        let consumer_keys = self.live_consumer_keys(&row.id).await?;
+        let (consumer_keys, consumer_key_prefixes) = self
+            .live_consumer_keys(&row.id)
+            .await?
+            .into_iter()
+            .map(|key| (key.hash, key.prefix))
+            .unzip();
         Ok(Subscription {
             id: row.id,
             external_id: row.external_id,
@@ -100,6 +109,7 @@ impl Tx {
             tier_version: row.tier_version,
             status,
             consumer_keys,
+            consumer_key_prefixes,
             started_at: row.started_at,
             canceled_at: row.canceled_at,
             cancel_at_period_end: row.cancel_at_period_end,
@@ -108,22 +118,55 @@ impl Tx {
         })
     }
 
-    async fn live_consumer_keys(&mut self, subscription_id: &str) -> StoreResult<Vec<String>> {
-        let sql = "SELECT consumer_key FROM consumer_keys \
+    async fn live_consumer_keys(&mut self, subscription_id: &str) -> StoreResult<Vec<StoredKey>> {
+        let sql = "SELECT consumer_key, key_prefix FROM consumer_keys \
                    WHERE subscription_id = $1 AND released_at IS NULL ORDER BY created_at, consumer_key";
-        let rows: Vec<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql)
+        let rows: Vec<(String, String)> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(subscription_id)
             .fetch_all(conn)
             .await?);
-        Ok(rows.into_iter().map(|(key,)| key).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(hash, prefix)| StoredKey::read(hash, prefix))
+            .collect())
     }
 
-    /// The subscription a live consumer key belongs to, if any.
-    pub async fn consumer_key_owner(&mut self, consumer_key: &str) -> StoreResult<Option<String>> {
+    /// Consumer keys written before they were kept as hashes: `(key, subscription, created_at)`.
+    pub async fn unhashed_consumer_keys(&mut self) -> StoreResult<Vec<(String, String, i64)>> {
+        let sql = "SELECT consumer_key, subscription_id, created_at FROM consumer_keys \
+                   WHERE key_prefix = ''";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .fetch_all(conn)
+            .await?))
+    }
+
+    /// Replaces a key written before hashing by its hash and prefix.
+    pub async fn hash_consumer_key(
+        &mut self,
+        (key, subscription_id, created_at): &(String, String, i64),
+    ) -> StoreResult<()> {
+        let stored = StoredKey::of(key);
+        let sql = "UPDATE consumer_keys SET consumer_key = $1, key_prefix = $2 \
+                   WHERE consumer_key = $3 AND subscription_id = $4 AND created_at = $5 \
+                   AND key_prefix = ''";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(&stored.hash)
+            .bind(&stored.prefix)
+            .bind(key)
+            .bind(subscription_id)
+            .bind(created_at)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// The subscription a live consumer key (by its hash) belongs to, if any.
+    pub async fn consumer_key_owner(&mut self, key_hash: &str) -> StoreResult<Option<String>> {
         let sql = "SELECT subscription_id FROM consumer_keys \
                    WHERE consumer_key = $1 AND released_at IS NULL";
         let row: Option<(String,)> = on_tx!(self, |conn| sqlx::query_as(sql)
-            .bind(consumer_key)
+            .bind(key_hash)
             .fetch_optional(conn)
             .await?);
         Ok(row.map(|(id,)| id))
@@ -207,11 +250,12 @@ impl Tx {
     pub async fn set_consumer_keys(
         &mut self,
         subscription_id: &str,
-        keys: &[String],
+        keys: &[StoredKey],
     ) -> StoreResult<()> {
         let now = now_ms();
         let current = self.live_consumer_keys(subscription_id).await?;
         for gone in current.iter().filter(|key| !keys.contains(key)) {
+            let gone = &gone.hash;
             let sql = "UPDATE consumer_keys SET released_at = $3 \
                        WHERE subscription_id = $1 AND consumer_key = $2 AND released_at IS NULL";
             on_tx!(self, |conn| sqlx::query(sql)
@@ -223,15 +267,16 @@ impl Tx {
                 .rows_affected());
         }
         for new in keys.iter().filter(|key| !current.contains(key)) {
-            let sql = "INSERT INTO consumer_keys (consumer_key, subscription_id, created_at) \
-                       VALUES ($1, $2, $3)";
+            let sql = "INSERT INTO consumer_keys (consumer_key, key_prefix, subscription_id, \
+                       created_at) VALUES ($1, $2, $3, $4)";
             on_tx!(self, |conn| sqlx::query(sql)
-                .bind(new)
+                .bind(&new.hash)
+                .bind(&new.prefix)
                 .bind(subscription_id)
                 .bind(now)
                 .execute(conn)
                 .await
-                .map_err(taking(new))?
+                .map_err(taking(&new.named))?
                 .rows_affected());
         }
         Ok(())

@@ -39,6 +39,12 @@ fn assert_written_back(written: &Value, answered: &Value, at: &str) {
                 assert_written_back(item, answer, &format!("{at}[{i}]"));
             }
         }
+        // A consumer key is answered by its first characters only (it is kept as a hash).
+        Value::String(key) if at.contains(".consumer_keys[") => assert_eq!(
+            answered,
+            &Value::String(tollbooth::domain::subscription::shown(key)),
+            "{at}"
+        ),
         scalar => assert_eq!(scalar, answered, "{at}"),
     }
 }

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 on_both_databases!(
     a_caller_cannot_choose_the_api_through_its_key,
     the_other_apis_key_is_refused_through_every_documented_form,
+    consumer_keys_are_kept_as_hashes_and_keys_kept_before_are_hashed_at_start,
     each_gateway_is_answered_in_its_own_form,
     answers_carry_what_the_gateway_passes_on,
     a_hard_quota_counts_allowed_calls_before_their_records,
@@ -634,4 +635,60 @@ async fn the_other_apis_key_is_refused_through_every_documented_form(app: TestAp
             assert_eq!(body["reason"], reason, "{form}, {key}");
         }
     }
+}
+
+async fn consumer_keys_are_kept_as_hashes_and_keys_kept_before_are_hashed_at_start(app: TestApp) {
+    two_apis(&app, None).await;
+    let key = gateway(&app, "nginx", json!({})).await;
+    // Nowhere in the database, nowhere in an answer; still the caller's credential.
+    assert_eq!(
+        app.count_where("consumer_keys", "consumer_key = 'k1'")
+            .await,
+        0
+    );
+    assert_eq!(app.count_where("consumer_keys", "key_prefix = ''").await, 0);
+    let (_, listed) = app.get("/v1/subscriptions").await;
+    assert!(!listed.to_string().contains("maps-app-1"), "{listed}");
+    assert_eq!(ask(&app, &key, "k1", "weather").await.0, StatusCode::OK);
+    // The same definition again is the same subscription; a key another one holds is refused,
+    // named by its index.
+    let (status, _) = app
+        .post(
+            "/v1/subscriptions",
+            &json!({"external_id": "acme-weather", "subscriber": "acme",
+            "tier": "weather-pro", "consumer_keys": ["k1"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = app
+        .post(
+            "/v1/subscriptions",
+            &json!({"external_id": "acme-2", "subscriber": "acme",
+            "tier": "weather-pro", "consumer_keys": ["fresh-key", "maps-app-1"]}),
+        )
+        .await;
+    assert_eq!(answer.0, StatusCode::CONFLICT, "{}", answer.1);
+    assert!(
+        answer.1.to_string().contains("consumer_keys[1]"),
+        "{}",
+        answer.1
+    );
+
+    // A key written before keys were hashed (as an older tollbooth left it) is hashed at start.
+    app.execute_sql(
+        "UPDATE consumer_keys SET consumer_key = 'legacy-key-1', key_prefix = '' \
+         WHERE subscription_id = (SELECT id FROM subscriptions WHERE external_id = 'atlas-maps')",
+    )
+    .await;
+    let restarted = crate::helpers::spawn_replica(&app, |_| {}).await;
+    assert_eq!(app.count_where("consumer_keys", "key_prefix = ''").await, 0);
+    assert_eq!(
+        app.count_where("consumer_keys", "consumer_key = 'legacy-key-1'")
+            .await,
+        0
+    );
+    let (status, body) = ask(&restarted, &key, "legacy-key-1", "maps").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, atlas) = restarted.get("/v1/subscriptions/atlas-maps").await;
+    assert_eq!(atlas["consumer_keys"], json!(["lega…"]));
 }

@@ -277,7 +277,12 @@ impl TestApp {
 
     /// How many rows a table of the app's database holds.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        self.count_where(table, "1 = 1").await
+    }
+
+    /// How many rows of a table meet a condition.
+    pub async fn count_where(&self, table: &str, condition: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table} WHERE {condition}"));
         if self.database_url.starts_with("sqlite:") {
             let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
                 .await
