@@ -125,6 +125,38 @@ macro_rules! on_tx {
 }
 pub(crate) use on_tx;
 
+/// Opens a SQLite pool. Processes that start together on a fresh file (replicas, a `catalog
+/// apply` job) can find it locked while the first one sets WAL mode, which SQLite answers with
+/// "database is locked" at once rather than waiting out the busy timeout: such an open is tried
+/// again, a few times.
+async fn open_sqlite(
+    options: SqliteConnectOptions,
+    max_connections: u32,
+) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        let opened = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options.clone())
+            .await;
+        match opened {
+            Err(sqlx::Error::Database(error))
+                if attempt < 10 && is_busy(error.code().as_deref()) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// SQLITE_BUSY, or one of its extended codes (`(code: 5) database is locked`).
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 impl Store {
     /// Opens the database at `url` (`sqlite://…` or `postgres://…`); a SQLite file is created if missing.
     pub async fn connect(url: &str) -> StoreResult<Self> {
@@ -143,12 +175,7 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            Pool::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(max_connections)
-                    .connect_with(options)
-                    .await?,
-            )
+            Pool::Sqlite(open_sqlite(options, max_connections).await?)
         } else {
             let options = PgConnectOptions::from_str(url)?;
             Pool::Postgres(
