@@ -123,13 +123,14 @@ async fn authorize(
         ApiSource::Route => (None, under),
         ApiSource::AuthPath => {
             let rest = under.strip_prefix('/').unwrap_or("");
-            let (segment, after) = rest.split_once('/').map_or((rest, ""), |(s, a)| (s, a));
+            let segment = rest.split('/').next().unwrap_or_default();
             let api = percent_encoding::percent_decode_str(segment)
                 .decode_utf8()
                 .ok()
                 .filter(|api| !api.is_empty())
                 .map(|api| api.into_owned());
-            (api, &under[under.len() - after.len()..])
+            // What Envoy appended after the api, its leading `/` kept (`/` for the root).
+            (api, &rest[segment.len()..])
         }
     };
     let api = match api {

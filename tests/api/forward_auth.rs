@@ -170,13 +170,19 @@ async fn a_caller_cannot_choose_the_api_through_its_key(app: TestApp) {
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
         assert_eq!(body["reason"], "not_subscribed", "{path}");
     }
-    let (status, _, body) = answer(
-        app.client
-            .post(app.url("/v1/authorize/maps/tiles?api_key=maps-app-1"))
-            .header("x-tollbooth-key", &envoy),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in [
+        "/v1/authorize/maps/tiles?api_key=maps-app-1",
+        // The caller asked for the root path: Envoy appends `/`.
+        "/v1/authorize/maps/?api_key=maps-app-1",
+    ] {
+        let (status, _, body) = answer(
+            app.client
+                .post(app.url(path))
+                .header("x-tollbooth-key", &envoy),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
 }
 
 async fn each_gateway_is_answered_in_its_own_form(app: TestApp) {
