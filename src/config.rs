@@ -18,6 +18,8 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
+    /// Address of the gRPC server for Envoy's `ext_authz`; unset means none.
+    pub grpc_listen: Option<SocketAddr>,
     /// Bearer token of the admin API; made at first start and shown once when unset.
     pub admin_token: Option<SecretString>,
     /// When the daily billing job fires, in UTC (cron with seconds).
@@ -132,9 +134,10 @@ const DEFAULTS: Defaults = Defaults {
 };
 
 /// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 26] = [
+const TOLLBOOTH_VARS: [&str; 27] = [
     "database_url",
     "listen",
+    "grpc_listen",
     "admin_token",
     "billing_cron",
     "billing_enabled",

@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 /// A built tollbooth, bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
+    /// The gRPC server's (Envoy `ext_authz`), when `grpc_listen` is set.
+    grpc_listener: Option<TcpListener>,
     state: AppState,
     writer: tokio::task::JoinHandle<()>,
     /// The writers' own connections, closed once they have drained.
@@ -43,6 +45,14 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let grpc_listener = match settings.grpc_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} (grpc_listen)"))?,
+            ),
+            None => None,
+        };
         let directory = Directory::load(store.clone())
             .await
             .context("loading the consumer directory")?;
@@ -112,6 +122,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            grpc_listener,
             state,
             writer,
             writer_store,
@@ -124,6 +135,12 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The gRPC server's port, when `grpc_listen` is set.
+    pub fn grpc_port(&self) -> Option<u16> {
+        let listener = self.grpc_listener.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
     }
 
     pub fn store(&self) -> &Store {
@@ -141,8 +158,28 @@ impl Application {
             header: self.state.settings.header_read_timeout.0,
             body: self.state.settings.body_read_timeout.0,
         };
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let grpc = self.grpc_listener.map(|listener| {
+            let service = http::ext_authz::service(self.state.clone());
+            let stopped = shutdown.clone();
+            tokio::spawn(async move {
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                if let Err(error) = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, stopped)
+                    .await
+                {
+                    tracing::error!(%error, "the gRPC server failed");
+                }
+            })
+        });
         let app = http::router(self.state);
         http::serve::serve(self.listener, app, timeouts, shutdown).await;
+        if let Some(grpc) = grpc
+            && let Err(error) = grpc.await
+        {
+            tracing::error!(%error, "the gRPC server failed");
+        }
         // The router, and with it every handle to the queue, is gone: the writer drains and ends.
         self.refresh.abort();
         self.access_refresh.abort();

@@ -115,11 +115,21 @@ async fn authorize(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (gateway, by_authorization) = gateway_of(&state, &headers, uri.query()).await?;
+    decide(&state, &uri, &headers).await
+}
+
+/// The answer to a forward-auth request with this URI and these headers (Envoy's gRPC form is
+/// turned into one, see `ext_authz`).
+pub(super) async fn decide(
+    state: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (gateway, by_authorization) = gateway_of(state, headers, uri.query()).await?;
     let access = &*gateway.access;
     let under = uri.path().strip_prefix("/v1/authorize").unwrap_or("");
     let (api, forwarded_path) = match &access.api_from {
-        ApiSource::Header(name) => (header_text(&headers, name), under),
+        ApiSource::Header(name) => (header_text(headers, name), under),
         ApiSource::Route => (None, under),
         ApiSource::AuthPath => {
             let rest = under.strip_prefix('/').unwrap_or("");
@@ -137,8 +147,8 @@ async fn authorize(
         Some(api) => api,
         None if access.api_from == ApiSource::Route => {
             let host =
-                header_text(&headers, "x-forwarded-host").or_else(|| header_text(&headers, "host"));
-            let path = original_path(&headers, forwarded_path);
+                header_text(headers, "x-forwarded-host").or_else(|| header_text(headers, "host"));
+            let path = original_path(headers, forwarded_path);
             match state.directory.view().route(host.as_deref(), &path) {
                 Some(api) => api.to_owned(),
                 None => return Err(no_route(host.as_deref(), &path)),
@@ -146,10 +156,10 @@ async fn authorize(
         }
         None => return Err(missing_api(access)),
     };
-    let original_query = original_query(&headers, forwarded_path, uri.query());
+    let original_query = original_query(headers, forwarded_path, uri.query());
     let consumer = access.consumer_from.iter().find_map(|source| match source {
-        KeySource::Header(name) => header_text(&headers, name),
-        KeySource::Bearer if !by_authorization => bearer(&headers)
+        KeySource::Header(name) => header_text(headers, name),
+        KeySource::Bearer if !by_authorization => bearer(headers)
             .filter(|key| !key.is_empty())
             .map(str::to_owned),
         KeySource::Bearer => None,
@@ -233,10 +243,8 @@ fn original_query(
     forwarded_path: &str,
     query: Option<&str>,
 ) -> Option<String> {
-    for name in ["x-forwarded-uri", "x-original-uri"] {
-        if let Some(uri) = header_text(headers, name) {
-            return uri.split_once('?').map(|(_, q)| q.to_owned());
-        }
+    if let Some(uri) = forwarded_uri(headers) {
+        return uri.split_once('?').map(|(_, q)| q.to_owned());
     }
     (!forwarded_path.is_empty())
         .then_some(query)
@@ -247,20 +255,22 @@ fn original_query(
 /// The original request's path: from `X-Forwarded-Uri` or `X-Original-URI`, else the path under
 /// `/v1/authorize` (Envoy), else `/`.
 fn original_path(headers: &HeaderMap, forwarded_path: &str) -> String {
-    for name in ["x-forwarded-uri", "x-original-uri"] {
-        if let Some(uri) = header_text(headers, name) {
-            let path = uri.split(['?', '#']).next().unwrap_or_default();
-            return percent_encoding::percent_decode_str(path)
-                .decode_utf8_lossy()
-                .into_owned();
-        }
-    }
-    match forwarded_path {
-        "" => "/".to_owned(),
-        path => percent_encoding::percent_decode_str(path)
-            .decode_utf8_lossy()
-            .into_owned(),
-    }
+    let forwarded = forwarded_uri(headers);
+    let path = match &forwarded {
+        Some(uri) => uri.split(['?', '#']).next().unwrap_or_default(),
+        None if forwarded_path.is_empty() => "/",
+        None => forwarded_path,
+    };
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The original request's URI as the gateway forwards it, if it does.
+fn forwarded_uri(headers: &HeaderMap) -> Option<String> {
+    ["x-forwarded-uri", "x-original-uri"]
+        .iter()
+        .find_map(|name| header_text(headers, name))
 }
 
 fn no_route(host: Option<&str>, path: &str) -> ApiError {

@@ -5,6 +5,7 @@ mod authorize;
 mod billing;
 pub mod error;
 mod events;
+pub mod ext_authz;
 pub mod extract;
 mod gateways;
 mod health;

@@ -109,7 +109,7 @@ async fn two_apis_with(app: &TestApp, quota_limit: Option<u64>, weather: Value, 
     }
 }
 
-async fn gateway(app: &TestApp, name: &str, access: Value) -> String {
+pub async fn gateway(app: &TestApp, name: &str, access: Value) -> String {
     let (status, answer) = app
         .post("/v1/gateways", &json!({"name": name, "access": access}))
         .await;
@@ -583,8 +583,9 @@ async fn the_api_is_the_one_routed_where_the_gateway_served_the_call(app: TestAp
     assert_eq!(apis["data"].as_array().unwrap().len(), 2);
 }
 
-/// The outside tester's request and the other api's key, through each gateway whose recipe is a
-/// README row (Traefik, Envoy, APISIX), exactly as each one's documentation says it asks.
+/// The outside tester's request and the other api's key, through each shipped recipe of a gateway
+/// Debian does not package (Traefik, Envoy, APISIX, Kong), as each one's documentation says it asks
+/// with that recipe: the auth address is read from the recipe, so the two cannot drift apart.
 async fn the_other_apis_key_is_refused_through_every_documented_form(app: TestApp) {
     two_apis(&app, None).await;
     let traefik = gateway(
@@ -595,38 +596,71 @@ async fn the_other_apis_key_is_refused_through_every_documented_form(app: TestAp
     .await;
     let envoy = gateway(&app, "envoy", json!({"api_from": "auth_path"})).await;
     let apisix = gateway(&app, "apisix", json!({"api_from": "auth_path"})).await;
+    let kong = gateway(&app, "kong", json!({})).await;
+    let traefik_address = address_in("traefik/tollbooth.yml", &traefik);
+    let envoy_prefix = setting("envoy/envoy.yaml", "path_prefix:");
+    assert_eq!(setting("envoy/envoy.yaml", "- key:"), "X-Tollbooth-Key");
+    assert_eq!(
+        setting("envoy/envoy.yaml", "value:"),
+        "tbg_YOUR_GATEWAY_KEY"
+    );
+    let apisix_address = address_in("apisix/apisix.yaml", &apisix);
+    // Kong's pre-function sets the gateway key and the api as headers.
+    let kong_address = address_in("kong/kong.yml", &kong);
+    let kong_lua = recipe("kong/kong.yml");
+    for line in [
+        r#"["X-Tollbooth-Key"] = "tbg_YOUR_GATEWAY_KEY""#,
+        r#"local api = "weather""#,
+        r#"["X-Tollbooth-Api"] = api"#,
+        r#"["X-Api-Key"] = kong.request.get_header("x-api-key")"#,
+    ] {
+        assert!(kong_lua.contains(line), "kong.yml: {line}");
+    }
     for key in ["maps-app-1&api=maps#", "maps-app-1"] {
         let encoded: String = form_urlencoded::byte_serialize(key.as_bytes()).collect();
         let requests = [
             (
                 "traefik, key in the query",
                 app.client
-                    .get(app.url(&format!("/v1/authorize/weather?tollbooth_key={traefik}")))
+                    .get(app.url(&traefik_address))
                     .header("x-forwarded-uri", format!("/forecast?api_key={encoded}"))
                     .header("x-forwarded-host", "api.provider.example"),
             ),
             (
                 "traefik, key as bearer",
                 app.client
-                    .get(app.url(&format!("/v1/authorize/weather?tollbooth_key={traefik}")))
+                    .get(app.url(&traefik_address))
                     .header("authorization", format!("Bearer {key}"))
                     .header("x-forwarded-uri", "/forecast"),
             ),
             (
                 "envoy",
                 app.client
-                    .post(app.url(&format!("/v1/authorize/weather/forecast?api={encoded}")))
+                    .post(app.url(&format!("{envoy_prefix}/forecast?api={encoded}")))
                     .header("x-tollbooth-key", &envoy)
                     .header("x-api-key", key),
             ),
             (
                 "apisix",
                 app.client
-                    .get(app.url(&format!("/v1/authorize/weather?tollbooth_key={apisix}")))
+                    .get(app.url(&apisix_address))
                     .header("x-forwarded-proto", "http")
                     .header("x-forwarded-method", "GET")
                     .header("x-forwarded-host", "api.provider.example")
                     .header("x-forwarded-uri", "/forecast")
+                    .header("x-api-key", key),
+            ),
+            (
+                "kong pre-function",
+                app.client
+                    .get(app.url(&kong_address))
+                    .header("x-tollbooth-key", &kong)
+                    .header("x-tollbooth-api", "weather")
+                    .header("x-forwarded-method", "GET")
+                    .header(
+                        "x-forwarded-uri",
+                        format!("/weather/forecast?api={encoded}"),
+                    )
                     .header("x-api-key", key),
             ),
         ];
@@ -641,6 +675,41 @@ async fn the_other_apis_key_is_refused_through_every_documented_form(app: TestAp
             assert_eq!(body["reason"], reason, "{form}, {key}");
         }
     }
+}
+
+/// A shipped recipe, `integrations/{path}`, without its comments.
+fn recipe(path: &str) -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("integrations")
+        .join(path);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'));
+    lines.collect::<Vec<_>>().join("\n")
+}
+
+/// The first address in the recipe at tollbooth's placeholder address, as a path tollbooth
+/// answers, with the placeholder gateway key replaced by `key`.
+fn address_in(path: &str, key: &str) -> String {
+    let text = recipe(path);
+    let at = text
+        .find("http://127.0.0.1:8080/")
+        .unwrap_or_else(|| panic!("{path} names no address of tollbooth"));
+    let address = &text[at + "http://127.0.0.1:8080".len()..];
+    let end = address.find(['"', ' ', '\n']).unwrap_or(address.len());
+    address[..end].replace("tbg_YOUR_GATEWAY_KEY", key)
+}
+
+/// The value of the first `field:` of a YAML recipe.
+pub fn setting(path: &str, field: &str) -> String {
+    let text = recipe(path);
+    let line = text
+        .lines()
+        .map(str::trim_start)
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("{path} has no `{field}`"));
+    line[field.len()..].trim().trim_matches('"').to_owned()
 }
 
 async fn consumer_keys_are_kept_as_hashes_and_keys_kept_before_are_hashed_at_start(app: TestApp) {

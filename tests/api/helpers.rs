@@ -21,6 +21,8 @@ pub enum Backend {
 /// A running tollbooth and what a test needs to talk to it and to its database.
 pub struct TestApp {
     pub address: String,
+    /// The gRPC server's address (`http://…`), when the settings asked for one.
+    pub grpc_address: Option<String>,
     pub database_url: String,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -170,12 +172,16 @@ async fn spawn_app_from(settings: Settings) -> TestApp {
         .await
         .expect("tollbooth starts");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let grpc_address = app
+        .grpc_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        grpc_address,
         database_url,
         client: reqwest::Client::new(),
         shutdown: Some(shutdown),

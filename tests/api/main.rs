@@ -13,6 +13,7 @@ mod checkout;
 mod conflicts;
 mod crash;
 mod events;
+mod ext_authz_grpc;
 mod forward_auth;
 mod hardening;
 mod health;

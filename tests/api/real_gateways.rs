@@ -19,6 +19,8 @@ on_both_databases!(
     nginx_records_reach_tollbooth_across_its_restart,
     caddy_forward_auth_answers_as_tollbooth_decides,
     haproxy_lua_answers_as_tollbooth_decides,
+    nginx_records_units_and_failures_up_to_a_graceful_stop,
+    haproxy_records_units_and_failures_up_to_a_graceful_stop,
 );
 
 async fn nginx_auth_request_answers_as_tollbooth_decides(app: TestApp) {
@@ -65,6 +67,61 @@ async fn nginx_records_reach_tollbooth_across_its_restart(app: TestApp) {
     assert_eq!(upstream.served.load(Ordering::SeqCst), 3);
 }
 
+async fn nginx_records_units_and_failures_up_to_a_graceful_stop(app: TestApp) {
+    let Some(nginx) = binary("nginx") else { return };
+    let key = setup(&app, json!({"refusal_status": 403})).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, app) = start_nginx(&nginx, app, &upstream, &key, dir.path(), free_port()).await;
+    // SIGQUIT: NGINX's graceful stop, which the shipper's timer sees as the worker stopping.
+    records_as_served_up_to_a_graceful_stop(&app, gateway, "QUIT").await;
+}
+
+async fn haproxy_records_units_and_failures_up_to_a_graceful_stop(app: TestApp) {
+    let Some(haproxy) = binary("haproxy") else {
+        return;
+    };
+    let key = setup(&app, json!({})).await;
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start_haproxy(&haproxy, &app, &upstream, &key, dir.path()).await;
+    // SIGUSR1: HAProxy's soft stop, as a reload sends the old process.
+    records_as_served_up_to_a_graceful_stop(&app, gateway, "USR1").await;
+}
+
+/// A plain call, one whose upstream answer names 2.5 units, and one the upstream fails: the
+/// gateway is stopped gracefully (`signal`) at once, and the three records still reach tollbooth.
+async fn records_as_served_up_to_a_graceful_stop(
+    app: &TestApp,
+    mut gateway: Gateway,
+    signal: &str,
+) {
+    for (path, expected) in [
+        ("/weather/forecast", StatusCode::OK),
+        ("/weather/heavy", StatusCode::OK),
+        ("/weather/fail", StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        let (status, _, body) =
+            send(app.client.get(gateway.url(path)).header("x-api-key", "k1")).await;
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+    gateway.stop_gracefully(signal).await;
+    let mut seen = (0, String::new(), 0, 0);
+    for _ in 0..50 {
+        seen = crate::events::usage_totals(app).await;
+        if seen.3 >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        (2, "3.5".to_owned(), 1, 3),
+        "(billable, units, failed, total) of what the upstream served; the gateway's log:\n{}",
+        std::fs::read_to_string(&gateway.log).unwrap_or_default()
+    );
+}
+
 /// The recipe (with its call-record shipper) run by NGINX in front of `upstream`.
 async fn start_nginx(
     nginx: &Path,
@@ -97,7 +154,8 @@ async fn start_nginx(
         format!(
             "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n\
              load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n\
-             daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n\
+             daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid;\n\
+             user root root;\n\
              error_log {d}/error.log info;\n\
              events {{ worker_connections 256; }}\n\
              http {{ access_log off; client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;\n\
@@ -171,8 +229,21 @@ async fn haproxy_lua_answers_as_tollbooth_decides(app: TestApp) {
     let key = setup(&app, json!({})).await;
     let upstream = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
+    let gateway = start_haproxy(&haproxy, &app, &upstream, &key, dir.path()).await;
+    answers_as_tollbooth_decides(&app, &gateway, &upstream).await;
+    wait_for_usage(&app, 3).await;
+}
+
+/// The recipe (with its call-record shipper) run by HAProxy in front of `upstream`.
+async fn start_haproxy(
+    haproxy: &Path,
+    app: &TestApp,
+    upstream: &Upstream,
+    key: &str,
+    dir: &Path,
+) -> Gateway {
     let port = free_port();
-    let lua = dir.path().join("tollbooth.lua");
+    let lua = dir.join("tollbooth.lua");
     std::fs::copy(
         repository().join("integrations/haproxy/tollbooth.lua"),
         &lua,
@@ -180,20 +251,19 @@ async fn haproxy_lua_answers_as_tollbooth_decides(app: TestApp) {
     .unwrap();
     let recipe = recipe(
         "integrations/haproxy/haproxy.cfg",
-        &app,
-        &upstream,
-        &key,
+        app,
+        upstream,
+        key,
         &[
             ("127.0.0.1:8002", format!("127.0.0.1:{port}")),
             ("/etc/haproxy/tollbooth.lua", lua.display().to_string()),
         ],
     );
-    let file = dir.path().join("haproxy.cfg");
+    let file = dir.join("haproxy.cfg");
     std::fs::write(&file, recipe).unwrap();
     let mut command = Command::new(haproxy);
     command.arg("-db").arg("-f").arg(&file);
-    let gateway = Gateway::start(command, port, dir.path().join("haproxy.log")).await;
-    answers_as_tollbooth_decides(&app, &gateway, &upstream).await;
+    Gateway::start(command, port, dir.join("haproxy.log")).await
 }
 
 /// The catalog of `forward_auth::two_apis` with a hard quota of 3 calls, a subscription that is
@@ -351,7 +421,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A toy API: answers every call with what it served, and counts them.
+/// A toy API: answers every call with what it served, and counts them; `/weather/heavy` is 2.5
+/// units (`X-Usage-Units`), `/weather/fail` a 500.
 struct Upstream {
     address: String,
     served: Arc<AtomicU64>,
@@ -366,14 +437,22 @@ impl Upstream {
             let counter = counter.clone();
             async move {
                 counter.fetch_add(1, Ordering::SeqCst);
+                let path = request.uri().path().to_owned();
                 let subscription = request
                     .headers()
                     .get("x-tollbooth-subscription")
                     .map_or("absent", |_| "present");
-                axum::Json(json!({
+                let status = if path == "/weather/fail" {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                };
+                let units = if path == "/weather/heavy" { "2.5" } else { "1" };
+                let body = axum::Json(json!({
                     "served": request.uri().to_string(),
                     "subscription_header": subscription,
-                }))
+                }));
+                (status, [("x-usage-units", units)], body)
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -399,6 +478,7 @@ impl Drop for Upstream {
 struct Gateway {
     child: Child,
     port: u16,
+    log: PathBuf,
 }
 
 impl Gateway {
@@ -415,7 +495,7 @@ impl Gateway {
                 .await
                 .is_ok()
             {
-                return Self { child, port };
+                return Self { child, port, log };
             }
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
@@ -432,13 +512,41 @@ impl Gateway {
         );
     }
 
+    /// Sends the gateway `signal` (its graceful stop) and waits until it has exited.
+    async fn stop_gracefully(&mut self, signal: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        for _ in 0..100 {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway did not stop on SIG{signal}");
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
 
 impl Drop for Gateway {
+    /// SIGTERM first (NGINX's master then stops its workers), SIGKILL after two seconds.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..40 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
