@@ -565,6 +565,7 @@ impl Workload {
                     method: Some(call.method.to_owned()),
                     path: Some(call.path.to_owned()),
                     latency_ms: Some(call.latency_ms),
+                    upstream_answered: true,
                 }
             })
             .collect()

@@ -4,8 +4,9 @@
 //! inputs each property tries (256 by default; CI runs more).
 
 use crate::catalog::file::CatalogFile;
-use crate::metering::record::{occurred_at, parse_record, units_micros};
-use crate::metering::split_body;
+use crate::domain::ingest::GatewayIngest;
+use crate::metering::formats::{Endpoint, read};
+use crate::metering::record::units_micros;
 use crate::stripe::webhook::{StripeEvent, WebhookSecrets, sign};
 use proptest::prelude::*;
 use secrecy::SecretString;
@@ -89,12 +90,12 @@ const REJECTION_CODES: [&str; 2] = ["invalid_record", "invalid_units"];
 proptest! {
     #[test]
     fn the_call_record_parser_refuses_cleanly(body in record_body()) {
-        match split_body(&body) {
+        // Every format tollbooth reads, as `auto` tells them apart.
+        match read(&body, Endpoint::Events, &GatewayIngest::default()) {
             Err(error) => prop_assert!(!error.message.is_empty() && error.line >= 1),
-            Ok(raws) => {
-                for raw in raws {
-                    let checked = parse_record(raw).and_then(|record| {
-                        occurred_at(&record)?;
+            Ok(reads) => {
+                for read in reads {
+                    let checked = read.and_then(|record| {
                         units_micros(&record, Some("x-usage-units"))
                     });
                     if let Err(rejection) = checked {

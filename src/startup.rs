@@ -25,6 +25,7 @@ pub struct Application {
     writer_store: Store,
     refresh: tokio::task::JoinHandle<()>,
     access_refresh: tokio::task::JoinHandle<()>,
+    stats_saving: tokio::task::JoinHandle<()>,
     scheduler: Option<tokio_cron_scheduler::JobScheduler>,
     /// The admin token made at this start, if this start made one: shown once, never again.
     pub new_admin_token: Option<String>,
@@ -108,7 +109,10 @@ impl Application {
         } else {
             None
         };
+        let ingest_stats = crate::metering::stats::IngestStats::new();
+        let stats_saving = ingest_stats.spawn_saving(store.clone());
         let state = AppState {
+            ingest_stats,
             stripe,
             store,
             admin_token,
@@ -128,6 +132,7 @@ impl Application {
             writer_store,
             refresh,
             access_refresh,
+            stats_saving,
             scheduler,
             new_admin_token,
         })
@@ -173,6 +178,7 @@ impl Application {
                 }
             })
         });
+        let stats = self.state.ingest_stats.clone();
         let app = http::router(self.state);
         http::serve::serve(self.listener, app, timeouts, shutdown).await;
         if let Some(grpc) = grpc
@@ -183,6 +189,10 @@ impl Application {
         // The router, and with it every handle to the queue, is gone: the writer drains and ends.
         self.refresh.abort();
         self.access_refresh.abort();
+        self.stats_saving.abort();
+        if let Err(error) = stats.save(&store).await {
+            tracing::warn!(%error, "gateway ingestion counts not saved at stop");
+        }
         if let Some(mut scheduler) = self.scheduler
             && let Err(error) = scheduler.shutdown().await
         {

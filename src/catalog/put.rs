@@ -6,6 +6,7 @@ use crate::domain::FieldError;
 use crate::domain::api::ApiSpec;
 use crate::domain::gateway::GatewayAccess;
 use crate::domain::ids::new_id;
+use crate::domain::ingest::GatewayIngest;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::{StoredKey, SubscriptionSpec};
 use crate::domain::text::Name;
@@ -308,12 +309,14 @@ pub async fn create_gateway(
     tx: &mut Tx,
     name: &Name,
     access: &GatewayAccess,
+    ingest: &GatewayIngest,
 ) -> CatalogResult<(Gateway, String)> {
     access.validate()?;
+    ingest.validate()?;
     let id = new_id("gw");
     let key = auth::new_secret("tbg");
     let gateway = tx
-        .insert_gateway(&id, name, &auth::hash_secret(&key), access)
+        .insert_gateway(&id, name, &auth::hash_secret(&key), access, ingest)
         .await?;
     Ok((gateway, key))
 }

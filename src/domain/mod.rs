@@ -4,6 +4,7 @@ pub mod api;
 pub mod field;
 pub mod gateway;
 pub mod ids;
+pub mod ingest;
 pub mod money;
 pub mod policy;
 pub mod schema;

@@ -3,14 +3,18 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{GatewayCaller, body_bytes};
+use crate::metering::directory::GatewayEntry;
+use crate::metering::formats::{self, Endpoint};
 use crate::metering::writer::IngestError;
-use crate::metering::{BatchSummary, TimeWindow, prepare, split_body};
+use crate::metering::{BatchSummary, TimeWindow, prepare};
 use crate::store::now_ms;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use std::io::Read as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,12 +24,18 @@ const MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
 pub fn router(max_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(ingest))
+        .routes(routes!(ingest_cloudevents))
+        .routes(routes!(ingest_otlp_logs))
         .layer(DefaultBodyLimit::max(max_bytes))
 }
 
-/// Call records from a gateway: a JSON array of records, or NDJSON (one record a line; a lone
-/// object is one line). Each record is checked on its own: one that does not parse or is refused
-/// is listed in `rejected` with its index, and the rest still count. Answered once committed.
+/// Call records from a gateway, in the format its `ingest.format` names (`auto`: told by the
+/// body's shape): tollbooth's own records, Kong `http-log` entries, APISIX `http-logger`
+/// entries, CloudEvents, an OTLP logs request, or JSON access-log lines (bare, Fluent Bit's,
+/// Vector's). A JSON array, one JSON document, or NDJSON (one record a line); gzip with
+/// `Content-Encoding: gzip`. Each record is checked on its own: one that does not parse or is
+/// refused is listed in `rejected` with its index, and the rest still count. A body of which no
+/// record could be read is a 400, never a 202. Answered once committed.
 #[utoipa::path(post, path = "/v1/events", tag = "metering", operation_id = "ingest_events",
     request_body(content(
         (Vec<crate::metering::record::CallRecordInput> = "application/json"),
@@ -33,17 +43,77 @@ pub fn router(max_bytes: usize) -> OpenApiRouter<AppState> {
     )),
     responses(
         (status = 202, description = "Committed: what was stored, seen before, not billable or rejected", body = BatchSummary),
-        (status = 413, description = "`payload_too_large`: over `TOLLBOOTH_EVENTS_MAX_BYTES`; `too_many_records`: over `TOLLBOOTH_EVENTS_MAX_RECORDS`", body = ErrorBody),
+        (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records` (every record rejected as unreadable; `details.rejected` says why) · `malformed_gzip`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: over `TOLLBOOTH_EVENTS_MAX_BYTES` (after decompression); `too_many_records`: over `TOLLBOOTH_EVENTS_MAX_RECORDS`", body = ErrorBody),
+        (status = 415, description = "`unsupported_encoding`: a `Content-Encoding` other than gzip or identity", body = ErrorBody),
         (status = 503, description = "`queue_full` · `shutting_down` · `write_failed`: nothing was stored; send again after `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ),
     security(("gateway_key" = [])))]
 async fn ingest(
-    GatewayCaller(_gateway): GatewayCaller,
+    GatewayCaller(gateway): GatewayCaller,
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let bytes = body_bytes(request, &state).await?;
+    take(Endpoint::Events, &gateway, &state, request).await
+}
+
+/// CloudEvents as OpenMeter's ingestion takes them (`application/cloudevents+json`: one event;
+/// `application/cloudevents-batch+json`: an array): an OpenMeter client or Kong's metering plugin
+/// pointed at tollbooth unchanged. `id` + `source` is the record's id, `subject` the caller's key.
+#[utoipa::path(post, path = "/api/v1/events", tag = "metering", operation_id = "ingest_cloudevents",
+    request_body(content(
+        (serde_json::Value = "application/cloudevents+json"),
+        (Vec<serde_json::Value> = "application/cloudevents-batch+json"),
+    )),
+    responses(
+        (status = 202, description = "Committed", body = BatchSummary),
+        (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` · `too_many_records`", body = ErrorBody),
+        (status = 503, description = "Nothing was stored; send again after `Retry-After`", body = ErrorBody),
+    ),
+    security(("gateway_key" = [])))]
+async fn ingest_cloudevents(
+    GatewayCaller(gateway): GatewayCaller,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    take(Endpoint::CloudEvents, &gateway, &state, request).await
+}
+
+/// OTLP/HTTP JSON logs (`ExportLogsServiceRequest`), as an OpenTelemetry collector's `otlphttp`
+/// exporter posts them: each log record is a call, read from the OpenTelemetry HTTP attributes.
+#[utoipa::path(post, path = "/v1/logs", tag = "metering", operation_id = "ingest_otlp_logs",
+    request_body(content((serde_json::Value = "application/json"))),
+    responses(
+        (status = 202, description = "Committed", body = BatchSummary),
+        (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large` · `too_many_records`", body = ErrorBody),
+        (status = 503, description = "Nothing was stored; send again after `Retry-After`", body = ErrorBody),
+    ),
+    security(("gateway_key" = [])))]
+async fn ingest_otlp_logs(
+    GatewayCaller(gateway): GatewayCaller,
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    take(Endpoint::OtlpLogs, &gateway, &state, request).await
+}
+
+/// Reads, checks and commits a body of call records from `gateway`.
+async fn take(
+    endpoint: Endpoint,
+    gateway: &GatewayEntry,
+    state: &AppState,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let encoding = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let bytes = body_bytes(request, state).await?;
+    let bytes = decoded(encoding.as_deref(), bytes, state.settings.events_max_bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -58,37 +128,58 @@ async fn ingest(
             "the body holds no call records: send a JSON array or one JSON object per line",
         ));
     }
-    let raws = split_body(text).map_err(|e| {
+    let reads = formats::read(text, endpoint, &gateway.ingest).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("the body is not a JSON array or NDJSON: {e}"),
+            format!("the body is not a JSON array, a JSON document or NDJSON: {e}"),
         )
         .with_details(json!({ "line": e.line, "column": e.column }))
     })?;
     let limit = state.settings.events_max_records;
-    if raws.len() > limit {
+    if reads.len() > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_records",
             format!(
                 "{} records in one request; at most {limit} are taken",
-                raws.len()
+                reads.len()
             ),
         ));
+    }
+    if reads.iter().all(Result::is_err) {
+        let rejected: Vec<_> = reads
+            .iter()
+            .enumerate()
+            .filter_map(|(index, read)| read.as_ref().err().map(|r| (index, r)))
+            .take(20)
+            .map(|(index, r)| json!({"index": index, "code": r.code, "message": r.message}))
+            .collect();
+        state.ingest_stats.rejected_body(&gateway.id, &reads);
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_readable_records",
+            format!(
+                "not one of the {} records could be read as the gateway's format ({:?}); the \
+                 first rejections are in `details.rejected`",
+                reads.len(),
+                gateway.ingest.format
+            ),
+        )
+        .with_details(json!({ "rejected": rejected })));
     }
     let window = TimeWindow {
         now_ms: now_ms(),
         max_age_ms: i64::try_from(state.settings.retention.0.as_millis()).unwrap_or(i64::MAX),
         max_ahead_ms: MAX_AHEAD_MS,
     };
-    let (mut ready, mut rejected) = prepare(&raws, &state.directory.view(), window);
+    let (mut ready, mut rejected) = prepare(&reads, &state.directory.view(), window);
     let missed = rejected
         .iter()
         .any(|r| matches!(r.code, "unknown_consumer" | "unknown_api" | "api_mismatch"));
     // A subscription made by another replica since the last reload: look once more.
     if missed && state.directory.reload_after_miss().await {
-        (ready, rejected) = prepare(&raws, &state.directory.view(), window);
+        (ready, rejected) = prepare(&reads, &state.directory.view(), window);
     }
 
     let billable: Vec<bool> = ready.iter().map(|(_, r)| r.billable).collect();
@@ -108,7 +199,48 @@ async fn ingest(
             }
         }
     }
+    state.ingest_stats.taken(&gateway.id, &summary);
     Ok((StatusCode::ACCEPTED, Json(summary)).into_response())
+}
+
+/// The body as sent, or gzip-decoded, bounded by `max_bytes` either way (a small body that
+/// inflates past it is a 413, as a large one is).
+fn decoded(encoding: Option<&str>, bytes: Bytes, max_bytes: usize) -> Result<Bytes, ApiError> {
+    match encoding {
+        None | Some("" | "identity") => Ok(bytes),
+        Some("gzip" | "x-gzip") => {
+            let mut inflated = Vec::with_capacity(bytes.len().saturating_mul(4).min(max_bytes));
+            let limit = u64::try_from(max_bytes)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            flate2::read::MultiGzDecoder::new(&bytes[..])
+                .take(limit)
+                .read_to_end(&mut inflated)
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_gzip",
+                        format!("the body is not valid gzip: {e}"),
+                    )
+                })?;
+            if inflated.len() > max_bytes {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "the body inflates past {max_bytes} bytes (TOLLBOOTH_EVENTS_MAX_BYTES)"
+                    ),
+                ));
+            }
+            Ok(Bytes::from(inflated))
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding `{other}` is not taken: send gzip or an uncompressed body"),
+        )
+        .with_details(json!({ "field": "Content-Encoding" }))),
+    }
 }
 
 fn ingest_error(error: IngestError) -> ApiError {

@@ -5,6 +5,8 @@ use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::{AppState, ListBody, timestamp};
 use crate::catalog::create_gateway;
 use crate::domain::gateway::GatewayAccess;
+use crate::domain::ingest::GatewayIngest;
+use crate::metering::stats::GatewayStats;
 use crate::store::Gateway;
 use axum::Json;
 use axum::extract::State;
@@ -27,6 +29,9 @@ struct NewGateway {
     /// How it asks for the access decision (`/v1/authorize`); every field has a default.
     #[serde(default)]
     access: GatewayAccess,
+    /// How it sends call records (`POST /v1/events`); every field has a default.
+    #[serde(default)]
+    ingest: GatewayIngest,
 }
 
 /// A gateway as stored.
@@ -36,8 +41,13 @@ struct GatewayView {
     id: String,
     name: String,
     access: GatewayAccess,
+    ingest: GatewayIngest,
     #[schema(format = DateTime)]
     created_at: String,
+    /// What its sender was told (one gateway's answer only): when it last sent, records taken,
+    /// seen before and rejected by code, and its last rejections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ingestion: Option<GatewayStats>,
     /// The gateway's key: in the create answer only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
@@ -49,7 +59,9 @@ impl GatewayView {
             id: gateway.id,
             name: gateway.name,
             access: gateway.access,
+            ingest: gateway.ingest,
             created_at: timestamp(gateway.created_at),
+            ingestion: None,
             key,
         }
     }
@@ -69,7 +81,7 @@ async fn create(
     JsonBody(body): JsonBody<NewGateway>,
 ) -> Result<(StatusCode, Json<GatewayView>), ApiError> {
     let mut tx = state.store.begin().await?;
-    let (gateway, key) = create_gateway(&mut tx, &body.name, &body.access).await?;
+    let (gateway, key) = create_gateway(&mut tx, &body.name, &body.access, &body.ingest).await?;
     tx.commit().await?;
     state.directory.catch_up().await?;
     Ok((
@@ -109,7 +121,14 @@ async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<GatewayView>, ApiError> {
-    let gateway = state.store.begin_read().await?.find_gateway(&id).await?;
+    let mut tx = state.store.begin_read().await?;
+    let gateway = tx.find_gateway(&id).await?;
     let gateway = gateway.ok_or_else(|| ApiError::not_found("gateway", &id))?;
-    Ok(Json(GatewayView::new(gateway, None)))
+    let others = tx
+        .ingest_stats(&gateway.id, state.ingest_stats.replica())
+        .await?;
+    let mine = state.ingest_stats.of(&gateway.id);
+    let mut view = GatewayView::new(gateway, None);
+    view.ingestion = Some(GatewayStats::merge(others.into_iter().chain(mine)));
+    Ok(Json(view))
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     /// The in-memory copy of consumer keys, apis and gateways that the hot paths read.
     pub directory: Directory,
     pub ingestor: Ingestor,
+    /// What each gateway's sender was told, for `GET /v1/gateways/{id}`.
+    pub ingest_stats: crate::metering::stats::IngestStats,
     /// Stripe, or ledger mode.
     pub stripe: crate::stripe::Stripe,
     /// Payment state and quotas, for the access decision.

@@ -52,18 +52,18 @@ struct Route {
 pub struct GatewayEntry {
     pub id: String,
     pub access: Arc<crate::domain::gateway::GatewayAccess>,
+    pub ingest: Arc<crate::domain::ingest::GatewayIngest>,
 }
 
-fn gateway_map(
-    rows: Vec<(String, String, crate::domain::gateway::GatewayAccess)>,
-) -> HashMap<String, GatewayEntry> {
+fn gateway_map(rows: Vec<crate::store::GatewayKeyRow>) -> HashMap<String, GatewayEntry> {
     rows.into_iter()
-        .map(|(hash, id, access)| {
+        .map(|row| {
             (
-                hash,
+                row.key_hash,
                 GatewayEntry {
-                    id,
-                    access: Arc::new(access),
+                    id: row.id,
+                    access: Arc::new(row.access),
+                    ingest: Arc::new(row.ingest),
                 },
             )
         })

@@ -2,13 +2,16 @@
 //! aggregation table — deduplicated by record id, committed before they are acknowledged.
 
 pub mod directory;
+pub mod formats;
 pub mod key;
+mod lenient;
 pub mod record;
+pub mod stats;
 pub mod writer;
 
 use crate::store::StoredRecord;
 use directory::DirectoryView;
-use record::{Rejection, occurred_at, parse_record, units_micros};
+use record::{CallRecord, Rejection, units_micros};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -54,36 +57,63 @@ pub struct BodyError {
     pub message: String,
 }
 
-/// The records of a body: a JSON array, or one JSON object per line (NDJSON).
-pub fn split_body(body: &str) -> Result<Vec<&RawValue>, BodyError> {
-    let at = |line: usize, e: serde_json::Error| BodyError {
-        line,
-        column: e.column(),
-        message: crate::domain::field::without_position(&e.to_string()).to_owned(),
-    };
-    if body.trim_start().starts_with('[') {
-        return serde_json::from_str(body).map_err(|e| at(e.line(), e));
+impl BodyError {
+    pub fn at(line: usize, error: &serde_json::Error) -> Self {
+        Self {
+            line,
+            column: error.column(),
+            message: crate::domain::field::without_position(&error.to_string()).to_owned(),
+        }
     }
-    body.lines()
+}
+
+/// The records of a body: a JSON array, one JSON document, or one JSON object per line (NDJSON).
+/// A line that is not JSON (a truncated last line, say) is rejected by its index, and the other
+/// lines still count; an array that is not JSON fails the body.
+pub fn split_body(body: &str) -> Result<Vec<Result<&RawValue, Rejection>>, BodyError> {
+    let start = body.trim_start();
+    if start.starts_with('[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_str(body).map_err(|e| BodyError::at(e.line(), &e))?;
+        return Ok(items.into_iter().map(Ok).collect());
+    }
+    // One document over several lines (a pretty-printed object).
+    if start.starts_with('{')
+        && body.trim_end().contains('\n')
+        && let Ok(one) = serde_json::from_str::<&RawValue>(body)
+    {
+        return Ok(vec![Ok(one)]);
+    }
+    Ok(body
+        .lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        // Each line is its own document: its line in the body is its index + 1.
         .map(|(number, line)| {
-            serde_json::from_str::<&RawValue>(line).map_err(|e| at(number + 1, e))
+            serde_json::from_str::<&RawValue>(line).map_err(|e| {
+                let at = BodyError::at(number + 1, &e);
+                Rejection::new(
+                    "invalid_record",
+                    format!("line {}: not JSON: {}", at.line, at.message),
+                )
+            })
         })
-        .collect()
+        .collect())
 }
 
 /// Checks each record and turns the good ones into rows; bad ones become rejections by index.
 pub fn prepare(
-    raws: &[&RawValue],
+    reads: &[Result<CallRecord<'_>, Rejection>],
     directory: &DirectoryView,
     window: TimeWindow,
 ) -> (Vec<(usize, StoredRecord)>, Vec<RejectedRecord>) {
-    let mut ready = Vec::with_capacity(raws.len());
+    let mut ready = Vec::with_capacity(reads.len());
     let mut rejected = Vec::new();
-    for (index, raw) in raws.iter().enumerate() {
-        match prepare_one(raw, directory, window) {
+    for (index, read) in reads.iter().enumerate() {
+        match read
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|record| prepare_one(record, directory, window))
+        {
             Ok(record) => ready.push((index, record)),
             Err(rejection) => rejected.push(RejectedRecord {
                 index,
@@ -96,12 +126,11 @@ pub fn prepare(
 }
 
 fn prepare_one(
-    raw: &RawValue,
+    record: &CallRecord<'_>,
     directory: &DirectoryView,
     window: TimeWindow,
 ) -> Result<StoredRecord, Rejection> {
-    let record = parse_record(raw)?;
-    let occurred_at = occurred_at(&record)?;
+    let occurred_at = record.occurred_at;
     if occurred_at < window.now_ms - window.max_age_ms {
         return Err(Rejection::new(
             "too_old",
@@ -114,11 +143,27 @@ fn prepare_one(
             "timestamp: more than 5 minutes ahead of tollbooth's clock",
         ));
     }
-    let api = directory.api(&record.api).ok_or_else(|| {
-        Rejection::new(
-            "unknown_api",
-            format!("api: `{}` is not a known api", record.api),
-        )
+    let named = if record.api.is_empty() {
+        // A mapped format that names no api: the api routed where the call was made.
+        let path = record.path.as_deref().unwrap_or("/");
+        directory
+            .route(record.host.as_deref(), path)
+            .ok_or_else(|| {
+                Rejection::new(
+                    "unknown_api",
+                    format!(
+                        "api: the record names none, the gateway's `ingest.api` is unset, and no \
+                         api is routed at host `{}` and path `{path}`",
+                        record.host.as_deref().unwrap_or("")
+                    ),
+                )
+            })?
+            .to_owned()
+    } else {
+        record.api.to_string()
+    };
+    let api = directory.api(&named).ok_or_else(|| {
+        Rejection::new("unknown_api", format!("api: `{named}` is not a known api"))
     })?;
     let consumer = directory.consumer(&record.consumer).ok_or_else(|| {
         Rejection::new(
@@ -134,7 +179,7 @@ fn prepare_one(
             "api_mismatch",
             format!(
                 "api: consumer `{}` is not subscribed to `{}`",
-                record.consumer, record.api
+                record.consumer, named
             ),
         ));
     }
@@ -150,24 +195,22 @@ fn prepare_one(
         record.path.as_deref(),
     );
     let units = if billable {
-        units_micros(
-            &record,
-            api.policy.units_header.as_ref().map(|h| h.as_str()),
-        )?
+        units_micros(record, api.policy.units_header.as_ref().map(|h| h.as_str()))?
     } else {
         0
     };
     Ok(StoredRecord {
         record_key: key::record_key(&record.id),
-        record_id: record.id.into_owned(),
+        record_id: record.id.to_string(),
         subscription_id: consumer.subscription_id.to_string(),
         occurred_at,
         status: record.status,
         billable,
         units_micros: units,
-        method: record.method.map(|m| m.to_ascii_uppercase()),
-        path: record.path.map(|p| p.into_owned()),
-        latency_ms: record.latency_ms.and_then(|l| i64::try_from(l).ok()),
+        method: record.method.as_ref().map(|m| m.to_ascii_uppercase()),
+        path: record.path.as_ref().map(|p| p.to_string()),
+        latency_ms: record.latency_ms,
+        upstream_answered: record.upstream_answered,
     })
 }
 

@@ -80,8 +80,33 @@ impl Rejection {
     }
 }
 
-/// Parses one record; the error names the field (`status: invalid type…`).
-pub fn parse_record(raw: &RawValue) -> Result<CallRecordInput<'_>, Rejection> {
+/// A call record as every format is read into: what `prepare` checks and stores.
+#[derive(Debug, Clone)]
+pub struct CallRecord<'a> {
+    pub id: Cow<'a, str>,
+    pub consumer: Cow<'a, str>,
+    pub api: Cow<'a, str>,
+    /// Unix milliseconds.
+    pub occurred_at: i64,
+    pub status: u16,
+    pub method: Option<Cow<'a, str>>,
+    pub path: Option<Cow<'a, str>>,
+    /// The units as sent (a decimal) and the field they came from, for a rejection's message.
+    pub units: Option<(Cow<'a, str>, Cow<'static, str>)>,
+    pub latency_ms: Option<i64>,
+    /// The host the call was made to, where the format says: the route of a record that names
+    /// no api.
+    pub host: Option<Cow<'a, str>>,
+    /// Response headers the gateway passed on, for a policy's `units_header`.
+    pub response_headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// False when the gateway answered the call itself and the upstream never did: such a call
+    /// is not the api's failure.
+    pub upstream_answered: bool,
+}
+
+/// Parses one record of tollbooth's own format; the error names the field (`status: invalid
+/// type…`).
+pub fn parse_record(raw: &RawValue) -> Result<CallRecord<'_>, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
     let record: CallRecordInput<'_> =
         serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
@@ -95,6 +120,45 @@ pub fn parse_record(raw: &RawValue) -> Result<CallRecordInput<'_>, Rejection> {
             };
             Rejection::new("invalid_record", message)
         })?;
+    let occurred_at = rfc3339_ms(&record.timestamp).ok_or_else(|| {
+        Rejection::new(
+            "invalid_record",
+            format!("timestamp: `{}` is not an RFC 3339 time", record.timestamp),
+        )
+    })?;
+    let record = CallRecord {
+        id: record.id,
+        consumer: record.consumer,
+        api: record.api,
+        occurred_at,
+        status: record.status,
+        method: record.method,
+        path: record.path,
+        units: record
+            .units
+            .map(|raw| (Cow::Borrowed(raw.get().trim_matches('"')), "units".into())),
+        latency_ms: record.latency_ms.and_then(|l| i64::try_from(l).ok()),
+        host: None,
+        response_headers: record
+            .response_headers
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        upstream_answered: true,
+    };
+    check(&record)?;
+    Ok(record)
+}
+
+/// An RFC 3339 time in Unix milliseconds.
+pub fn rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// What every record must be, whatever its format.
+pub fn check(record: &CallRecord<'_>) -> Result<(), Rejection> {
     let texts = [
         ("id", Some(&record.id)),
         ("consumer", Some(&record.consumer)),
@@ -123,38 +187,22 @@ pub fn parse_record(raw: &RawValue) -> Result<CallRecordInput<'_>, Rejection> {
             "status: must be an HTTP status from 100 to 599",
         ));
     }
-    Ok(record)
-}
-
-/// The record's time in Unix milliseconds.
-pub fn occurred_at(record: &CallRecordInput<'_>) -> Result<i64, Rejection> {
-    chrono::DateTime::parse_from_rfc3339(&record.timestamp)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            Rejection::new(
-                "invalid_record",
-                format!("timestamp: `{}` is not an RFC 3339 time", record.timestamp),
-            )
-        })
+    Ok(())
 }
 
 /// The units of a billable call in millionths: the policy's header if the gateway passed it, else
 /// the record's `units`, else 1.
-pub fn units_micros(
-    record: &CallRecordInput<'_>,
-    units_header: Option<&str>,
-) -> Result<i64, Rejection> {
+pub fn units_micros(record: &CallRecord<'_>, units_header: Option<&str>) -> Result<i64, Rejection> {
     let from_header = units_header.and_then(|name| {
         record
             .response_headers
-            .as_ref()?
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| (format!("response_headers.{name}"), value.trim().to_owned()))
     });
-    let (field, text) = match (from_header, record.units) {
+    let (field, text) = match (from_header, &record.units) {
         (Some(found), _) => found,
-        (None, Some(raw)) => ("units".to_owned(), raw.get().trim_matches('"').to_owned()),
+        (None, Some((text, field))) => (field.to_string(), text.trim().to_owned()),
         (None, None) => return Ok(1_000_000),
     };
     let invalid = || {
@@ -178,7 +226,7 @@ mod tests {
         let raw: Box<RawValue> = serde_json::from_str(json).unwrap();
         let record = parse_record(&raw)?;
         Ok((
-            occurred_at(&record)?,
+            record.occurred_at,
             units_micros(&record, Some("x-usage-units"))?,
         ))
     }

@@ -213,7 +213,7 @@ fn fold_increments<'a>(records: impl Iterator<Item = &'a StoredRecord>) -> Vec<U
                 ..UsageIncrement::default()
             });
         increment.total_calls += 1;
-        if record.status >= 500 {
+        if record.status >= 500 && record.upstream_answered {
             increment.failed_calls += 1;
         }
         if record.billable {

@@ -117,15 +117,29 @@ impl Tx {
             .collect()
     }
 
-    /// Every gateway as `(key hash, id, how it asks)`.
-    pub async fn gateway_key_hashes(
-        &mut self,
-    ) -> StoreResult<Vec<(String, String, crate::domain::gateway::GatewayAccess)>> {
-        let sql = "SELECT key_hash, id, access FROM gateways";
-        let rows: Vec<(String, String, String)> =
+    /// Every gateway as its key hash, id, how it asks and how it sends.
+    pub async fn gateway_key_hashes(&mut self) -> StoreResult<Vec<GatewayKeyRow>> {
+        let sql = "SELECT key_hash, id, access, ingest FROM gateways";
+        let rows: Vec<(String, String, String, String)> =
             on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
         rows.into_iter()
-            .map(|(hash, id, access)| Ok((hash, id, from_json("gateways.access", &access)?)))
+            .map(|(key_hash, id, access, ingest)| {
+                Ok(GatewayKeyRow {
+                    key_hash,
+                    id,
+                    access: from_json("gateways.access", &access)?,
+                    ingest: from_json("gateways.ingest", &ingest)?,
+                })
+            })
             .collect()
     }
+}
+
+/// A gateway as the hot paths know it, with its key's hash.
+#[derive(Debug, Clone)]
+pub struct GatewayKeyRow {
+    pub key_hash: String,
+    pub id: String,
+    pub access: crate::domain::gateway::GatewayAccess,
+    pub ingest: crate::domain::ingest::GatewayIngest,
 }

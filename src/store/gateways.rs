@@ -2,6 +2,7 @@
 
 use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx};
 use crate::domain::gateway::GatewayAccess;
+use crate::domain::ingest::GatewayIngest;
 
 /// A stored gateway (its key is never stored, only its hash).
 #[derive(Debug, Clone)]
@@ -9,6 +10,7 @@ pub struct Gateway {
     pub id: String,
     pub name: String,
     pub access: GatewayAccess,
+    pub ingest: GatewayIngest,
     pub created_at: i64,
 }
 
@@ -17,6 +19,7 @@ struct GatewayRow {
     id: String,
     name: String,
     access: String,
+    ingest: String,
     created_at: i64,
 }
 
@@ -26,6 +29,7 @@ impl TryFrom<GatewayRow> for Gateway {
     fn try_from(row: GatewayRow) -> StoreResult<Self> {
         Ok(Self {
             access: from_json("gateways.access", &row.access)?,
+            ingest: from_json("gateways.ingest", &row.ingest)?,
             id: row.id,
             name: row.name,
             created_at: row.created_at,
@@ -33,7 +37,7 @@ impl TryFrom<GatewayRow> for Gateway {
     }
 }
 
-const COLUMNS: &str = "SELECT id, name, access, created_at FROM gateways";
+const COLUMNS: &str = "SELECT id, name, access, ingest, created_at FROM gateways";
 
 impl Tx {
     pub async fn insert_gateway(
@@ -42,16 +46,19 @@ impl Tx {
         name: &str,
         key_hash: &str,
         access: &GatewayAccess,
+        ingest: &GatewayIngest,
     ) -> StoreResult<Gateway> {
-        let sql = "INSERT INTO gateways (id, name, key_hash, access, created_at) \
-                   VALUES ($1, $2, $3, $4, $5)";
+        let sql = "INSERT INTO gateways (id, name, key_hash, access, ingest, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6)";
         let created_at = now_ms();
         let json = super::to_json(access)?;
+        let ingest_json = super::to_json(ingest)?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(name)
             .bind(key_hash)
             .bind(&json)
+            .bind(&ingest_json)
             .bind(created_at)
             .execute(conn)
             .await?
@@ -60,6 +67,7 @@ impl Tx {
             id: id.to_owned(),
             name: name.to_owned(),
             access: access.clone(),
+            ingest: ingest.clone(),
             created_at,
         })
     }
@@ -99,5 +107,44 @@ impl Tx {
             .fetch_optional(conn)
             .await?);
         row.map(Gateway::try_from).transpose()
+    }
+}
+
+impl Tx {
+    /// Writes one replica's totals for one gateway, whole.
+    pub async fn save_ingest_stats(
+        &mut self,
+        gateway_id: &str,
+        replica: &str,
+        stats: &crate::metering::stats::GatewayStats,
+    ) -> StoreResult<()> {
+        let sql = "INSERT INTO gateway_ingest_stats (gateway_id, replica, stats) VALUES ($1, $2, $3) \
+                   ON CONFLICT (gateway_id, replica) DO UPDATE SET stats = excluded.stats";
+        let json = super::to_json(stats)?;
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(gateway_id)
+            .bind(replica)
+            .bind(&json)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Every replica's totals for one gateway, but `except`'s.
+    pub async fn ingest_stats(
+        &mut self,
+        gateway_id: &str,
+        except: &str,
+    ) -> StoreResult<Vec<crate::metering::stats::GatewayStats>> {
+        let sql = "SELECT stats FROM gateway_ingest_stats WHERE gateway_id = $1 AND replica <> $2";
+        let rows: Vec<String> = on_tx!(self, |conn| sqlx::query_scalar(sql)
+            .bind(gateway_id)
+            .bind(except)
+            .fetch_all(conn)
+            .await?);
+        rows.iter()
+            .map(|json| from_json("gateway_ingest_stats.stats", json))
+            .collect()
     }
 }

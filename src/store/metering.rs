@@ -19,6 +19,9 @@ pub struct StoredRecord {
     pub method: Option<String>,
     pub path: Option<String>,
     pub latency_ms: Option<i64>,
+    /// False when the gateway answered the call itself: not counted as the api's failure (not a
+    /// stored column: it only shapes the aggregate).
+    pub upstream_answered: bool,
 }
 
 /// What one subscription-hour gains from a batch of new records.

@@ -17,7 +17,7 @@ mod unique;
 pub use access::{AccessRow, PaymentState};
 pub use apis::{Api, ApiRoutes};
 pub use billing::{BilledLine, Claim, JobRun};
-pub use directory::{ApiPolicyRow, ConsumerRow};
+pub use directory::{ApiPolicyRow, ConsumerRow, GatewayKeyRow};
 pub use gateways::Gateway;
 pub use metering::{StoredRecord, UsageIncrement, UsageRow};
 pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};

@@ -189,17 +189,23 @@ async fn refused_requests_leave_the_tables_unchanged(app: TestApp) {
     let malformed = post_events(&app, &key, format!("[{}, {{\"id\": ", record("x2", 200))).await;
     assert_error(&malformed, StatusCode::BAD_REQUEST, "malformed_json", None);
     assert!(malformed.1["error"]["details"]["column"].as_i64().unwrap() > 1);
-    // NDJSON: the position is the line in the body and the column in that line.
-    let ndjson = format!("{}\n{{\"id\": \"x3\",, }}\n", record("x2", 200));
+    // NDJSON of which no line is JSON: a 400 naming each line (a body with one good line is
+    // taken, its bad lines rejected by index: `formats::a_bad_ndjson_line_is_rejected_alone`).
+    let ndjson = "{\"id\": \"x3\",, }\n{\"id\": \n".to_owned();
     let malformed = post_events(&app, &key, ndjson).await;
-    assert_error(&malformed, StatusCode::BAD_REQUEST, "malformed_json", None);
-    assert_eq!(
-        malformed.1["error"]["details"]["line"], 2,
-        "{}",
-        malformed.1
+    assert_error(
+        &malformed,
+        StatusCode::BAD_REQUEST,
+        "no_readable_records",
+        None,
     );
-    assert_eq!(
-        malformed.1["error"]["details"]["column"], 13,
+    let rejected = &malformed.1["error"]["details"]["rejected"];
+    assert_eq!(rejected[0]["index"], 0, "{}", malformed.1);
+    assert!(
+        rejected[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: "),
         "{}",
         malformed.1
     );

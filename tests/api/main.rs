@@ -14,6 +14,7 @@ mod conflicts;
 mod crash;
 mod events;
 mod ext_authz_grpc;
+mod formats;
 mod forward_auth;
 mod hardening;
 mod health;
