@@ -317,14 +317,19 @@ fn cloud_event(event: &Value) -> Read<'static> {
 /// `timeUnixNano`; the api in `tollbooth.api` (or the gateway's `ingest.api`, or the route).
 fn otlp(request: &Value, ingest: &GatewayIngest) -> Vec<Read<'static>> {
     let mut records = Vec::new();
-    let list = |value: Option<&Value>| value.and_then(Value::as_array).cloned().unwrap_or_default();
-    for resource in list(at(request, "resourceLogs")) {
-        let resource_attributes = attributes(at(&resource, "resource.attributes"));
-        for scope in list(at(&resource, "scopeLogs")) {
-            for log in list(at(&scope, "logRecords")) {
+    let items = |value: Option<&Value>| -> Vec<&Value> {
+        value
+            .and_then(Value::as_array)
+            .map(|list| list.iter().collect())
+            .unwrap_or_default()
+    };
+    for resource in items(at(request, "resourceLogs")) {
+        let resource_attributes = attributes(at(resource, "resource.attributes"));
+        for scope in items(at(resource, "scopeLogs")) {
+            for log in items(at(scope, "logRecords")) {
                 let mut attrs = resource_attributes.clone();
-                attrs.extend(attributes(at(&log, "attributes")));
-                records.push(otlp_record(&log, &attrs, ingest).and_then(|r| {
+                attrs.extend(attributes(at(log, "attributes")));
+                records.push(otlp_record(log, &attrs, ingest).and_then(|r| {
                     check(&r)?;
                     Ok(r)
                 }));
