@@ -10,7 +10,8 @@
 //! counted as accepted (`/metrics`) must equal what was sent.
 //!
 //! Run with `cargo build --release --bin tollbooth && cargo bench --bench formats`
-//! (`-- --records N` changes the count, default 100,000).
+//! (`-- --records N` changes the count, default 100,000; `-- --only otlp` measures the formats
+//! whose name holds that word, with the baseline).
 // A bench fails loudly on what it did not expect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -176,10 +177,13 @@ impl Format {
 fn main() -> Result<()> {
     let binary = server_binary()?;
     let mut records = 100_000;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--records" {
-            records = args.next().unwrap_or_default().parse()?;
+        match arg.as_str() {
+            "--records" => records = args.next().unwrap_or_default().parse()?,
+            "--only" => only = args.next(),
+            _ => {}
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -191,6 +195,10 @@ fn main() -> Result<()> {
         println!("|---|---|---|---|");
         let mut baseline = None;
         for format in Format::ALL {
+            let wanted = only.as_ref().is_none_or(|o| format.label().to_lowercase().contains(o));
+            if !wanted && !matches!(format, Format::Tollbooth) {
+                continue;
+            }
             let (rate, bytes) = measure(&binary, format, records).await?;
             let base = *baseline.get_or_insert(rate);
             let ratio = rate / base;

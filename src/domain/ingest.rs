@@ -24,6 +24,11 @@ pub struct GatewayIngest {
     /// APISIX, OTLP `http.request.header.*`). Default `X-Api-Key`.
     #[serde(default = "default_consumer_header")]
     pub consumer_header: String,
+    /// The request header holding the call's id, in formats that log request headers (Kong,
+    /// APISIX, OTLP), when the format's own id is not the one to deduplicate on. Unset: Kong's
+    /// `request.id`, else `X-Request-Id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_header: Option<String>,
     /// The response header holding the call's units, in formats that log response headers.
     /// Default `X-Usage-Units`.
     #[serde(default = "default_units_header")]
@@ -40,6 +45,7 @@ impl Default for GatewayIngest {
             format: RecordFormat::default(),
             api: None,
             consumer_header: default_consumer_header(),
+            id_header: None,
             units_header: default_units_header(),
             fields: FieldMapping::default(),
         }
@@ -138,10 +144,15 @@ impl FieldMapping {
 
 impl GatewayIngest {
     pub fn validate(&self) -> Result<(), FieldError> {
+        let id_header = self.id_header.as_ref();
         for (field, name) in [
-            ("ingest.consumer_header", &self.consumer_header),
-            ("ingest.units_header", &self.units_header),
-        ] {
+            ("ingest.consumer_header", Some(&self.consumer_header)),
+            ("ingest.units_header", Some(&self.units_header)),
+            ("ingest.id_header", id_header),
+        ]
+        .into_iter()
+        .filter_map(|(field, name)| Some((field, name?)))
+        {
             if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.len() > 100 {
                 return Err(FieldError::new(
                     field,
@@ -198,6 +209,7 @@ mod tests {
         for (json, field) in [
             (r#"{"consumer_header": "a b"}"#, "ingest.consumer_header"),
             (r#"{"units_header": ""}"#, "ingest.units_header"),
+            (r#"{"id_header": "x y"}"#, "ingest.id_header"),
             (r#"{"api": ""}"#, "ingest.api"),
             (r#"{"fields": {"status": "a..b"}}"#, "ingest.fields.status"),
             (

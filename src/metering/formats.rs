@@ -194,8 +194,11 @@ fn kong(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
         (Some(upstream), _) => lenient::upstream_answered(upstream),
         (None, _) => true,
     };
+    let id_header = ingest.id_header.as_deref();
     let found = Found {
-        id: first_text(entry, &["request.id"])
+        id: id_header
+            .and_then(|name| header(request_headers, name))
+            .or_else(|| first_text(entry, &["request.id"]))
             .or_else(|| header(response_headers, "x-kong-request-id")),
         consumer: first_text(entry, &["consumer.custom_id", "consumer.username"])
             .or_else(|| header(request_headers, &ingest.consumer_header)),
@@ -229,7 +232,10 @@ fn kong(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
 fn apisix(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
     let request_headers = at(entry, "request.headers");
     let found = Found {
-        id: header(request_headers, "x-request-id"),
+        id: header(
+            request_headers,
+            ingest.id_header.as_deref().unwrap_or("x-request-id"),
+        ),
         consumer: header(request_headers, &ingest.consumer_header)
             .or_else(|| first_text(entry, &["consumer.username"])),
         api: ingest.api.clone(),
@@ -317,12 +323,6 @@ fn cloud_event(event: &Value) -> Read<'static> {
 /// `timeUnixNano`; the api in `tollbooth.api` (or the gateway's `ingest.api`, or the route).
 fn otlp(request: &Value, ingest: &GatewayIngest) -> Vec<Read<'static>> {
     let mut records = Vec::new();
-    let items = |value: Option<&Value>| -> Vec<&Value> {
-        value
-            .and_then(Value::as_array)
-            .map(|list| list.iter().collect())
-            .unwrap_or_default()
-    };
     for resource in items(at(request, "resourceLogs")) {
         let resource_attributes = attributes(at(resource, "resource.attributes"));
         for scope in items(at(resource, "scopeLogs")) {
@@ -371,6 +371,11 @@ fn any_value(value: &Value) -> Value {
     Value::Null
 }
 
+/// The items of a JSON array, none for anything else.
+fn items(value: Option<&Value>) -> &[Value] {
+    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
 fn strs(names: &[String; 2]) -> [&str; 2] {
     [names[0].as_str(), names[1].as_str()]
 }
@@ -394,7 +399,7 @@ fn otlp_record(log: &Value, attrs: &[(String, Value)], ingest: &GatewayIngest) -
         ]
     };
     let consumer_names = header_names(&ingest.consumer_header);
-    let id_names = header_names("x-request-id");
+    let id_names = header_names(ingest.id_header.as_deref().unwrap_or("x-request-id"));
     let units_names = {
         let lower = ingest.units_header.to_ascii_lowercase();
         [

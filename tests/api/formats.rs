@@ -21,6 +21,7 @@ on_both_databases!(
     vector_http_sink_after_a_file_source,
     nginx_json_log_as_a_person_writes_it,
     a_field_mapping_reads_names_the_provider_chose,
+    kong_ids_come_from_the_header_the_provider_names,
     gzip_bodies_are_read_and_bounded_after_inflating,
     a_bad_ndjson_line_is_rejected_alone,
     a_body_with_no_readable_record_is_a_400,
@@ -140,6 +141,32 @@ async fn a_field_mapping_reads_names_the_provider_chose(app: TestApp) {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(answer["accepted"], 2, "{answer}");
     assert_eq!(usage_totals(&app).await, totals((1, "2.5", 1, 2)));
+}
+
+async fn kong_ids_come_from_the_header_the_provider_names(app: TestApp) {
+    let key = setup(&app, json!({"id_header": "X-Correlation-Id"})).await;
+    let entry: Value = serde_json::from_str(&fixture(include_str!(
+        "../fixtures/formats/kong_http_log.json"
+    )))
+    .unwrap();
+    // Two calls Kong logged with the same `request.id` (say, two Kong nodes' counters), told
+    // apart by the provider's own correlation header.
+    let entries: Vec<Value> = ["c-1", "c-2"]
+        .iter()
+        .map(|id| {
+            let mut entry = entry.clone();
+            entry["request"]["headers"]["x-correlation-id"] = json!(id);
+            entry
+        })
+        .collect();
+    let body = Value::Array(entries).to_string();
+    let (status, answer) = post(&app, &key, "/v1/events", "application/json", body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        (answer["accepted"].clone(), answer["duplicates"].clone()),
+        (json!(2), json!(0))
+    );
+    assert_eq!(usage_totals(&app).await, totals((2, "2", 0, 2)));
 }
 
 async fn gzip_bodies_are_read_and_bounded_after_inflating(app: TestApp) {
