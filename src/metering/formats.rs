@@ -41,8 +41,7 @@ pub fn read<'a>(
         Endpoint::Events => ingest.format,
     };
     if format == RecordFormat::Otlp {
-        let request: Value = serde_json::from_str(body).map_err(|e| BodyError::at(e.line(), &e))?;
-        return Ok(otlp(&request, ingest));
+        return otlp(body, ingest);
     }
     let items = split_body(body)?;
     let format = match format {
@@ -56,8 +55,12 @@ pub fn read<'a>(
         // Detected: an ExportLogsServiceRequest posted to /v1/events.
         let mut records = Vec::new();
         for item in items {
-            match item.and_then(value_of) {
-                Ok(request) => records.extend(otlp(&request, ingest)),
+            match item.map(|raw| otlp(raw.get(), ingest)) {
+                Ok(Ok(reads)) => records.extend(reads),
+                Ok(Err(error)) => records.push(Err(Rejection::new(
+                    "invalid_record",
+                    format!("not an OTLP logs request: {error}"),
+                ))),
                 Err(rejection) => records.push(Err(rejection)),
             }
         }
@@ -321,18 +324,28 @@ fn cloud_event(event: &Value) -> Read<'static> {
 /// older: `http.response.status_code`/`http.status_code`, `http.request.method`/`http.method`,
 /// `url.path`/`http.target`, `server.address`/`net.host.name`, `http.request.header.<name>`,
 /// `timeUnixNano`; the api in `tollbooth.api` (or the gateway's `ingest.api`, or the route).
-fn otlp(request: &Value, ingest: &GatewayIngest) -> Vec<Read<'static>> {
+/// Read into typed messages (`otlp_json`), borrowing from the body, unknown fields skipped.
+fn otlp(text: &str, ingest: &GatewayIngest) -> Result<Vec<Read<'static>>, BodyError> {
+    let request: otlp_json::Export<'_> =
+        serde_json::from_str(text).map_err(|e| BodyError::at(e.line(), &e))?;
+    let names = OtlpNames::new(ingest);
     let mut records = Vec::new();
-    for resource in items(at(request, "resourceLogs")) {
-        let resource_attributes = attributes(at(resource, "resource.attributes"));
-        for scope in items(at(resource, "scopeLogs")) {
-            for log in items(at(scope, "logRecords")) {
-                let mut attrs = resource_attributes.clone();
-                attrs.extend(attributes(at(log, "attributes")));
-                records.push(otlp_record(log, &attrs, ingest).and_then(|r| {
-                    check(&r)?;
-                    Ok(r)
-                }));
+    for resource in &request.resource_logs {
+        let resource_attributes = resource
+            .resource
+            .as_ref()
+            .map_or(&[][..], |r| &r.attributes);
+        for scope in &resource.scope_logs {
+            for raw in &scope.log_records {
+                let read = serde_json::from_str::<otlp_json::LogRecord<'_>>(raw.get())
+                    .map_err(|e| Rejection::new("invalid_record", format!("logRecords: {e}")))
+                    .and_then(|log| {
+                        let record =
+                            otlp_record(&log, resource_attributes, &names, ingest, raw.get())?;
+                        check(&record)?;
+                        Ok(record)
+                    });
+                records.push(read);
             }
         }
     }
@@ -342,114 +355,194 @@ fn otlp(request: &Value, ingest: &GatewayIngest) -> Vec<Read<'static>> {
             "resourceLogs: no log record in this OTLP request",
         )));
     }
-    records
+    Ok(records)
 }
 
-/// Attributes (`[{key, value: AnyValue}]`) as JSON values, later ones first in `find`.
-fn attributes(list: Option<&Value>) -> Vec<(String, Value)> {
-    let Some(list) = list.and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|attribute| {
-            let key = at(attribute, "key")?.as_str()?.to_owned();
-            Some((key, any_value(at(attribute, "value")?)))
-        })
-        .collect()
+/// The attribute names a gateway's headers are logged under, made once a request.
+struct OtlpNames {
+    consumer: [String; 2],
+    id: [String; 2],
+    units: [String; 2],
 }
 
-/// An OTLP AnyValue as a plain JSON value (`{"intValue": "500"}` → `"500"`).
-fn any_value(value: &Value) -> Value {
-    for kind in ["stringValue", "intValue", "doubleValue", "boolValue"] {
-        if let Some(inner) = lenient::field(value, kind) {
-            return inner.clone();
+impl OtlpNames {
+    fn new(ingest: &GatewayIngest) -> Self {
+        let names = |side: &str, header: &str| {
+            let lower = header.to_ascii_lowercase();
+            [
+                format!("http.{side}.header.{lower}"),
+                format!("http.{side}.header.{}", lower.replace('-', "_")),
+            ]
+        };
+        Self {
+            consumer: names("request", &ingest.consumer_header),
+            id: names(
+                "request",
+                ingest.id_header.as_deref().unwrap_or("x-request-id"),
+            ),
+            units: names("response", &ingest.units_header),
         }
     }
-    if let Some(values) = at(value, "arrayValue.values").and_then(Value::as_array) {
-        return Value::Array(values.iter().map(any_value).collect());
-    }
-    Value::Null
 }
 
-/// The items of a JSON array, none for anything else.
-fn items(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map_or(&[], Vec::as_slice)
+/// The OTLP/JSON messages tollbooth reads (`ExportLogsServiceRequest` and what it holds).
+mod otlp_json {
+    use serde::Deserialize;
+    use serde_json::Value;
+    use serde_json::value::RawValue;
+    use std::borrow::Cow;
+
+    #[derive(Deserialize)]
+    pub struct Export<'a> {
+        #[serde(rename = "resourceLogs", default, borrow)]
+        pub resource_logs: Vec<ResourceLogs<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ResourceLogs<'a> {
+        #[serde(default, borrow)]
+        pub resource: Option<Resource<'a>>,
+        #[serde(rename = "scopeLogs", default, borrow)]
+        pub scope_logs: Vec<ScopeLogs<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Resource<'a> {
+        #[serde(default, borrow)]
+        pub attributes: Vec<KeyValue<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ScopeLogs<'a> {
+        /// Kept as text: read one by one, so one bad record is rejected alone, and hashed for
+        /// the id of a record that has none.
+        #[serde(rename = "logRecords", default, borrow)]
+        pub log_records: Vec<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct LogRecord<'a> {
+        #[serde(rename = "timeUnixNano", default)]
+        pub time: Option<Value>,
+        #[serde(rename = "observedTimeUnixNano", default)]
+        pub observed_time: Option<Value>,
+        #[serde(default, borrow)]
+        pub attributes: Vec<KeyValue<'a>>,
+        #[serde(rename = "traceId", default, borrow)]
+        pub trace_id: Option<Cow<'a, str>>,
+        #[serde(rename = "spanId", default, borrow)]
+        pub span_id: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct KeyValue<'a> {
+        #[serde(borrow)]
+        pub key: Cow<'a, str>,
+        #[serde(default)]
+        pub value: AnyValue,
+    }
+
+    /// An AnyValue: one of its kinds (a kvlist or bytes reads as nothing).
+    #[derive(Deserialize, Default)]
+    pub struct AnyValue {
+        #[serde(rename = "stringValue", default)]
+        string: Option<String>,
+        #[serde(rename = "intValue", default)]
+        int: Option<Value>,
+        #[serde(rename = "doubleValue", default)]
+        double: Option<Value>,
+        #[serde(rename = "boolValue", default)]
+        boolean: Option<bool>,
+        #[serde(rename = "arrayValue", default)]
+        array: Option<ArrayValue>,
+    }
+
+    #[derive(Deserialize, Default)]
+    pub struct ArrayValue {
+        #[serde(default)]
+        values: Vec<AnyValue>,
+    }
+
+    impl AnyValue {
+        /// As a plain JSON value (`{"intValue": "500"}` → `"500"`; an array → its first item).
+        pub fn plain(&self) -> Value {
+            if let Some(text) = &self.string {
+                return Value::String(text.clone());
+            }
+            if let Some(number) = self.int.as_ref().or(self.double.as_ref()) {
+                return number.clone();
+            }
+            if let Some(flag) = self.boolean {
+                return Value::Bool(flag);
+            }
+            self.array
+                .as_ref()
+                .and_then(|a| a.values.first())
+                .map_or(Value::Null, AnyValue::plain)
+        }
+    }
 }
 
 fn strs(names: &[String; 2]) -> [&str; 2] {
     [names[0].as_str(), names[1].as_str()]
 }
 
-fn otlp_record(log: &Value, attrs: &[(String, Value)], ingest: &GatewayIngest) -> Read<'static> {
-    let get = |names: &[&str]| {
-        names.iter().find_map(|name| {
-            attrs
+fn otlp_record(
+    log: &otlp_json::LogRecord<'_>,
+    resource_attributes: &[otlp_json::KeyValue<'_>],
+    names: &OtlpNames,
+    ingest: &GatewayIngest,
+    text: &str,
+) -> Read<'static> {
+    // The record's own attributes first, then the resource's.
+    let get = |wanted: &[&str]| {
+        wanted.iter().find_map(|name| {
+            log.attributes
                 .iter()
-                .rev()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .and_then(|(_, value)| lenient::text(value).map(|text| (text, value)))
+                .chain(resource_attributes)
+                .filter(|kv| kv.key.eq_ignore_ascii_case(name))
+                .map(|kv| kv.value.plain())
+                .find(|value| lenient::text(value).is_some())
         })
     };
-    let text_of = |names: &[&str]| get(names).map(|(text, _)| text);
-    let header_names = |header: &str| {
-        let lower = header.to_ascii_lowercase();
-        [
-            format!("http.request.header.{lower}"),
-            format!("http.request.header.{}", lower.replace('-', "_")),
-        ]
-    };
-    let consumer_names = header_names(&ingest.consumer_header);
-    let id_names = header_names(ingest.id_header.as_deref().unwrap_or("x-request-id"));
-    let units_names = {
-        let lower = ingest.units_header.to_ascii_lowercase();
-        [
-            format!("http.response.header.{lower}"),
-            format!("http.response.header.{}", lower.replace('-', "_")),
-        ]
-    };
-    let trace = match (
-        at(log, "traceId").and_then(lenient::text),
-        at(log, "spanId").and_then(lenient::text),
-    ) {
-        (Some(trace), Some(span)) => Some(format!("{trace}-{span}")),
+    let text_of = |wanted: &[&str]| get(wanted).as_ref().and_then(lenient::text);
+    let trace = match (&log.trace_id, &log.span_id) {
+        (Some(trace), Some(span)) if !trace.is_empty() && !span.is_empty() => {
+            Some(format!("{trace}-{span}"))
+        }
         _ => None,
     };
     let found = Found {
         id: text_of(&["log.record.uid"])
-            .or_else(|| text_of(&strs(&id_names)))
+            .or_else(|| text_of(&strs(&names.id)))
             .or(trace),
-        consumer: text_of(&strs(&consumer_names)),
+        consumer: text_of(&strs(&names.consumer)),
         api: text_of(&["tollbooth.api"]).or_else(|| ingest.api.clone()),
         host: text_of(&["server.address", "net.host.name", "http.host"]),
-        occurred_at: ["timeUnixNano", "observedTimeUnixNano"]
-            .iter()
-            .filter_map(|name| at(log, name).and_then(epoch_ms))
+        occurred_at: [&log.time, &log.observed_time]
+            .into_iter()
+            .filter_map(|time| time.as_ref().and_then(epoch_ms))
             .find(|&ms| ms > 0),
         status: get(&["http.response.status_code", "http.status_code"])
-            .and_then(|(_, value)| lenient::status(value)),
+            .as_ref()
+            .and_then(lenient::status),
         upstream_answered: true,
         method: text_of(&["http.request.method", "http.method"]),
         path: text_of(&["url.path", "http.target", "url.full", "http.url"]).map(|p| path_of(&p)),
-        units: text_of(&strs(&units_names)),
+        units: text_of(&strs(&names.units)),
         latency_ms: get(&["duration_ms"])
-            .and_then(|(_, v)| duration_ms(v, ms()))
+            .and_then(|v| duration_ms(&v, ms()))
             .or_else(|| {
-                get(&["http.server.request.duration"]).and_then(|(_, v)| duration_ms(v, seconds()))
+                get(&["http.server.request.duration"]).and_then(|v| duration_ms(&v, seconds()))
             }),
     };
     let places = Places {
         format: "OTLP log",
-        consumer: format!("`{}` attribute", consumer_names[0]),
+        consumer: format!("`{}` attribute", names.consumer[0]),
         timestamp: "`timeUnixNano`",
         status: "`http.response.status_code` attribute",
     };
-    // No text of its own to hash: the log record's fields stand for it.
-    let text = if found.id.is_none() {
-        log.to_string()
-    } else {
-        String::new()
-    };
-    finish(found, &places, &text)
+    finish(found, &places, text)
 }
 
 /// A JSON access-log line: the provider's field names (`ingest.fields`), else the usual names of
