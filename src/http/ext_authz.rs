@@ -127,8 +127,8 @@ fn as_forward_auth(check: &CheckRequest, key: &str) -> (Uri, HeaderMap) {
 /// `RateLimit-*` fields; a refusal is answered to the caller with tollbooth's status, headers and
 /// JSON body.
 async fn check_response(answer: Response) -> CheckResponse {
-    let status = answer.status();
-    let headers = answer.headers().clone();
+    let (parts, body) = answer.into_parts();
+    let (status, headers) = (parts.status, parts.headers);
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let mut response = CheckResponse::new();
     if status == StatusCode::OK {
@@ -156,7 +156,7 @@ async fn check_response(answer: Response) -> CheckResponse {
         response.set_http_response(ok);
         return response;
     }
-    let body = axum::body::to_bytes(answer.into_body(), MAX_BODY)
+    let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .unwrap_or_default();
     let mut denied = DeniedHttpResponseBuilder::new();

@@ -602,16 +602,13 @@ fn access_log(line: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static>
                 pick(&None, &["Duration"]).and_then(|v| duration_ms(v, Decimal::new(1, 6)))
             }),
     };
-    let upstream = pick(
-        &fields.upstream_status,
-        &["upstream_status", "OriginStatus"],
-    )
-    .or_else(|| {
-        // Present but empty (NGINX writes "" for a call it answered itself).
-        ["upstream_status", "OriginStatus"]
+    // Present even when empty: NGINX writes "" for a call it answered itself.
+    let upstream = match &fields.upstream_status {
+        Some(path) => at(entry, path),
+        None => ["upstream_status", "OriginStatus"]
             .iter()
-            .find_map(|name| at(entry, name))
-    });
+            .find_map(|name| at(entry, name)),
+    };
     let found = Found {
         id: text_at(
             &fields.id,
