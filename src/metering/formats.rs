@@ -7,12 +7,11 @@
 //! and path (`prepare` does that, with the catalog at hand). A record with no id of its own gets
 //! the SHA-256 of its text: a batch sent again is the same text, so it is counted once.
 
-use super::lenient::{self, at, duration_ms, epoch_ms, first_text, path_of};
+use super::lenient::{self, Object, duration_ms, epoch_ms, path_in, text};
 use super::record::{CallRecord, Rejection, check, parse_record};
 use super::{BodyError, split_body};
 use crate::domain::ingest::{GatewayIngest, RecordFormat};
 use rust_decimal::Decimal;
-use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -73,12 +72,12 @@ pub fn read<'a>(
             if format == RecordFormat::Tollbooth {
                 return parse_record(raw);
             }
-            let value = value_of(raw)?;
+            let entry = object_of(raw)?;
             let record = match format {
-                RecordFormat::Kong => kong(&value, ingest, raw.get()),
-                RecordFormat::Apisix => apisix(&value, ingest, raw.get()),
-                RecordFormat::Cloudevents => cloud_event(&value),
-                _ => access_log(&value, ingest, raw.get()),
+                RecordFormat::Kong => kong(&entry, ingest, raw.get()),
+                RecordFormat::Apisix => apisix(&entry, ingest, raw.get()),
+                RecordFormat::Cloudevents => cloud_event(&entry),
+                _ => access_log(&entry, ingest, raw.get()),
             }?;
             check(&record)?;
             Ok(record)
@@ -86,19 +85,17 @@ pub fn read<'a>(
         .collect())
 }
 
-fn value_of(raw: &RawValue) -> Result<Value, Rejection> {
-    serde_json::from_str(raw.get())
-        .map_err(|e| Rejection::new("invalid_record", format!("not JSON: {e}")))
+fn object_of(raw: &RawValue) -> Result<Object<'_>, Rejection> {
+    Object::from_text(raw.get())
+        .map_err(|e| Rejection::new("invalid_record", format!("not a JSON object: {e}")))
 }
 
 /// The format of a body, told by the keys of its first record.
 fn detect(raw: &RawValue) -> RecordFormat {
-    let Ok(keys) =
-        serde_json::from_str::<std::collections::HashMap<Cow<'_, str>, &RawValue>>(raw.get())
-    else {
+    let Ok(keys) = Object::from_text(raw.get()) else {
         return RecordFormat::Tollbooth;
     };
-    let has = |key: &str| keys.contains_key(key);
+    let has = |key: &str| keys.contains(key);
     if has("resourceLogs") {
         RecordFormat::Otlp
     } else if has("specversion") {
@@ -114,20 +111,43 @@ fn detect(raw: &RawValue) -> RecordFormat {
     }
 }
 
-/// What the mapped formats fill in; `finish` turns it into a record, naming what is missing.
+type Text<'a> = Option<Cow<'a, str>>;
+
+/// What the mapped formats fill in, borrowed from the body where it can be; `finish` turns it
+/// into a record, naming what is missing.
 #[derive(Default)]
-struct Found {
-    id: Option<String>,
-    consumer: Option<String>,
-    api: Option<String>,
-    host: Option<String>,
+struct Found<'a> {
+    id: Text<'a>,
+    consumer: Text<'a>,
+    api: Text<'a>,
+    host: Text<'a>,
     occurred_at: Option<i64>,
     status: Option<u16>,
     upstream_answered: bool,
-    method: Option<String>,
-    path: Option<String>,
-    units: Option<String>,
+    method: Text<'a>,
+    path: Text<'a>,
+    units: Text<'a>,
     latency_ms: Option<i64>,
+}
+
+impl Found<'_> {
+    /// The same, owning its texts: for what was read from a line nested in a shipper's envelope.
+    fn into_owned(self) -> Found<'static> {
+        let owned = |text: Text<'_>| text.map(|t| Cow::Owned(t.into_owned()));
+        Found {
+            id: owned(self.id),
+            consumer: owned(self.consumer),
+            api: owned(self.api),
+            host: owned(self.host),
+            occurred_at: self.occurred_at,
+            status: self.status,
+            upstream_answered: self.upstream_answered,
+            method: owned(self.method),
+            path: owned(self.path),
+            units: owned(self.units),
+            latency_ms: self.latency_ms,
+        }
+    }
 }
 
 /// Where a format keeps each part, for the message of a record without it.
@@ -138,7 +158,7 @@ struct Places {
     status: &'static str,
 }
 
-fn finish(found: Found, places: &Places, text: &str) -> Read<'static> {
+fn finish<'a>(found: Found<'a>, places: &Places, text: &str) -> Read<'a> {
     let missing = |part: &str, place: &str| {
         Rejection::new(
             "invalid_record",
@@ -147,26 +167,25 @@ fn finish(found: Found, places: &Places, text: &str) -> Read<'static> {
     };
     let id = found.id.unwrap_or_else(|| {
         let digest = Sha256::digest(text.as_bytes());
-        format!("sha256:{}", hex::encode(&digest[..16]))
+        Cow::Owned(format!("sha256:{}", hex::encode(&digest[..16])))
     });
     Ok(CallRecord {
-        id: id.into(),
+        id,
         consumer: found
             .consumer
-            .ok_or_else(|| missing("consumer", &places.consumer))?
-            .into(),
-        api: found.api.unwrap_or_default().into(),
+            .ok_or_else(|| missing("consumer", &places.consumer))?,
+        api: found.api.unwrap_or_default(),
         occurred_at: found
             .occurred_at
             .ok_or_else(|| missing("timestamp", places.timestamp))?,
         status: found
             .status
             .ok_or_else(|| missing("status", places.status))?,
-        method: found.method.map(Cow::Owned),
-        path: found.path.map(Cow::Owned),
-        units: found.units.map(|u| (u.into(), Cow::Borrowed("units"))),
+        method: found.method,
+        path: found.path,
+        units: found.units.map(|u| (u, Cow::Borrowed("units"))),
         latency_ms: found.latency_ms,
-        host: found.host.map(Cow::Owned),
+        host: found.host,
         response_headers: Vec::new(),
         upstream_answered: found.upstream_answered,
     })
@@ -180,43 +199,64 @@ fn seconds() -> Decimal {
     Decimal::from(1000)
 }
 
-fn header(headers: Option<&Value>, name: &str) -> Option<String> {
-    headers
-        .and_then(|h| lenient::field(h, name))
-        .and_then(lenient::text)
+/// A header of a logged set (names matched without regard to case).
+fn header<'a>(headers: Option<&Object<'a>>, name: &str) -> Text<'a> {
+    headers.and_then(|h| h.get(name)).and_then(text)
+}
+
+/// The gateway's api for its records, when it names one.
+fn gateway_api(ingest: &GatewayIngest) -> Text<'static> {
+    ingest.api.clone().map(Cow::Owned)
 }
 
 /// Kong `http-log` (`kong.log.serialize()`): `request.id`, `started_at` (ms), `response.status`,
 /// `upstream_status` (empty when Kong answered itself), `latencies.request` (ms), the consumer
 /// from `consumer.custom_id` or `.username`, else the request header; the api `service.name`.
-fn kong(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
-    let request_headers = at(entry, "request.headers");
-    let response_headers = at(entry, "response.headers");
-    let answered = match (at(entry, "upstream_status"), at(entry, "source")) {
-        (_, Some(Value::String(source))) if source == "kong" => false,
-        (Some(upstream), _) => lenient::upstream_answered(upstream),
-        (None, _) => true,
+fn kong<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a> {
+    let request = entry.object("request");
+    let response = entry.object("response");
+    let request_headers = request.as_ref().and_then(|r| r.object("headers"));
+    let response_headers = response.as_ref().and_then(|r| r.object("headers"));
+    let kong_answered = entry
+        .get("source")
+        .and_then(lenient::text)
+        .is_some_and(|source| source == "kong");
+    let answered = match entry.get("upstream_status") {
+        _ if kong_answered => false,
+        Some(upstream) => lenient::upstream_answered(upstream),
+        None => true,
     };
-    let id_header = ingest.id_header.as_deref();
+    let in_request = |name: &str| {
+        request
+            .as_ref()
+            .and_then(|r| r.get(name))
+            .and_then(lenient::text)
+    };
     let found = Found {
-        id: id_header
-            .and_then(|name| header(request_headers, name))
-            .or_else(|| first_text(entry, &["request.id"]))
-            .or_else(|| header(response_headers, "x-kong-request-id")),
-        consumer: first_text(entry, &["consumer.custom_id", "consumer.username"])
-            .or_else(|| header(request_headers, &ingest.consumer_header)),
-        api: ingest
-            .api
-            .clone()
-            .or_else(|| first_text(entry, &["service.name"])),
-        host: header(request_headers, "host"),
-        occurred_at: at(entry, "started_at").and_then(epoch_ms),
-        status: at(entry, "response.status").and_then(lenient::status),
+        id: ingest
+            .id_header
+            .as_deref()
+            .and_then(|name| header(request_headers.as_ref(), name))
+            .or_else(|| in_request("id"))
+            .or_else(|| header(response_headers.as_ref(), "x-kong-request-id")),
+        consumer: entry
+            .object("consumer")
+            .and_then(|c| c.first_text(&["custom_id", "username"]))
+            .or_else(|| header(request_headers.as_ref(), &ingest.consumer_header)),
+        api: gateway_api(ingest).or_else(|| entry.first_text(&["service.name"])),
+        host: header(request_headers.as_ref(), "host"),
+        occurred_at: entry.get("started_at").and_then(epoch_ms),
+        status: response
+            .as_ref()
+            .and_then(|r| r.get("status"))
+            .and_then(lenient::status),
         upstream_answered: answered,
-        method: first_text(entry, &["request.method"]),
-        path: first_text(entry, &["request.uri"]).map(|uri| path_of(&uri)),
-        units: header(response_headers, &ingest.units_header),
-        latency_ms: at(entry, "latencies.request").and_then(|v| duration_ms(v, ms())),
+        method: in_request("method"),
+        path: in_request("uri").map(path_in),
+        units: header(response_headers.as_ref(), &ingest.units_header),
+        latency_ms: entry
+            .at("latencies.request")
+            .and_then(|v| duration_ms(v, ms())),
     };
     let places = Places {
         format: "Kong http-log",
@@ -232,24 +272,35 @@ fn kong(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
 
 /// APISIX `http-logger` (`get_full_log`): `start_time` (ms), `response.status`, `latency` (ms),
 /// `upstream` (empty when APISIX answered itself); no id of its own.
-fn apisix(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
-    let request_headers = at(entry, "request.headers");
+fn apisix<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a> {
+    let request = entry.object("request");
+    let request_headers = request.as_ref().and_then(|r| r.object("headers"));
+    let response = entry.object("response");
     let found = Found {
         id: header(
-            request_headers,
+            request_headers.as_ref(),
             ingest.id_header.as_deref().unwrap_or("x-request-id"),
         ),
-        consumer: header(request_headers, &ingest.consumer_header)
-            .or_else(|| first_text(entry, &["consumer.username"])),
-        api: ingest.api.clone(),
-        host: header(request_headers, "host"),
-        occurred_at: at(entry, "start_time").and_then(epoch_ms),
-        status: at(entry, "response.status").and_then(lenient::status),
-        upstream_answered: at(entry, "upstream").is_none_or(lenient::upstream_answered),
-        method: first_text(entry, &["request.method"]),
-        path: first_text(entry, &["request.uri", "request.url"]).map(|uri| path_of(&uri)),
-        units: header(at(entry, "response.headers"), &ingest.units_header),
-        latency_ms: at(entry, "latency").and_then(|v| duration_ms(v, ms())),
+        consumer: header(request_headers.as_ref(), &ingest.consumer_header)
+            .or_else(|| entry.first_text(&["consumer.username"])),
+        api: gateway_api(ingest),
+        host: header(request_headers.as_ref(), "host"),
+        occurred_at: entry.get("start_time").and_then(epoch_ms),
+        status: response
+            .as_ref()
+            .and_then(|r| r.get("status"))
+            .and_then(lenient::status),
+        upstream_answered: entry.get("upstream").is_none_or(lenient::upstream_answered),
+        method: request.as_ref().and_then(|r| r.first_text(&["method"])),
+        path: request
+            .as_ref()
+            .and_then(|r| r.first_text(&["uri", "url"]))
+            .map(path_in),
+        units: header(
+            response.as_ref().and_then(|r| r.object("headers")).as_ref(),
+            &ingest.units_header,
+        ),
+        latency_ms: entry.get("latency").and_then(|v| duration_ms(v, ms())),
     };
     let places = Places {
         format: "APISIX http-logger",
@@ -267,16 +318,17 @@ fn apisix(entry: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
 /// (RFC 3339; now when absent, as OpenMeter does); from `data`, the api (`api` or `service`),
 /// `status` (200 when absent: an event that happened), `method`, `path` (or `route`), `units`,
 /// `duration_ms` or `duration_seconds`.
-fn cloud_event(event: &Value) -> Read<'static> {
+fn cloud_event<'a>(event: &Object<'a>) -> Read<'a> {
     let part = |name: &str| {
-        first_text(event, &[name]).ok_or_else(|| {
+        event.get(name).and_then(lenient::text).ok_or_else(|| {
             Rejection::new("invalid_record", format!("{name}: a CloudEvent needs it"))
         })
     };
     let (id, source, subject) = (part("id")?, part("source")?, part("subject")?);
-    let data = at(event, "data");
-    let data_text = |names: &[&str]| data.and_then(|d| first_text(d, names));
-    let occurred_at = match at(event, "time") {
+    let data = event.object("data");
+    let data_text = |names: &[&str]| data.as_ref().and_then(|d| d.first_text(names));
+    let in_data = |name: &str| data.as_ref().and_then(|d| d.get(name));
+    let occurred_at = match event.get("time") {
         Some(time) => Some(
             epoch_ms(time)
                 .ok_or_else(|| Rejection::new("invalid_record", "time: not an RFC 3339 time"))?,
@@ -284,21 +336,17 @@ fn cloud_event(event: &Value) -> Read<'static> {
         None => Some(crate::store::now_ms()),
     };
     let status =
-        match data.and_then(|d| lenient::field(d, "status")) {
+        match in_data("status") {
             Some(status) => Some(lenient::status(status).ok_or_else(|| {
                 Rejection::new("invalid_record", "data.status: not an HTTP status")
             })?),
             None => Some(200),
         };
-    let latency = data.and_then(|d| {
-        lenient::field(d, "duration_ms")
-            .and_then(|v| duration_ms(v, ms()))
-            .or_else(|| {
-                lenient::field(d, "duration_seconds").and_then(|v| duration_ms(v, seconds()))
-            })
-    });
+    let latency = in_data("duration_ms")
+        .and_then(|v| duration_ms(v, ms()))
+        .or_else(|| in_data("duration_seconds").and_then(|v| duration_ms(v, seconds())));
     let found = Found {
-        id: Some(format!("{source} {id}")),
+        id: Some(Cow::Owned(format!("{source} {id}"))),
         consumer: Some(subject),
         api: data_text(&["api", "service"]),
         host: data_text(&["host"]),
@@ -306,7 +354,7 @@ fn cloud_event(event: &Value) -> Read<'static> {
         status,
         upstream_answered: true,
         method: data_text(&["method"]),
-        path: data_text(&["path", "route"]).map(|p| path_of(&p)),
+        path: data_text(&["path", "route"]).map(path_in),
         units: data_text(&["units"]),
         latency_ms: latency,
     };
@@ -325,7 +373,7 @@ fn cloud_event(event: &Value) -> Read<'static> {
 /// `url.path`/`http.target`, `server.address`/`net.host.name`, `http.request.header.<name>`,
 /// `timeUnixNano`; the api in `tollbooth.api` (or the gateway's `ingest.api`, or the route).
 /// Read into typed messages (`otlp_json`), borrowing from the body, unknown fields skipped.
-fn otlp(text: &str, ingest: &GatewayIngest) -> Result<Vec<Read<'static>>, BodyError> {
+fn otlp<'a>(text: &'a str, ingest: &GatewayIngest) -> Result<Vec<Read<'a>>, BodyError> {
     let request: otlp_json::Export<'_> =
         serde_json::from_str(text).map_err(|e| BodyError::at(e.line(), &e))?;
     let names = OtlpNames::new(ingest);
@@ -388,7 +436,6 @@ impl OtlpNames {
 /// The OTLP/JSON messages tollbooth reads (`ExportLogsServiceRequest` and what it holds).
 mod otlp_json {
     use serde::Deserialize;
-    use serde_json::Value;
     use serde_json::value::RawValue;
     use std::borrow::Cow;
 
@@ -422,10 +469,10 @@ mod otlp_json {
 
     #[derive(Deserialize)]
     pub struct LogRecord<'a> {
-        #[serde(rename = "timeUnixNano", default)]
-        pub time: Option<Value>,
-        #[serde(rename = "observedTimeUnixNano", default)]
-        pub observed_time: Option<Value>,
+        #[serde(rename = "timeUnixNano", default, borrow)]
+        pub time: Option<&'a RawValue>,
+        #[serde(rename = "observedTimeUnixNano", default, borrow)]
+        pub observed_time: Option<&'a RawValue>,
         #[serde(default, borrow)]
         pub attributes: Vec<KeyValue<'a>>,
         #[serde(rename = "traceId", default, borrow)]
@@ -438,47 +485,44 @@ mod otlp_json {
     pub struct KeyValue<'a> {
         #[serde(borrow)]
         pub key: Cow<'a, str>,
-        #[serde(default)]
-        pub value: AnyValue,
+        #[serde(default, borrow)]
+        pub value: AnyValue<'a>,
     }
 
-    /// An AnyValue: one of its kinds (a kvlist or bytes reads as nothing).
+    /// An AnyValue: one of its kinds, as sent (a kvlist or bytes reads as nothing).
     #[derive(Deserialize, Default)]
-    pub struct AnyValue {
-        #[serde(rename = "stringValue", default)]
-        string: Option<String>,
-        #[serde(rename = "intValue", default)]
-        int: Option<Value>,
-        #[serde(rename = "doubleValue", default)]
-        double: Option<Value>,
-        #[serde(rename = "boolValue", default)]
-        boolean: Option<bool>,
-        #[serde(rename = "arrayValue", default)]
-        array: Option<ArrayValue>,
+    pub struct AnyValue<'a> {
+        #[serde(rename = "stringValue", default, borrow)]
+        string: Option<&'a RawValue>,
+        #[serde(rename = "intValue", default, borrow)]
+        int: Option<&'a RawValue>,
+        #[serde(rename = "doubleValue", default, borrow)]
+        double: Option<&'a RawValue>,
+        #[serde(rename = "boolValue", default, borrow)]
+        boolean: Option<&'a RawValue>,
+        #[serde(rename = "arrayValue", default, borrow)]
+        array: Option<ArrayValue<'a>>,
     }
 
     #[derive(Deserialize, Default)]
-    pub struct ArrayValue {
-        #[serde(default)]
-        values: Vec<AnyValue>,
+    pub struct ArrayValue<'a> {
+        #[serde(default, borrow)]
+        values: Vec<AnyValue<'a>>,
     }
 
-    impl AnyValue {
-        /// As a plain JSON value (`{"intValue": "500"}` → `"500"`; an array → its first item).
-        pub fn plain(&self) -> Value {
-            if let Some(text) = &self.string {
-                return Value::String(text.clone());
-            }
-            if let Some(number) = self.int.as_ref().or(self.double.as_ref()) {
-                return number.clone();
-            }
-            if let Some(flag) = self.boolean {
-                return Value::Bool(flag);
-            }
-            self.array
-                .as_ref()
-                .and_then(|a| a.values.first())
-                .map_or(Value::Null, AnyValue::plain)
+    impl<'a> AnyValue<'a> {
+        /// The value as plain JSON (`{"intValue": "500"}` → `"500"`; an array → its first item).
+        pub fn plain(&self) -> Option<&'a RawValue> {
+            self.string
+                .or(self.int)
+                .or(self.double)
+                .or(self.boolean)
+                .or_else(|| {
+                    self.array
+                        .as_ref()
+                        .and_then(|a| a.values.first())
+                        .and_then(AnyValue::plain)
+                })
         }
     }
 }
@@ -487,13 +531,13 @@ fn strs(names: &[String; 2]) -> [&str; 2] {
     [names[0].as_str(), names[1].as_str()]
 }
 
-fn otlp_record(
-    log: &otlp_json::LogRecord<'_>,
-    resource_attributes: &[otlp_json::KeyValue<'_>],
+fn otlp_record<'a>(
+    log: &otlp_json::LogRecord<'a>,
+    resource_attributes: &[otlp_json::KeyValue<'a>],
     names: &OtlpNames,
     ingest: &GatewayIngest,
     text: &str,
-) -> Read<'static> {
+) -> Read<'a> {
     // The record's own attributes first, then the resource's.
     let get = |wanted: &[&str]| {
         wanted.iter().find_map(|name| {
@@ -501,14 +545,14 @@ fn otlp_record(
                 .iter()
                 .chain(resource_attributes)
                 .filter(|kv| kv.key.eq_ignore_ascii_case(name))
-                .map(|kv| kv.value.plain())
+                .filter_map(|kv| kv.value.plain())
                 .find(|value| lenient::text(value).is_some())
         })
     };
-    let text_of = |wanted: &[&str]| get(wanted).as_ref().and_then(lenient::text);
+    let text_of = |wanted: &[&str]| get(wanted).and_then(lenient::text);
     let trace = match (&log.trace_id, &log.span_id) {
         (Some(trace), Some(span)) if !trace.is_empty() && !span.is_empty() => {
-            Some(format!("{trace}-{span}"))
+            Some(Cow::Owned(format!("{trace}-{span}")))
         }
         _ => None,
     };
@@ -517,23 +561,21 @@ fn otlp_record(
             .or_else(|| text_of(&strs(&names.id)))
             .or(trace),
         consumer: text_of(&strs(&names.consumer)),
-        api: text_of(&["tollbooth.api"]).or_else(|| ingest.api.clone()),
+        api: text_of(&["tollbooth.api"]).or_else(|| gateway_api(ingest)),
         host: text_of(&["server.address", "net.host.name", "http.host"]),
-        occurred_at: [&log.time, &log.observed_time]
+        occurred_at: [log.time, log.observed_time]
             .into_iter()
-            .filter_map(|time| time.as_ref().and_then(epoch_ms))
+            .filter_map(|time| time.and_then(epoch_ms))
             .find(|&ms| ms > 0),
-        status: get(&["http.response.status_code", "http.status_code"])
-            .as_ref()
-            .and_then(lenient::status),
+        status: get(&["http.response.status_code", "http.status_code"]).and_then(lenient::status),
         upstream_answered: true,
         method: text_of(&["http.request.method", "http.method"]),
-        path: text_of(&["url.path", "http.target", "url.full", "http.url"]).map(|p| path_of(&p)),
+        path: text_of(&["url.path", "http.target", "url.full", "http.url"]).map(path_in),
         units: text_of(&strs(&names.units)),
         latency_ms: get(&["duration_ms"])
-            .and_then(|v| duration_ms(&v, ms()))
+            .and_then(|v| duration_ms(v, ms()))
             .or_else(|| {
-                get(&["http.server.request.duration"]).and_then(|v| duration_ms(&v, seconds()))
+                get(&["http.server.request.duration"]).and_then(|v| duration_ms(v, seconds()))
             }),
     };
     let places = Places {
@@ -548,32 +590,76 @@ fn otlp_record(
 /// A JSON access-log line: the provider's field names (`ingest.fields`), else the usual names of
 /// NGINX `log_format` variables, Caddy's and Traefik's JSON logs; in Vector's envelope (the line
 /// in `message`) or Fluent Bit's (`log`, the date key `date`).
-fn access_log(line: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static> {
-    let inner = ["message", "log"].iter().find_map(|name| {
-        let text = at(line, name)?.as_str()?;
-        serde_json::from_str::<Value>(text)
-            .ok()
-            .filter(Value::is_object)
-    });
-    let entry = inner.as_ref().unwrap_or(line);
+fn access_log<'a>(line: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a> {
+    let names = AccessLogNames::new(ingest);
+    for name in ["message", "log"] {
+        if let Some(nested) = line.get(name).and_then(lenient::string)
+            && let Ok(inner) = Object::from_text(&nested)
+        {
+            let found = access_log_fields(&inner, line, ingest, &names).into_owned();
+            return finish(found, &names.places(ingest), text);
+        }
+    }
+    let found = access_log_fields(line, line, ingest, &names);
+    finish(found, &names.places(ingest), text)
+}
+
+/// The field names a gateway's headers are logged under in access logs.
+struct AccessLogNames {
+    nginx_consumer: String,
+    caddy_consumer: String,
+    traefik_consumer: String,
+    nginx_units: String,
+    caddy_units: String,
+}
+
+impl AccessLogNames {
+    fn new(ingest: &GatewayIngest) -> Self {
+        let consumer_header = ingest.consumer_header.to_ascii_lowercase();
+        let units_header = ingest.units_header.to_ascii_lowercase();
+        Self {
+            nginx_consumer: format!("http_{}", consumer_header.replace('-', "_")),
+            caddy_consumer: format!("request.headers.{consumer_header}"),
+            traefik_consumer: format!("request_{}", ingest.consumer_header),
+            nginx_units: format!("upstream_http_{}", units_header.replace('-', "_")),
+            caddy_units: format!("resp_headers.{units_header}"),
+        }
+    }
+
+    fn places(&self, ingest: &GatewayIngest) -> Places {
+        let consumer = match &ingest.fields.consumer {
+            Some(chosen) => format!("`{chosen}` field"),
+            None => format!(
+                "`consumer`, `api_key` or `{}` field (set ingest.fields.consumer)",
+                self.nginx_consumer
+            ),
+        };
+        Places {
+            format: "access-log",
+            consumer,
+            timestamp: "time field (`timestamp`, `time`, `msec`, `ts`, … or ingest.fields.timestamp)",
+            status: "`status` field (or ingest.fields.status)",
+        }
+    }
+}
+
+/// The parts of an access-log `entry`; `line` is the envelope it came in (itself when bare).
+fn access_log_fields<'e>(
+    entry: &Object<'e>,
+    line: &Object<'e>,
+    ingest: &GatewayIngest,
+    names: &AccessLogNames,
+) -> Found<'e> {
     let fields = &ingest.fields;
-    let consumer_header = ingest.consumer_header.to_ascii_lowercase();
-    let nginx_consumer = format!("http_{}", consumer_header.replace('-', "_"));
-    let caddy_consumer = format!("request.headers.{consumer_header}");
-    let traefik_consumer = format!("request_{}", ingest.consumer_header);
-    let units_header = ingest.units_header.to_ascii_lowercase();
-    let nginx_units = format!("upstream_http_{}", units_header.replace('-', "_"));
-    let caddy_units = format!("resp_headers.{units_header}");
-    let pick = |chosen: &Option<String>, usual: &[&str]| -> Option<&Value> {
+    let pick = |chosen: &Option<String>, usual: &[&str]| -> Option<&'e RawValue> {
         match chosen {
-            Some(path) => at(entry, path),
+            Some(path) => entry.at(path),
             None => usual
                 .iter()
-                .find_map(|path| at(entry, path).filter(|v| lenient::text(v).is_some())),
+                .find_map(|path| entry.at(path).filter(|v| text(v).is_some())),
         }
     };
-    let text_at =
-        |chosen: &Option<String>, usual: &[&str]| pick(chosen, usual).and_then(lenient::text);
+    let text_at = |chosen: &Option<String>, usual: &[&str]| pick(chosen, usual).and_then(text);
     let timestamp = pick(
         &fields.timestamp,
         &[
@@ -587,11 +673,11 @@ fn access_log(line: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static>
             "time_local",
         ],
     )
-    .or_else(|| at(line, "date"))
-    .or_else(|| at(line, "timestamp"));
+    .or_else(|| line.get("date"))
+    .or_else(|| line.get("timestamp"));
     let latency = match (&fields.latency_ms, &fields.latency_seconds) {
-        (Some(path), _) => at(entry, path).and_then(|v| duration_ms(v, ms())),
-        (None, Some(path)) => at(entry, path).and_then(|v| duration_ms(v, seconds())),
+        (Some(path), _) => entry.at(path).and_then(|v| duration_ms(v, ms())),
+        (None, Some(path)) => entry.at(path).and_then(|v| duration_ms(v, seconds())),
         (None, None) => pick(&None, &["latency_ms", "duration_ms"])
             .and_then(|v| duration_ms(v, ms()))
             .or_else(|| {
@@ -604,12 +690,12 @@ fn access_log(line: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static>
     };
     // Present even when empty: NGINX writes "" for a call it answered itself.
     let upstream = match &fields.upstream_status {
-        Some(path) => at(entry, path),
+        Some(path) => entry.at(path),
         None => ["upstream_status", "OriginStatus"]
             .iter()
-            .find_map(|name| at(entry, name)),
+            .find_map(|name| entry.get(name)),
     };
-    let found = Found {
+    Found {
         id: text_at(
             &fields.id,
             &["id", "request_id", "req_id", "requestId", "RequestID"],
@@ -620,12 +706,12 @@ fn access_log(line: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static>
                 "consumer",
                 "api_key",
                 "apikey",
-                &nginx_consumer,
-                &caddy_consumer,
-                &traefik_consumer,
+                &names.nginx_consumer,
+                &names.caddy_consumer,
+                &names.traefik_consumer,
             ],
         ),
-        api: text_at(&fields.api, &["api"]).or_else(|| ingest.api.clone()),
+        api: text_at(&fields.api, &["api"]).or_else(|| gateway_api(ingest)),
         host: text_at(
             &fields.host,
             &[
@@ -661,25 +747,11 @@ fn access_log(line: &Value, ingest: &GatewayIngest, text: &str) -> Read<'static>
             &fields.path,
             &["path", "uri", "request_uri", "RequestPath", "request.uri"],
         )
-        .map(|p| path_of(&p)),
-        units: text_at(&fields.units, &["units", &nginx_units, &caddy_units]),
-        latency_ms: latency,
-    };
-    let name = |chosen: &Option<String>, usual: &str| {
-        chosen
-            .as_ref()
-            .map_or_else(|| usual.to_owned(), |c| format!("`{c}` field"))
-    };
-    let places = Places {
-        format: "access-log",
-        consumer: name(
-            &fields.consumer,
-            &format!(
-                "`consumer`, `api_key` or `{nginx_consumer}` field (set ingest.fields.consumer)"
-            ),
+        .map(path_in),
+        units: text_at(
+            &fields.units,
+            &["units", &names.nginx_units, &names.caddy_units],
         ),
-        timestamp: "time field (`timestamp`, `time`, `msec`, `ts`, … or ingest.fields.timestamp)",
-        status: "`status` field (or ingest.fields.status)",
-    };
-    finish(found, &places, text)
+        latency_ms: latency,
+    }
 }
