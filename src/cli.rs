@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `purge`, `catalog apply FILE`, `stripe sync`.
+//! The command line: `serve`, `migrate`, `purge`, `catalog apply FILE`, `billing run`,
+//! `stripe sync`, `admin-token rotate`, `health`.
 
 use crate::catalog::{CatalogFile, apply_file};
 use crate::config::Settings;
@@ -12,7 +13,12 @@ use std::path::PathBuf;
 
 /// tollbooth: charge for your API through Stripe.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Settings come from TOLLBOOTH_* environment variables or --config FILE: --help lists them.",
+    after_long_help = crate::config::environment_help()
+)]
 pub struct Cli {
     /// A TOML file of settings; environment variables override it.
     #[arg(long, global = true, env = "TOLLBOOTH_CONFIG")]
@@ -24,6 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP service (migrates the database first).
+    #[command(after_long_help = crate::config::environment_help())]
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
@@ -44,12 +51,38 @@ enum Command {
         #[command(subcommand)]
         command: StripeCommand,
     },
+    /// The admin API's bearer token.
+    #[command(name = "admin-token")]
+    AdminToken {
+        #[command(subcommand)]
+        command: AdminTokenCommand,
+    },
+    /// Ask a running tollbooth whether it is ready (`GET /readyz` on `listen`): exit 0 when it
+    /// is, 1 with the reason when not. For a container's HEALTHCHECK.
+    Health {
+        /// Give up after this long, such as 3s.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        timeout: crate::config::HumanDuration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCommand {
+    /// Make a new admin token, print it once, and end the old one for good (running replicas
+    /// refuse it within a second).
+    Rotate,
+}
+
+fn parse_duration(text: &str) -> Result<crate::config::HumanDuration, String> {
+    crate::config::HumanDuration::try_from(text)
 }
 
 #[derive(Debug, Subcommand)]
 enum BillingCommand {
     /// Run the days that are due, up to today or `--as-of` (UTC), each once.
     Run {
+        /// The last day to bill, in UTC (default today); every earlier day not billed yet runs
+        /// first. It cannot be after today.
         #[arg(long, value_name = "YYYY-MM-DD")]
         as_of: Option<chrono::NaiveDate>,
     },
@@ -64,7 +97,11 @@ enum StripeCommand {
 #[derive(Debug, Subcommand)]
 enum CatalogCommand {
     /// Create or bring in line the apis, tiers, subscribers and subscriptions of a YAML or JSON file.
-    Apply { file: PathBuf },
+    Apply {
+        /// The catalog: a YAML or JSON file (see examples/catalog.yaml).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 impl Cli {
@@ -94,8 +131,9 @@ impl Cli {
             } => {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
-                let catalog = CatalogFile::parse(&text)
-                    .with_context(|| format!("{} was not applied", file.display()))?;
+                let catalog = CatalogFile::parse(&text).map_err(|error| {
+                    anyhow::anyhow!("{} was not applied: {error}", file.display())
+                })?;
                 let store = open_store(&settings).await?;
                 let report = apply_file(&store, &catalog)
                     .await
@@ -129,11 +167,14 @@ impl Cli {
                     // A day ahead would be marked done before its usage exists.
                     anyhow::bail!("--as-of {day} is after today ({today}, UTC)");
                 }
+                let reports = job.run_due(day).await?;
                 let mut failed = 0;
-                for report in job.run_due(day).await? {
+                for report in &reports {
                     failed += report.failures.len();
-                    println!("{}", serde_json::to_string(&report)?);
+                    println!("{}", serde_json::to_string(report)?);
                 }
+                // The reports are the JSON on stdout; what they add up to is for the reader.
+                eprintln!("{}", billing_summary(day, &reports));
                 if failed > 0 {
                     anyhow::bail!(
                         "{failed} subscriptions could not be billed; the next run retries them"
@@ -153,8 +194,80 @@ impl Cli {
                 let store = open_store(&settings).await?;
                 print_sync(&stripe.sync(&store).await?)
             }
+            Command::AdminToken {
+                command: AdminTokenCommand::Rotate,
+            } => {
+                if settings.admin_token.is_some() {
+                    anyhow::bail!(
+                        "admin_token is set (TOLLBOOTH_ADMIN_TOKEN or the config file): each start puts that \
+                         token back, so rotating here would not last. Set a new value there and restart instead"
+                    );
+                }
+                let store = open_store(&settings).await?;
+                let token = crate::auth::rotate_admin_token(&store).await?;
+                println!("admin token (shown once, keep it safe): {token}");
+                eprintln!(
+                    "the previous admin token no longer works (running replicas refuse it within a second)"
+                );
+                Ok(())
+            }
+            Command::Health { timeout } => health(&settings, timeout.0).await,
         }
     }
+}
+
+/// One line on what a billing run did, or that no day was due.
+fn billing_summary(day: chrono::NaiveDate, reports: &[crate::billing::RunReport]) -> String {
+    let ran: Vec<_> = reports.iter().filter(|r| r.outcome == "done").collect();
+    if ran.is_empty() {
+        let skipped = reports.len();
+        return match skipped {
+            0 => format!("billing run: nothing due; every day up to {day} is billed"),
+            _ => format!(
+                "billing run: nothing due; {skipped} days up to {day} were billed already or are being billed by another runner"
+            ),
+        };
+    }
+    let sum = |f: fn(&crate::billing::RunReport) -> u64| ran.iter().map(|r| f(r)).sum::<u64>();
+    let failures: usize = reports.iter().map(|r| r.failures.len()).sum();
+    format!(
+        "billing run: billed {} days ({} to {}): {} subscription reports, {} periods closed, \
+         {} invoice items created, {} updated, {} late items, {failures} failures",
+        ran.len(),
+        ran[0].day,
+        ran[ran.len() - 1].day,
+        sum(|r| r.subscriptions_reported),
+        sum(|r| r.cycles_closed),
+        sum(|r| r.items_created),
+        sum(|r| r.items_updated),
+        sum(|r| r.late_items),
+    )
+}
+
+/// `tollbooth health`: whether the tollbooth on `listen` answers `/readyz` with 200.
+async fn health(settings: &Settings, timeout: std::time::Duration) -> anyhow::Result<()> {
+    let mut address = settings.listen;
+    if address.ip().is_unspecified() {
+        // Bound to every interface: ask over loopback of the same family.
+        address.set_ip(match address {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let url = format!("http://{address}/readyz");
+    let client = reqwest::Client::builder().timeout(timeout).build()?;
+    let answer = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("tollbooth is not answering on {url}"))?;
+    let status = answer.status();
+    let body = answer.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("tollbooth is not ready ({url} answered {status}): {body}");
+    }
+    println!("ready: {url} answered {status}");
+    Ok(())
 }
 
 /// Prints what a sync did; intents that still fail make the command fail.

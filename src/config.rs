@@ -20,6 +20,11 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Address of the gRPC server for Envoy's `ext_authz`; unset means none.
     pub grpc_listen: Option<SocketAddr>,
+    /// The operators' own address for `/metrics` (with `/healthz` and `/readyz`); when set,
+    /// `/metrics` is served there only. Unset: on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token `/metrics` asks for; unset means none.
+    pub metrics_token: Option<SecretString>,
     /// Bearer token of the admin API; made at first start and shown once when unset.
     pub admin_token: Option<SecretString>,
     /// When the daily billing job fires, in UTC (cron with seconds).
@@ -133,36 +138,164 @@ const DEFAULTS: Defaults = Defaults {
     notify_retry_base: "1s",
 };
 
-/// The settings read from `TOLLBOOTH_<NAME>`.
-const TOLLBOOTH_VARS: [&str; 27] = [
-    "database_url",
-    "listen",
-    "grpc_listen",
-    "admin_token",
-    "billing_cron",
-    "billing_enabled",
-    "payment_grace",
-    "decision_hold",
-    "retention",
-    "replica_refresh",
-    "header_read_timeout",
-    "body_read_timeout",
-    "events_max_bytes",
-    "events_max_records",
-    "ingest_queue_records",
-    "ingest_batch_records",
-    "ingest_writers",
-    "log_format",
-    "stripe_timeout",
-    "stripe_rate_limit",
-    "stripe_max_attempts",
-    "stripe_retry_base",
-    "checkout_return_url",
-    "notify_url",
-    "notify_secret",
-    "notify_max_attempts",
-    "notify_retry_base",
+/// Every setting, with its default and meaning as `--help` shows them (README's table says more).
+/// Each is read from `TOLLBOOTH_<NAME>`, the Stripe ones from their own names, or from the file.
+const SETTINGS: [(&str, &str, &str); 32] = [
+    (
+        "database_url",
+        "sqlite://tollbooth.db",
+        "sqlite://… (created if missing) or postgres://…",
+    ),
+    ("listen", "127.0.0.1:8080", "address to serve HTTP on"),
+    (
+        "grpc_listen",
+        "unset",
+        "address of the gRPC server for Envoy's ext_authz",
+    ),
+    (
+        "metrics_listen",
+        "unset: on listen",
+        "address serving /metrics (and /healthz, /readyz) alone",
+    ),
+    ("metrics_token", "unset", "bearer token /metrics asks for"),
+    (
+        "admin_token",
+        "made at first start",
+        "bearer token of the admin API (at least 16 characters)",
+    ),
+    (
+        "billing_cron",
+        "0 5 0 * * *",
+        "when the daily billing job fires (UTC, cron with seconds)",
+    ),
+    (
+        "billing_enabled",
+        "true",
+        "whether serve runs the daily billing job",
+    ),
+    (
+        "payment_grace",
+        "3d",
+        "how long a past-due subscription keeps access",
+    ),
+    (
+        "decision_hold",
+        "30s",
+        "how long an allowed call counts against a hard quota before its record",
+    ),
+    (
+        "replica_refresh",
+        "5s",
+        "how often catalog and payment state are read again",
+    ),
+    (
+        "retention",
+        "35d",
+        "how long raw call records are kept; older ones are refused",
+    ),
+    (
+        "header_read_timeout",
+        "10s",
+        "time for a request's line and headers",
+    ),
+    (
+        "body_read_timeout",
+        "30s",
+        "longest wait for a request body's next byte (408 past it)",
+    ),
+    (
+        "events_max_bytes",
+        "8388608",
+        "largest POST /v1/events body, in bytes",
+    ),
+    ("events_max_records", "10000", "most records in one request"),
+    (
+        "ingest_queue_records",
+        "200000",
+        "records waiting for the writer before 503",
+    ),
+    (
+        "ingest_batch_records",
+        "10000",
+        "most records committed in one transaction",
+    ),
+    (
+        "ingest_writers",
+        "1 on SQLite, 4 on PostgreSQL",
+        "writer tasks committing side by side",
+    ),
+    (
+        "log_format",
+        "text",
+        "text or json logs on stderr (RUST_LOG filters)",
+    ),
+    (
+        "stripe_secret_key",
+        "unset: ledger mode",
+        "Stripe secret key, sk_… or rk_…",
+    ),
+    (
+        "stripe_webhook_secret",
+        "unset: webhooks refused",
+        "whsec_…, comma-separated while rotating",
+    ),
+    (
+        "stripe_api_base",
+        "https://api.stripe.com",
+        "where Stripe calls go",
+    ),
+    (
+        "stripe_timeout",
+        "30s",
+        "how long one Stripe attempt may take",
+    ),
+    ("stripe_rate_limit", "25", "Stripe requests per second"),
+    (
+        "stripe_max_attempts",
+        "5",
+        "attempts per Stripe request, the first included",
+    ),
+    (
+        "stripe_retry_base",
+        "500ms",
+        "first back-off after a failed Stripe request",
+    ),
+    (
+        "checkout_return_url",
+        "unset",
+        "where Stripe Checkout sends a subscriber back",
+    ),
+    (
+        "notify_url",
+        "unset",
+        "the provider's URL for notifications",
+    ),
+    (
+        "notify_secret",
+        "unset",
+        "the secret notifications are signed with",
+    ),
+    ("notify_max_attempts", "8", "attempts per notification"),
+    (
+        "notify_retry_base",
+        "1s",
+        "first back-off after a failed notification",
+    ),
 ];
+
+/// The settings' environment variables, defaults and meanings, for `--help`.
+pub fn environment_help() -> String {
+    let mut help = String::from(
+        "Settings (environment variable [default] meaning; a --config TOML file takes the same \
+         names in lower case without TOLLBOOTH_, and the environment overrides it):\n",
+    );
+    for (key, default, meaning) in SETTINGS {
+        help.push_str(&format!("  {:<32} [{default}] {meaning}\n", env_name(key)));
+    }
+    help.push_str("  TOLLBOOTH_CONFIG                 [unset] the TOML file, same as --config\n");
+    help.push_str("Durations are written such as 35d, 12h, 90s or 500ms.");
+    help
+}
 
 /// The settings read from their Stripe names.
 const STRIPE_VARS: [&str; 3] = [
@@ -170,6 +303,15 @@ const STRIPE_VARS: [&str; 3] = [
     "STRIPE_WEBHOOK_SECRET",
     "STRIPE_API_BASE",
 ];
+
+/// The settings read from `TOLLBOOTH_<NAME>`: all but the Stripe ones.
+fn tollbooth_vars() -> Vec<&'static str> {
+    SETTINGS
+        .iter()
+        .map(|(key, _, _)| *key)
+        .filter(|key| !STRIPE_VARS.contains(&key.to_ascii_uppercase().as_str()))
+        .collect()
+}
 
 /// A setting that could not be read, with the setting and where it came from.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +332,7 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            .merge(Env::prefixed("TOLLBOOTH_").only(&TOLLBOOTH_VARS))
+            .merge(Env::prefixed("TOLLBOOTH_").only(&tollbooth_vars()))
             .merge(
                 Env::raw()
                     .only(&STRIPE_VARS)
@@ -211,6 +353,32 @@ impl Settings {
             return Err(ConfigError(
                 "admin_token: must be at least 16 characters (from environment variable TOLLBOOTH_ADMIN_TOKEN or the file)".into(),
             ));
+        }
+        if let Some(key) = &self.stripe_secret_key {
+            stripe_mode(key.expose_secret()).ok_or_else(|| {
+                ConfigError(format!(
+                    "stripe_secret_key: must be a secret key (sk_test_… or sk_live_…) or a restricted key \
+                     (rk_test_… or rk_live_…){} (from environment variable STRIPE_SECRET_KEY or the file)",
+                    if key.expose_secret().starts_with("pk_") {
+                        "; pk_… is a publishable key, which cannot make the calls tollbooth makes"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
+        }
+        if let Some(secrets) = &self.stripe_webhook_secret
+            && let Some(bad) = secrets
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .position(|secret| secret.strip_prefix("whsec_").is_none_or(str::is_empty))
+        {
+            return Err(ConfigError(format!(
+                "stripe_webhook_secret: secret {} is not a webhook signing secret: each starts with whsec_, \
+                 as the Stripe Dashboard shows it (from environment variable STRIPE_WEBHOOK_SECRET or the file)",
+                bad + 1
+            )));
         }
         if self.notify_url.is_some() && self.notify_secret.is_none() {
             return Err(ConfigError(
@@ -249,6 +417,21 @@ impl Settings {
             .extract::<Self>()
             .map_err(|error| ConfigError(describe(error)))?
             .check()
+    }
+}
+
+/// Whether a Stripe secret key is a test-mode or a live key; `None` when it is neither form.
+pub fn stripe_mode(key: &str) -> Option<&'static str> {
+    let (kind, rest) = key.split_at_checked(3)?;
+    if kind != "sk_" && kind != "rk_" {
+        return None;
+    }
+    let (mode, secret) = rest.split_once('_')?;
+    match mode {
+        _ if secret.is_empty() => None,
+        "test" => Some("test"),
+        "live" => Some("live"),
+        _ => None,
     }
 }
 
@@ -362,17 +545,48 @@ impl TryFrom<String> for CronSchedule {
 }
 
 /// A duration written for people: `3d`, `12h`, `90s`.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy)]
 pub struct HumanDuration(pub Duration);
 
-impl TryFrom<String> for HumanDuration {
+impl TryFrom<&str> for HumanDuration {
     type Error = String;
 
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        humantime::parse_duration(&value)
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        humantime::parse_duration(value)
             .map(Self)
-            .map_err(|e| format!("`{value}` is not a duration such as 3d or 12h: {e}"))
+            .map_err(|e| format!("`{value}` is not a duration such as 35d, 12h or 90s: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 35d, 12h or 90s")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<HumanDuration, E> {
+                HumanDuration::try_from(value).map_err(E::custom)
+            }
+            // An environment variable such as `35` reaches here as a number: say what is missing.
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "`{value}` is not a duration: give its unit, such as {value}d, {value}h or {value}s"
+                )))
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "`{value}` is not a duration such as 35d, 12h or 90s"
+                )))
+            }
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "`{value}` is not a duration such as 35d, 12h or 90s"
+                )))
+            }
+        }
+        deserializer.deserialize_any(Text)
     }
 }
 
@@ -425,6 +639,79 @@ mod tests {
             assert!(!shown.contains("sk_test_hidden"), "{shown}");
             assert!(!shown.contains("pg_hidden"), "{shown}");
             assert!(shown.contains("postgres://billing:[REDACTED]@db.internal/tollbooth"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn help_lists_every_setting_that_readme_documents() {
+        let help = environment_help();
+        let readme = include_str!("../README.md");
+        let documented: Vec<&str> = readme
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .filter(|name| name.starts_with("TOLLBOOTH_") || name.starts_with("STRIPE_"))
+            .collect();
+        for (key, _, _) in SETTINGS {
+            let name = env_name(key);
+            assert!(
+                documented.contains(&name.as_str()),
+                "{name} is not in README's table"
+            );
+        }
+        for name in documented {
+            assert!(help.contains(name), "README's {name} is not in --help");
+        }
+    }
+
+    #[test]
+    fn stripe_keys_of_the_wrong_kind_are_named() {
+        for (key, taken) in [
+            ("sk_test_abc", true),
+            ("rk_live_abc", true),
+            ("pk_test_abc", false),
+            ("hello", false),
+            ("sk_test_", false),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env("STRIPE_SECRET_KEY", key);
+                match Settings::load(None) {
+                    Ok(_) => assert!(taken, "{key} was taken"),
+                    Err(err) => {
+                        let err = err.to_string();
+                        assert!(!taken, "{key}: {err}");
+                        assert!(err.contains("stripe_secret_key"), "{err}");
+                        // (`sk_test_` is part of the message's own text)
+                        assert!(
+                            key == "sk_test_" || !err.contains(key),
+                            "the key is not echoed: {err}"
+                        );
+                    }
+                }
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("STRIPE_WEBHOOK_SECRET", "whsec_0123456789,abc");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("stripe_webhook_secret: secret 2"), "{err}");
+            assert!(!err.contains("abc"), "{err}");
+            Ok(())
+        });
+        assert_eq!(stripe_mode("sk_live_x"), Some("live"));
+        assert_eq!(stripe_mode("rk_test_x"), Some("test"));
+    }
+
+    #[test]
+    fn a_duration_given_as_a_bare_number_says_what_form_it_takes() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOLLBOOTH_RETENTION", "35");
+            let err = Settings::load(None).unwrap_err().to_string();
+            assert!(err.contains("retention"), "{err}");
+            assert!(err.contains("35d"), "{err}");
+            assert!(err.contains("TOLLBOOTH_RETENTION"), "{err}");
+            assert!(!err.contains("expected a string"), "{err}");
             Ok(())
         });
     }

@@ -14,11 +14,35 @@ use anyhow::Context;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Says which Stripe mode the key is in, and warns when the database's Stripe objects were made
+/// in the other one (their ids are unknown to this account's mode).
+async fn note_stripe_mode(store: &Store, key: &secrecy::SecretString) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let mode = crate::config::stripe_mode(key.expose_secret()).unwrap_or("unknown");
+    let mut tx = store.begin().await?;
+    tx.set_setting_once("stripe_mode", mode).await?;
+    let first = tx.setting("stripe_mode").await?.unwrap_or_default();
+    tx.commit().await?;
+    if first == mode {
+        tracing::info!(mode, "Stripe in {mode} mode");
+    } else {
+        tracing::warn!(
+            mode,
+            database_mode = %first,
+            "Stripe key is in {mode} mode, but this database first ran with a {first}-mode key: \
+             the Customers, Products and Subscriptions it holds do not exist in {mode} mode"
+        );
+    }
+    Ok(())
+}
+
 /// A built tollbooth, bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
     /// The gRPC server's (Envoy `ext_authz`), when `grpc_listen` is set.
     grpc_listener: Option<TcpListener>,
+    /// The operators' own address for `/metrics`, when `metrics_listen` is set.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     writer: tokio::task::JoinHandle<()>,
     /// The writers' own connections, closed once they have drained.
@@ -51,6 +75,14 @@ impl Application {
                 TcpListener::bind(address)
                     .await
                     .with_context(|| format!("binding {address} (grpc_listen)"))?,
+            ),
+            None => None,
+        };
+        let metrics_listener = match settings.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding {address} (metrics_listen)"))?,
             ),
             None => None,
         };
@@ -90,10 +122,11 @@ impl Application {
         );
         let stripe =
             crate::stripe::Stripe::from_settings(settings).context("configuring Stripe")?;
-        if !stripe.is_live() {
-            tracing::info!(
+        match &settings.stripe_secret_key {
+            None => tracing::info!(
                 "no STRIPE_SECRET_KEY: ledger mode, Stripe writes wait for `tollbooth stripe sync`"
-            );
+            ),
+            Some(key) => note_stripe_mode(&store, key).await?,
         }
         let scheduler = if settings.billing_enabled {
             Some(
@@ -127,6 +160,7 @@ impl Application {
         Ok(Self {
             listener,
             grpc_listener,
+            metrics_listener,
             state,
             writer,
             writer_store,
@@ -145,6 +179,12 @@ impl Application {
     /// The gRPC server's port, when `grpc_listen` is set.
     pub fn grpc_port(&self) -> Option<u16> {
         let listener = self.grpc_listener.as_ref()?;
+        listener.local_addr().ok().map(|a| a.port())
+    }
+
+    /// The port of `metrics_listen`, when it is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let listener = self.metrics_listener.as_ref()?;
         listener.local_addr().ok().map(|a| a.port())
     }
 
@@ -178,9 +218,26 @@ impl Application {
                 }
             })
         });
+        let metrics = self.metrics_listener.map(|listener| {
+            let router = http::health::metrics_router(self.state.clone());
+            let stopped = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(%error, "the metrics server failed");
+                }
+            })
+        });
         let stats = self.state.ingest_stats.clone();
         let app = http::router(self.state);
         http::serve::serve(self.listener, app, timeouts, shutdown).await;
+        if let Some(metrics) = metrics
+            && let Err(error) = metrics.await
+        {
+            tracing::error!(%error, "the metrics server failed");
+        }
         if let Some(grpc) = grpc
             && let Err(error) = grpc.await
         {

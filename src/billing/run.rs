@@ -200,7 +200,10 @@ async fn run_due(job: &BillingJob<'_>, today: NaiveDate) -> Result<Vec<RunReport
     let mut reports = Vec::new();
     let mut day = first;
     while day <= today {
-        let report = run_day(job, day).await?;
+        let started = std::time::Instant::now();
+        let report = run_day(job, day).await;
+        count_run(report.as_ref(), started.elapsed());
+        let report = report?;
         // Days are billed in order: one still held elsewhere stops the catch-up here.
         let held = report.outcome != "done" && report.outcome != "already_done";
         reports.push(report);
@@ -213,6 +216,23 @@ async fn run_due(job: &BillingJob<'_>, today: NaiveDate) -> Result<Vec<RunReport
         day = next;
     }
     Ok(reports)
+}
+
+/// One billing day's run in `/metrics`: its outcome, its time, the subscriptions it could not bill.
+fn count_run(report: Result<&RunReport, &BillingError>, took: std::time::Duration) {
+    use crate::telemetry::names;
+    let outcome = match report {
+        Ok(report) => report.outcome.clone(),
+        Err(_) => "error".to_owned(),
+    };
+    if let Ok(report) = report {
+        let failures = u64::try_from(report.failures.len()).unwrap_or(u64::MAX);
+        metrics::counter!(names::BILLING_FAILURES).increment(failures);
+    }
+    if outcome == "done" {
+        metrics::histogram!(names::BILLING_RUN_DURATION).record(took.as_secs_f64());
+    }
+    metrics::counter!(names::BILLING_RUNS, "outcome" => outcome).increment(1);
 }
 
 async fn run_day(job: &BillingJob<'_>, day: NaiveDate) -> Result<RunReport, BillingError> {

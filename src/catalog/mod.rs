@@ -7,7 +7,7 @@ mod put;
 pub use file::{ApplyReport, CatalogFile, FileError, apply_file};
 pub use put::{
     cancel_subscription, change_tier, create_gateway, put_api, put_subscriber, put_subscription,
-    put_tier,
+    put_tier, revoke_gateway, rotate_gateway_key,
 };
 
 use crate::domain::FieldError;

@@ -321,6 +321,54 @@ pub async fn create_gateway(
     Ok((gateway, key))
 }
 
+/// Gives a gateway a new key; the one it had is still taken for `previous_valid_for` (not at all
+/// when zero), so the gateway's configuration can change over without refused calls.
+pub async fn rotate_gateway_key(
+    tx: &mut Tx,
+    id: &str,
+    previous_valid_for: std::time::Duration,
+) -> CatalogResult<(Gateway, String)> {
+    let gateway = tx
+        .find_gateway(id)
+        .await?
+        .ok_or_else(|| CatalogError::NotFound {
+            kind: "gateway",
+            key: id.to_owned(),
+        })?;
+    let revoked = || {
+        CatalogError::Conflict(format!(
+            "gateway `{id}` is revoked: make a new gateway instead"
+        ))
+    };
+    if gateway.revoked_at.is_some() {
+        return Err(revoked());
+    }
+    let key = auth::new_secret("tbg");
+    let millis = i64::try_from(previous_valid_for.as_millis()).unwrap_or(i64::MAX);
+    let previous_expires_at = (millis > 0).then(|| crate::store::now_ms().saturating_add(millis));
+    let rotated = tx
+        .rotate_gateway_key(id, &auth::hash_secret(&key), previous_expires_at)
+        .await?;
+    if !rotated {
+        return Err(revoked());
+    }
+    let gateway = found(tx.find_gateway(id).await?)?;
+    Ok((gateway, key))
+}
+
+/// Revokes a gateway: its keys are taken no more. The gateway is kept, for the records and
+/// statistics that name it.
+pub async fn revoke_gateway(tx: &mut Tx, id: &str) -> CatalogResult<Gateway> {
+    if tx.find_gateway(id).await?.is_none() {
+        return Err(CatalogError::NotFound {
+            kind: "gateway",
+            key: id.to_owned(),
+        });
+    }
+    tx.revoke_gateway(id).await?;
+    found(tx.find_gateway(id).await?)
+}
+
 /// A row just written is read back; its absence would be a store fault, not a user error.
 fn found<T>(row: Option<T>) -> CatalogResult<T> {
     row.ok_or_else(|| {

@@ -315,6 +315,8 @@ fn answer(decision: Decision, access: &GatewayAccess) -> Response {
             tier,
             quota,
         } => {
+            metrics::counter!(crate::telemetry::names::DECISIONS, "outcome" => "allowed")
+                .increment(1);
             let mut response = (
                 StatusCode::OK,
                 Json(Allowed {
@@ -394,6 +396,8 @@ fn refuse(
     reason: &str,
     body: serde_json::Value,
 ) -> Response {
+    metrics::counter!(crate::telemetry::names::DECISIONS, "outcome" => reason.to_owned())
+        .increment(1);
     let answered = access
         .refusal_status
         .and_then(|code| StatusCode::from_u16(code).ok())

@@ -25,7 +25,7 @@ impl FromRequestParts<AppState> for Admin {
         let token = bearer(&parts.headers).ok_or_else(|| {
             ApiError::unauthorized("send the admin token as `Authorization: Bearer <token>`")
         })?;
-        if !state.admin_token.verify(token) {
+        if !state.admin_token.verify(token).await? {
             return Err(ApiError::unauthorized("the admin token is not valid"));
         }
         Ok(Admin)
@@ -116,6 +116,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = body_bytes(request, state).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be left out: an empty body reads as `T::default()`.
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
     }
 }
 

@@ -8,7 +8,7 @@ mod events;
 pub mod ext_authz;
 pub mod extract;
 mod gateways;
-mod health;
+pub mod health;
 mod mirror;
 pub mod openapi;
 pub mod serve;
@@ -160,8 +160,8 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("tollbooth_http_requests_total", &labels).increment(1);
-    metrics::histogram!("tollbooth_http_request_duration_seconds", &labels)
+    metrics::counter!(crate::telemetry::names::HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(crate::telemetry::names::HTTP_DURATION, &labels)
         .record(started.elapsed().as_secs_f64());
     response
 }

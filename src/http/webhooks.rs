@@ -55,6 +55,8 @@ async fn receive(
     secrets
         .verify(signature.as_deref(), &body, chrono::Utc::now().timestamp())
         .map_err(|error| {
+            metrics::counter!(crate::telemetry::names::WEBHOOK_EVENTS, "type" => "unknown", "outcome" => "invalid_signature")
+                .increment(1);
             tracing::warn!(%error, "a Stripe webhook was refused");
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -83,6 +85,9 @@ async fn receive(
             settle_in_background(&state, subscription);
         }
     }
+    metrics::counter!(crate::telemetry::names::WEBHOOK_EVENTS,
+        "type" => event.type_name.to_string(), "outcome" => outcome.as_str())
+    .increment(1);
     tracing::info!(event = %event.id, kind = %event.type_name, outcome = outcome.as_str(), "Stripe event");
     Ok(Json(Received {
         received: true,

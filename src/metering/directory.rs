@@ -53,6 +53,8 @@ pub struct GatewayEntry {
     pub id: String,
     pub access: Arc<crate::domain::gateway::GatewayAccess>,
     pub ingest: Arc<crate::domain::ingest::GatewayIngest>,
+    /// When this key stops being taken (the key before a rotation), Unix ms.
+    pub expires_at: Option<i64>,
 }
 
 fn gateway_map(rows: Vec<crate::store::GatewayKeyRow>) -> HashMap<String, GatewayEntry> {
@@ -64,6 +66,7 @@ fn gateway_map(rows: Vec<crate::store::GatewayKeyRow>) -> HashMap<String, Gatewa
                     id: row.id,
                     access: Arc::new(row.access),
                     ingest: Arc::new(row.ingest),
+                    expires_at: row.expires_at,
                 },
             )
         })
@@ -313,8 +316,14 @@ impl DirectoryView {
             .map(|route| route.api.as_str())
     }
 
-    /// The gateway whose key hashes to `key_hash`.
+    /// The gateway whose key hashes to `key_hash`, unless that key has expired.
     pub fn gateway(&self, key_hash: &str) -> Option<&GatewayEntry> {
-        self.0.gateways.get(key_hash)
+        self.0
+            .gateways
+            .get(key_hash)
+            .filter(|gateway| match gateway.expires_at {
+                Some(expires_at) => crate::store::now_ms() < expires_at,
+                None => true,
+            })
     }
 }

@@ -7,6 +7,7 @@
 //! and path (`prepare` does that, with the catalog at hand). A record with no id of its own gets
 //! the SHA-256 of its text: a batch sent again is the same text, so it is counted once.
 
+use super::key;
 use super::lenient::{self, Object, duration_ms, epoch_ms, path_in, text};
 use super::record::{CallRecord, Rejection, check, parse_record};
 use super::{BodyError, split_body};
@@ -314,7 +315,7 @@ fn apisix<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a
     finish(found, &places, text)
 }
 
-/// A CloudEvent (OpenMeter's ingestion): `id` + `source` the id, `subject` the caller, `time`
+/// A CloudEvent (OpenMeter's ingestion): `id` + `source` the id (a UUID or ULID `id` alone), `subject` the caller, `time`
 /// (RFC 3339; now when absent, as OpenMeter does); from `data`, the api (`api` or `service`),
 /// `status` (200 when absent: an event that happened), `method`, `path` (or `route`), `units`,
 /// `duration_ms` or `duration_seconds`.
@@ -346,7 +347,13 @@ fn cloud_event<'a>(event: &Object<'a>) -> Read<'a> {
         .and_then(|v| duration_ms(v, ms()))
         .or_else(|| in_data("duration_seconds").and_then(|v| duration_ms(v, seconds())));
     let found = Found {
-        id: Some(Cow::Owned(format!("{source} {id}"))),
+        // A UUID or ULID is unique whatever the source, and keeps its time order in the index;
+        // any other id is unique only within its source.
+        id: Some(if key::is_unique_everywhere(&id) {
+            id
+        } else {
+            Cow::Owned(format!("{source} {id}"))
+        }),
         consumer: Some(subject),
         api: data_text(&["api", "service"]),
         host: data_text(&["host"]),

@@ -4,7 +4,8 @@
 
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
@@ -91,50 +92,8 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for Object<'a> {
 }
 
 /// An object key, borrowed from the body unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> de::Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Text<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Text<'a> {
-            type Value = Key<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Borrowed(text)))
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Owned(text.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, text: String) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Owned(text)))
-            }
-        }
-        deserializer.deserialize_str(Text(std::marker::PhantomData))
-    }
-}
-
-/// The first item of an array, the rest skipped.
-struct First<'a>(Option<&'a RawValue>);
-
-impl<'de: 'a, 'a> de::Deserialize<'de> for First<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Items<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Items<'a> {
-            type Value = First<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut items: S) -> Result<First<'a>, S::Error> {
-                let first = items.next_element::<&RawValue>()?;
-                while items.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(First(first))
-            }
-        }
-        deserializer.deserialize_seq(Items(std::marker::PhantomData))
-    }
-}
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A string value's text, unescaped (borrowed when it has no escapes).
 fn string_of(json: &str) -> Option<Cow<'_, str>> {
@@ -160,9 +119,10 @@ pub fn text(value: &RawValue) -> Option<Cow<'_, str>> {
                 (!trimmed.is_empty()).then(|| Cow::Owned(trimmed.to_owned()))
             }
         },
-        b'[' => serde_json::from_str::<First<'_>>(json)
+        b'[' => serde_json::from_str::<Vec<&RawValue>>(json)
             .ok()?
-            .0
+            .first()
+            .copied()
             .and_then(text),
         b'{' | b'n' => None,
         _ => Some(Cow::Borrowed(json)),

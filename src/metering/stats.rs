@@ -120,7 +120,7 @@ impl IngestStats {
     /// A body answered 202 with this summary.
     pub fn taken(&self, gateway_id: &str, summary: &BatchSummary) {
         let code = |code: &str| {
-            metrics::counter!("tollbooth_gateway_records_total",
+            metrics::counter!(crate::telemetry::names::GATEWAY_RECORDS,
             "gateway" => gateway_id.to_owned(), "outcome" => code.to_owned())
         };
         code("accepted").increment(summary.accepted);
@@ -222,7 +222,7 @@ impl Default for IngestStats {
 }
 
 fn rejected_metric(gateway_id: &str, code: &str) {
-    metrics::counter!("tollbooth_gateway_rejected_total",
+    metrics::counter!(crate::telemetry::names::GATEWAY_REJECTED,
         "gateway" => gateway_id.to_owned(), "code" => code.to_owned())
     .increment(1);
 }

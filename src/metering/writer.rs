@@ -6,6 +6,7 @@
 
 use crate::domain::time::{HOUR_MS, floor_to};
 use crate::store::{Store, StoreError, StoredRecord, UsageIncrement, now_ms};
+use crate::telemetry::names;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -34,6 +35,8 @@ struct Job {
 pub struct Ingestor {
     queue: mpsc::UnboundedSender<Job>,
     room: Arc<Semaphore>,
+    /// The room when nothing waits.
+    capacity: usize,
 }
 
 /// Limits of the write path.
@@ -59,9 +62,8 @@ impl Ingestor {
         on_commit: OnCommit,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, jobs) = mpsc::unbounded_channel();
-        let room = Arc::new(Semaphore::new(
-            usize::try_from(limits.queue_records).unwrap_or(usize::MAX),
-        ));
+        let capacity = usize::try_from(limits.queue_records).unwrap_or(usize::MAX);
+        let room = Arc::new(Semaphore::new(capacity));
         let jobs = Arc::new(Mutex::new(jobs));
         let writers: Vec<_> = (0..limits.writers.max(1))
             .map(|_| {
@@ -80,7 +82,19 @@ impl Ingestor {
                 }
             }
         });
-        (Self { queue, room }, all)
+        (
+            Self {
+                queue,
+                room,
+                capacity,
+            },
+            all,
+        )
+    }
+
+    /// Records queued and not yet committed.
+    pub fn waiting(&self) -> usize {
+        self.capacity.saturating_sub(self.room.available_permits())
     }
 
     /// Queues records and waits for their commit; answers, per record, whether it was new.
@@ -137,10 +151,14 @@ async fn run_writer(
         };
         let started = std::time::Instant::now();
         let result = write_batch(&store, &batch).await;
-        metrics::histogram!("tollbooth_ingest_commit_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::counter!("tollbooth_ingest_records_total")
-            .increment(u64::try_from(count).unwrap_or(0));
+        metrics::histogram!(names::INGEST_COMMIT).record(started.elapsed().as_secs_f64());
+        metrics::counter!(names::INGEST_RECORDS).increment(u64::try_from(count).unwrap_or(0));
+        let outcome = if result.is_ok() {
+            "committed"
+        } else {
+            "failed"
+        };
+        metrics::counter!(names::INGEST_BATCHES, "outcome" => outcome).increment(1);
         match result {
             Ok((mut fresh, increments)) => {
                 on_commit(&increments);

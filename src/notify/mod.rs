@@ -4,6 +4,7 @@
 //! notification with a warning rather than hold up ingestion or a webhook.
 
 use crate::stripe::webhook::sign;
+use crate::telemetry::names;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
@@ -65,8 +66,11 @@ impl Notifier {
                 };
                 let (http, settings) = (http.clone(), settings.clone());
                 tokio::spawn(async move {
-                    deliver(&http, &settings, &notification).await;
+                    let delivered = deliver(&http, &settings, &notification).await;
                     drop(permit);
+                    let outcome = if delivered { "delivered" } else { "failed" };
+                    metrics::gauge!(names::NOTIFICATIONS_PENDING).decrement(1.0);
+                    metrics::counter!(names::NOTIFICATIONS, "outcome" => outcome).increment(1);
                 });
             }
         });
@@ -84,16 +88,25 @@ impl Notifier {
             created: chrono::Utc::now().timestamp(),
             data,
         };
-        if let Err(error) = queue.try_send(notification) {
-            tracing::warn!(%error, kind, "a notification was dropped: the queue is full");
+        match queue.try_send(notification) {
+            Ok(()) => metrics::gauge!(names::NOTIFICATIONS_PENDING).increment(1.0),
+            Err(error) => {
+                metrics::counter!(names::NOTIFICATIONS, "outcome" => "dropped").increment(1);
+                tracing::warn!(%error, kind, "a notification was dropped: the queue is full");
+            }
         }
     }
 }
 
-/// Posts one notification until the provider answers 2xx or the attempts run out.
-async fn deliver(http: &reqwest::Client, settings: &NotifySettings, notification: &Notification) {
+/// Posts one notification until the provider answers 2xx or the attempts run out; answers
+/// whether it was delivered.
+async fn deliver(
+    http: &reqwest::Client,
+    settings: &NotifySettings,
+    notification: &Notification,
+) -> bool {
     let Ok(body) = serde_json::to_vec(notification) else {
-        return;
+        return false;
     };
     for attempt in 1..=settings.max_attempts.max(1) {
         let t = chrono::Utc::now().timestamp();
@@ -106,7 +119,7 @@ async fn deliver(http: &reqwest::Client, settings: &NotifySettings, notification
             .send()
             .await;
         let error = match sent {
-            Ok(response) if response.status().is_success() => return,
+            Ok(response) if response.status().is_success() => return true,
             Ok(response) => format!("answered {}", response.status()),
             Err(error) => error.to_string(),
         };
@@ -121,4 +134,5 @@ async fn deliver(http: &reqwest::Client, settings: &NotifySettings, notification
         }
     }
     tracing::error!(id = %notification.id, kind = notification.kind, "a notification was given up");
+    false
 }

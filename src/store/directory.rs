@@ -119,19 +119,32 @@ impl Tx {
 
     /// Every gateway as its key hash, id, how it asks and how it sends.
     pub async fn gateway_key_hashes(&mut self) -> StoreResult<Vec<GatewayKeyRow>> {
-        let sql = "SELECT key_hash, id, access, ingest FROM gateways";
-        let rows: Vec<(String, String, String, String)> =
-            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
-        rows.into_iter()
-            .map(|(key_hash, id, access, ingest)| {
-                Ok(GatewayKeyRow {
-                    key_hash,
-                    id,
-                    access: from_json("gateways.access", &access)?,
-                    ingest: from_json("gateways.ingest", &ingest)?,
-                })
-            })
-            .collect()
+        type Row = (String, Option<String>, Option<i64>, String, String, String);
+        let sql = "SELECT key_hash, previous_key_hash, previous_key_expires_at, id, access, ingest \
+                   FROM gateways WHERE revoked_at IS NULL";
+        let rows: Vec<Row> = on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        let now = super::now_ms();
+        let mut keys = Vec::with_capacity(rows.len());
+        for (key_hash, previous, expires_at, id, access, ingest) in rows {
+            let gateway = GatewayKeyRow {
+                key_hash,
+                expires_at: None,
+                id,
+                access: from_json("gateways.access", &access)?,
+                ingest: from_json("gateways.ingest", &ingest)?,
+            };
+            if let (Some(previous), Some(expires_at)) = (previous, expires_at)
+                && expires_at > now
+            {
+                keys.push(GatewayKeyRow {
+                    key_hash: previous,
+                    expires_at: Some(expires_at),
+                    ..gateway.clone()
+                });
+            }
+            keys.push(gateway);
+        }
+        Ok(keys)
     }
 }
 
@@ -139,6 +152,8 @@ impl Tx {
 #[derive(Debug, Clone)]
 pub struct GatewayKeyRow {
     pub key_hash: String,
+    /// When this key stops being taken: set for the key before a rotation.
+    pub expires_at: Option<i64>,
     pub id: String,
     pub access: crate::domain::gateway::GatewayAccess,
     pub ingest: crate::domain::ingest::GatewayIngest,

@@ -12,6 +12,12 @@ pub struct Gateway {
     pub access: GatewayAccess,
     pub ingest: GatewayIngest,
     pub created_at: i64,
+    /// When the key was last replaced by a rotation.
+    pub key_rotated_at: Option<i64>,
+    /// Until when the key before the last rotation is still taken.
+    pub previous_key_expires_at: Option<i64>,
+    /// When the gateway was revoked: none of its keys is taken since.
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -21,6 +27,9 @@ struct GatewayRow {
     access: String,
     ingest: String,
     created_at: i64,
+    key_rotated_at: Option<i64>,
+    previous_key_expires_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
 impl TryFrom<GatewayRow> for Gateway {
@@ -33,11 +42,15 @@ impl TryFrom<GatewayRow> for Gateway {
             id: row.id,
             name: row.name,
             created_at: row.created_at,
+            key_rotated_at: row.key_rotated_at,
+            previous_key_expires_at: row.previous_key_expires_at,
+            revoked_at: row.revoked_at,
         })
     }
 }
 
-const COLUMNS: &str = "SELECT id, name, access, ingest, created_at FROM gateways";
+const COLUMNS: &str = "SELECT id, name, access, ingest, created_at, key_rotated_at, \
+                       previous_key_expires_at, revoked_at FROM gateways";
 
 impl Tx {
     pub async fn insert_gateway(
@@ -69,7 +82,63 @@ impl Tx {
             access: access.clone(),
             ingest: ingest.clone(),
             created_at,
+            key_rotated_at: None,
+            previous_key_expires_at: None,
+            revoked_at: None,
         })
+    }
+
+    /// Gives a gateway that is not revoked a new key. The key it had stays valid until
+    /// `previous_expires_at`, or goes at once when that is `None`. Answers whether it was done.
+    pub async fn rotate_gateway_key(
+        &mut self,
+        id: &str,
+        key_hash: &str,
+        previous_expires_at: Option<i64>,
+    ) -> StoreResult<bool> {
+        let now = now_ms();
+        let rows = match previous_expires_at {
+            Some(expires_at) => {
+                let sql = "UPDATE gateways SET previous_key_hash = key_hash, \
+                           previous_key_expires_at = $3, key_hash = $2, key_rotated_at = $4 \
+                           WHERE id = $1 AND revoked_at IS NULL";
+                on_tx!(self, |conn| sqlx::query(sql)
+                    .bind(id)
+                    .bind(key_hash)
+                    .bind(expires_at)
+                    .bind(now)
+                    .execute(conn)
+                    .await?
+                    .rows_affected())
+            }
+            None => {
+                let sql = "UPDATE gateways SET previous_key_hash = NULL, \
+                           previous_key_expires_at = NULL, key_hash = $2, key_rotated_at = $3 \
+                           WHERE id = $1 AND revoked_at IS NULL";
+                on_tx!(self, |conn| sqlx::query(sql)
+                    .bind(id)
+                    .bind(key_hash)
+                    .bind(now)
+                    .execute(conn)
+                    .await?
+                    .rows_affected())
+            }
+        };
+        Ok(rows == 1)
+    }
+
+    /// Revokes a gateway: neither its key nor a previous one is taken any more. Revoking a revoked
+    /// gateway changes nothing.
+    pub async fn revoke_gateway(&mut self, id: &str) -> StoreResult<()> {
+        let sql = "UPDATE gateways SET revoked_at = $2, previous_key_hash = NULL, \
+                   previous_key_expires_at = NULL WHERE id = $1 AND revoked_at IS NULL";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(id)
+            .bind(now_ms())
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
     }
 
     pub async fn list_gateways(&mut self, page: &PageRequest) -> StoreResult<Page<Gateway>> {
@@ -91,19 +160,6 @@ impl Tx {
         let sql = const_format::concatcp!(COLUMNS, " WHERE id = $1");
         let row: Option<GatewayRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(id)
-            .fetch_optional(conn)
-            .await?);
-        row.map(Gateway::try_from).transpose()
-    }
-
-    /// The gateway whose key hashes to `key_hash`, if any.
-    pub async fn find_gateway_by_key_hash(
-        &mut self,
-        key_hash: &str,
-    ) -> StoreResult<Option<Gateway>> {
-        let sql = const_format::concatcp!(COLUMNS, " WHERE key_hash = $1");
-        let row: Option<GatewayRow> = on_tx!(self, |conn| sqlx::query_as(sql)
-            .bind(key_hash)
             .fetch_optional(conn)
             .await?);
         row.map(Gateway::try_from).transpose()

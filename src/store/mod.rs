@@ -42,8 +42,12 @@ pub enum StoreError {
     /// A stored value no longer parses: the row was written by something other than tollbooth.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    // Not a `source`: the text is in the message already, and an error chain would print it twice.
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database could not be opened: where, and what the system said.
+    #[error("cannot open the database {target}: {reason}")]
+    Open { target: String, reason: String },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -151,6 +155,33 @@ async fn open_sqlite(
     }
 }
 
+/// What stopped a SQLite file from opening, in the system's words where SQLite has none
+/// (`(code: 14) unable to open database file` names neither the file nor the cause).
+fn sqlite_open_problem(path: &std::path::Path, error: &sqlx::Error) -> String {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    if !directory.is_dir() {
+        return format!("its directory {} does not exist", directory.display());
+    }
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    match opened {
+        Err(os) => format!("{os} (the user running tollbooth must be able to write it)"),
+        Ok(_) => format!(
+            "{error} (SQLite also writes {name}-wal and {name}-shm beside it: the directory {} \
+             must be writable by the user running tollbooth)",
+            directory.display(),
+            name = path.display()
+        ),
+    }
+}
+
 /// SQLITE_BUSY, or one of its extended codes (`(code: 5) database is locked`).
 fn is_busy(code: Option<&str>) -> bool {
     code.and_then(|c| c.parse::<i32>().ok())
@@ -175,16 +206,35 @@ impl Store {
                 .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            Pool::Sqlite(open_sqlite(options, max_connections).await?)
+            let path = options.get_filename().to_owned();
+            let pool = open_sqlite(options, max_connections)
+                .await
+                .map_err(|error| StoreError::Open {
+                    target: path.display().to_string(),
+                    reason: sqlite_open_problem(&path, &error),
+                })?;
+            Pool::Sqlite(pool)
         } else {
-            let options = PgConnectOptions::from_str(url)?;
-            Pool::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
-                    .await?,
-            )
+            // Notices (`relation … already exists, skipping`) are not for the operator's log.
+            let options =
+                PgConnectOptions::from_str(url)?.options([("client_min_messages", "warning")]);
+            let target = format!(
+                "{} at {}:{} as {}",
+                options.get_database().unwrap_or("(the user's database)"),
+                options.get_host(),
+                options.get_port(),
+                options.get_username()
+            );
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|error| StoreError::Open {
+                    target,
+                    reason: error.to_string(),
+                })?;
+            Pool::Postgres(pool)
         };
         Ok(Self { pool })
     }
@@ -238,6 +288,19 @@ impl Tx {
             .fetch_optional(conn)
             .await?);
         Ok(row.map(|(value,)| value))
+    }
+
+    /// Writes a setting, in place of the value it had.
+    pub async fn set_setting(&mut self, name: &str, value: &str) -> StoreResult<()> {
+        let sql = "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                   ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+        on_tx!(self, |conn| sqlx::query(sql)
+            .bind(name)
+            .bind(value)
+            .execute(conn)
+            .await?
+            .rows_affected());
+        Ok(())
     }
 
     /// Writes a setting unless it is already set; answers whether this call set it.

@@ -55,6 +55,15 @@ const INTENT_COLUMNS: &str = "seq, idempotency_key, intent, subject_id, local_id
                               stripe_id, attempts, last_error";
 
 impl Tx {
+    /// Stripe writes owed: those not tried yet, and those whose last attempt failed.
+    pub async fn stripe_intents_owed(&mut self) -> StoreResult<(i64, i64)> {
+        let sql = "SELECT COALESCE(SUM(CASE WHEN attempts = 0 THEN 1 ELSE 0 END), 0), \
+                          COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) \
+                   FROM stripe_intents WHERE state = 'pending'";
+        let counts: (i64, i64) = on_tx!(self, |conn| sqlx::query_as(sql).fetch_one(conn).await?);
+        Ok(counts)
+    }
+
     /// Records a Stripe write to make; the same key twice is one intent.
     pub async fn enqueue_intent(&mut self, intent: &NewIntent<'_>) -> StoreResult<()> {
         let sql = "INSERT INTO stripe_intents (idempotency_key, intent, subject_id, local_id, \

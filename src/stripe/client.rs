@@ -159,6 +159,7 @@ impl StripeHttp {
             url.push_str(query);
         }
         let mut last_error = String::new();
+        let endpoint = crate::telemetry::stripe_endpoint(&request.path);
         for attempt in 1..=self.settings.max_attempts.max(1) {
             self.pacing.until_ready().await;
             let mut builder = self
@@ -177,7 +178,7 @@ impl StripeHttp {
                     .header("Content-Type", "application/x-www-form-urlencoded")
                     .body(body.clone());
             }
-            let wait = match attempt_once(builder).await {
+            let wait = match attempt_once(builder, method.as_str(), &endpoint).await {
                 Attempt::Done(bytes) => return Ok(bytes),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry { error, after } => {
@@ -209,8 +210,24 @@ impl StripeHttp {
     }
 }
 
-async fn attempt_once(builder: reqwest::RequestBuilder) -> Attempt {
-    let response = match builder.send().await {
+/// One attempt, counted in `/metrics` by method, endpoint and status.
+async fn attempt_once(builder: reqwest::RequestBuilder, method: &str, endpoint: &str) -> Attempt {
+    let started = std::time::Instant::now();
+    let sent = builder.send().await;
+    let status = match &sent {
+        Ok(response) => response.status().as_str().to_owned(),
+        Err(error) if error.is_timeout() => "timeout".to_owned(),
+        Err(_) => "unreachable".to_owned(),
+    };
+    let names = (
+        crate::telemetry::names::STRIPE_REQUESTS,
+        crate::telemetry::names::STRIPE_DURATION,
+    );
+    metrics::counter!(names.0, "method" => method.to_owned(), "endpoint" => endpoint.to_owned(), "status" => status)
+        .increment(1);
+    metrics::histogram!(names.1, "method" => method.to_owned(), "endpoint" => endpoint.to_owned())
+        .record(started.elapsed().as_secs_f64());
+    let response = match sent {
         Ok(response) => response,
         Err(error) if error.is_timeout() => {
             return Attempt::Retry {

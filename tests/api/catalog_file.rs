@@ -105,6 +105,11 @@ async fn a_bad_catalog_file_names_the_entry_and_changes_nothing(app: TestApp) {
         stderr.contains("tiers[1] (weather-pro): usage.package_size"),
         "{stderr}"
     );
+    assert_eq!(
+        stderr.matches("bad-type.yaml").count(),
+        1,
+        "the file is named once: {stderr}"
+    );
 
     // A reference to a tier that does not exist, after entries that would otherwise change.
     let bad_reference = dir.path().join("bad-reference.yaml");

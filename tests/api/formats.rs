@@ -27,6 +27,7 @@ on_both_databases!(
     a_body_with_no_readable_record_is_a_400,
     a_call_the_upstream_never_answered_is_not_a_failure,
     the_gateway_shows_what_its_sender_was_told,
+    cloudevent_ids_are_told_apart_by_source_unless_unique_everywhere,
 );
 
 /// (billable calls, billable units, failed calls, total calls) of `acme-weather` (key `k1`).
@@ -468,4 +469,28 @@ fn fixture(text: &str) -> String {
         }
     }
     text
+}
+
+/// CloudEvents are the same event when `source` and `id` are (the spec's rule): a counter id
+/// `1` of two sources is two events. A UUID or ULID id is unique by its making, so it is one
+/// event whatever the source says (and keeps its time order in the dedupe index).
+async fn cloudevent_ids_are_told_apart_by_source_unless_unique_everywhere(app: TestApp) {
+    let key = setup(&app, json!({})).await;
+    let time = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let event = |id: &str, source: &str| {
+        json!({"specversion": "1.0", "id": id, "source": source, "type": "request",
+            "subject": "k1", "time": time, "data": {"service": "weather", "status": 200}})
+    };
+    let uuid = "0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b";
+    let batch = json!([
+        event("1", "a"),
+        event("1", "b"),
+        event(uuid, "a"),
+        event(uuid, "b")
+    ]);
+    let kind = "application/cloudevents-batch+json";
+    let (status, answer) = post(&app, &key, "/api/v1/events", kind, batch.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(answer["duplicates"], 1, "{answer}");
 }

@@ -23,6 +23,8 @@ pub struct TestApp {
     pub address: String,
     /// The gRPC server's address (`http://…`), when the settings asked for one.
     pub grpc_address: Option<String>,
+    /// The metrics server's address (`http://…`), when the settings asked for one.
+    pub metrics_address: Option<String>,
     pub database_url: String,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -175,6 +177,9 @@ async fn spawn_app_from(settings: Settings) -> TestApp {
     let grpc_address = app
         .grpc_port()
         .map(|port| format!("http://127.0.0.1:{port}"));
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
@@ -182,6 +187,7 @@ async fn spawn_app_from(settings: Settings) -> TestApp {
     TestApp {
         address,
         grpc_address,
+        metrics_address,
         database_url,
         client: reqwest::Client::new(),
         shutdown: Some(shutdown),

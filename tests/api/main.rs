@@ -19,6 +19,7 @@ mod forward_auth;
 mod hardening;
 mod health;
 mod openapi;
+mod operating;
 mod preview;
 mod races;
 mod real_gateways;
