@@ -57,6 +57,14 @@ enum Command {
         #[command(subcommand)]
         command: AdminTokenCommand,
     },
+    /// From "it serves" to "it bills": on a fresh SQLite file, apply the example catalog, post a
+    /// day of calls through the real ingestion path, run the billing job in ledger mode, and print
+    /// the invoice preview and what to look at next.
+    Demo {
+        /// The SQLite file to make; it must not exist yet.
+        #[arg(long, value_name = "FILE", default_value = "tollbooth-demo.db")]
+        database: PathBuf,
+    },
     /// Ask a running tollbooth whether it is ready (`GET /readyz` on `listen`): exit 0 when it
     /// is, 1 with the reason when not. For a container's HEALTHCHECK.
     Health {
@@ -212,6 +220,10 @@ impl Cli {
                 Ok(())
             }
             Command::Health { timeout } => health(&settings, timeout.0).await,
+            Command::Demo { database } => {
+                print!("{}", crate::demo::run(&database).await?);
+                Ok(())
+            }
         }
     }
 }
@@ -231,9 +243,12 @@ fn billing_summary(day: chrono::NaiveDate, reports: &[crate::billing::RunReport]
     let sum = |f: fn(&crate::billing::RunReport) -> u64| ran.iter().map(|r| f(r)).sum::<u64>();
     let failures: usize = reports.iter().map(|r| r.failures.len()).sum();
     format!(
-        "billing run: billed {} days ({} to {}): {} subscription reports, {} periods closed, \
+        "billing run: billed {} ({} to {}): {} subscription reports, {} periods closed, \
          {} invoice items created, {} updated, {} late items, {failures} failures",
-        ran.len(),
+        match ran.len() {
+            1 => "1 day".to_owned(),
+            days => format!("{days} days"),
+        },
         ran[0].day,
         ran[ran.len() - 1].day,
         sum(|r| r.subscriptions_reported),

@@ -558,6 +558,14 @@ impl TryFrom<&str> for HumanDuration {
     }
 }
 
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::try_from(value.as_str())
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Text;

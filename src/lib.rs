@@ -7,6 +7,7 @@ pub mod billing;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod domain;
 #[cfg(test)]
 mod fuzz;

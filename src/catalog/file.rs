@@ -107,12 +107,18 @@ impl CatalogFile {
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
             let path = error.path().to_string();
             let (entry, field) = split_entry(&path);
+            // The YAML parser names the path itself (`tiers[1].usage.package_size: …`): once is enough.
+            let inner = error.inner().to_string();
+            let inner = inner
+                .strip_prefix(&format!("{path}: "))
+                .unwrap_or(&inner)
+                .to_owned();
             FileError::Entry {
                 entry: name_entry(&loose, entry),
                 message: if field.is_empty() {
-                    error.inner().to_string()
+                    inner
                 } else {
-                    format!("{field}: {}", error.inner())
+                    format!("{field}: {inner}")
                 },
             }
         })

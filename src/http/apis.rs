@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::error::ErrorBody;
-use super::extract::{Admin, JsonBody, Pagination, Path};
+use super::extract::{Admin, JsonBody, Pagination, Path, RawBody};
 use super::extract::{KeyOrId, PageParams};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_api};
@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show))
+        .routes(routes!(show, update))
 }
 
 /// An api as stored.
@@ -98,4 +98,35 @@ async fn show(
     let api = state.store.begin_read().await?.find_api(&id).await?;
     api.map(|api| Json(api.into()))
         .ok_or_else(|| ApiError::not_found("api", &id))
+}
+
+/// Changes an api: a JSON merge patch of its definition (`{"name": "…"}`; `null` puts a member
+/// back to its default), checked as a create is. The slug cannot change.
+#[utoipa::path(patch, path = "/v1/apis/{id}", tag = "catalog", operation_id = "update_api",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the api's slug")),
+    request_body(content = Object, description = "A JSON merge patch (RFC 7396) of the api's definition",
+        content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The api as changed", body = ApiView),
+        (status = 404, description = "`not_found`: no such api", body = ErrorBody),
+        (status = 409, description = "`conflict`: a route another api has, or a Stripe account its tiers live in", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(patch): RawBody,
+) -> Result<Json<ApiView>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let api = tx
+        .find_api(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("api", &id))?;
+    let spec: ApiSpec = super::patch::merged(&api.spec, &patch, &["slug"])?;
+    let (api, _) = put_api(&mut tx, &spec, Mode::Apply).await?;
+    tx.commit().await?;
+    state.directory.catch_up().await?;
+    Ok(Json(ApiView::from(api)))
 }

@@ -119,6 +119,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// The body as sent, bounded and timed as every body is (a JSON 413 or 408).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        body_bytes(request, state).await.map(RawBody)
+    }
+}
+
 /// A JSON body that may be left out: an empty body reads as `T::default()`.
 pub struct OptionalJsonBody<T>(pub T);
 

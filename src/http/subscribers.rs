@@ -1,7 +1,7 @@
 //! `/v1/subscribers`: who pays.
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
+use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, RawBody};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, put_subscriber};
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show))
+        .routes(routes!(show, update))
 }
 
 /// A subscriber as stored.
@@ -120,5 +120,36 @@ async fn show(
 ) -> Result<Json<WithStripe<SubscriberView>>, ApiError> {
     let subscriber = state.store.begin_read().await?.find_subscriber(&id).await?;
     let subscriber = subscriber.ok_or_else(|| ApiError::not_found("subscriber", &id))?;
+    Ok(Json(with_stripe(&state, subscriber).await?))
+}
+
+/// Changes a subscriber: a JSON merge patch of its definition, checked as a create is, and sent
+/// on to its Stripe Customer. The external_id cannot change.
+#[utoipa::path(patch, path = "/v1/subscribers/{id}", tag = "catalog", operation_id = "update_subscriber",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscriber's external_id")),
+    request_body(content = Object, description = "A JSON merge patch (RFC 7396) of the subscriber's definition",
+        content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The subscriber as changed", body = WithStripe<SubscriberView>),
+        (status = 404, description = "`not_found`: no such subscriber", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(patch): RawBody,
+) -> Result<Json<WithStripe<SubscriberView>>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let subscriber = tx
+        .find_subscriber(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("subscriber", &id))?;
+    let spec: SubscriberSpec = super::patch::merged(&subscriber.spec, &patch, &["external_id"])?;
+    let (subscriber, _) = put_subscriber(&mut tx, &spec, Mode::Apply).await?;
+    tx.commit().await?;
+    mirror::settle(&state, &subscriber.id).await?;
     Ok(Json(with_stripe(&state, subscriber).await?))
 }

@@ -1,7 +1,7 @@
 //! `/v1/tiers`: priced plans. A changed definition makes a new version; versions never change.
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
+use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, RawBody};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::put_tier;
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show))
+        .routes(routes!(show, update))
         .routes(routes!(versions))
 }
 
@@ -164,4 +164,37 @@ async fn versions(
         .map(|v| TierView::new(tier.id.clone(), tier.created_at, v))
         .collect();
     Ok(Json(VersionsBody { data }))
+}
+
+/// Changes a tier: a JSON merge patch of its newest version's definition, checked as a create is.
+/// A change makes a new version (201), as `POST /v1/tiers` does; subscriptions move to it as
+/// their tier's rules say. The slug and api cannot change.
+#[utoipa::path(patch, path = "/v1/tiers/{id}", tag = "catalog", operation_id = "update_tier",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the tier's slug")),
+    request_body(content = Object, description = "A JSON merge patch (RFC 7396) of the tier's newest definition",
+        content_type = "application/merge-patch+json"),
+    responses(
+        (status = 201, description = "A new version made", body = WithStripe<TierView>),
+        (status = 200, description = "The patch changed nothing", body = WithStripe<TierView>),
+        (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
+        (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawBody(patch): RawBody,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let tier = tx
+        .find_tier(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tier", &id))?;
+    let spec: TierSpec = super::patch::merged(&tier.latest.spec, &patch, &["slug", "api"])?;
+    let (tier, outcome) = put_tier(&mut tx, &spec).await?;
+    tx.commit().await?;
+    mirror::settle(&state, &tier.id).await?;
+    Ok((put_status(outcome), Json(with_stripe(&state, tier).await?)))
 }

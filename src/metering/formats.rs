@@ -73,12 +73,11 @@ pub fn read<'a>(
             if format == RecordFormat::Tollbooth {
                 return parse_record(raw);
             }
-            let entry = object_of(raw)?;
             let record = match format {
-                RecordFormat::Kong => kong(&entry, ingest, raw.get()),
-                RecordFormat::Apisix => apisix(&entry, ingest, raw.get()),
-                RecordFormat::Cloudevents => cloud_event(&entry),
-                _ => access_log(&entry, ingest, raw.get()),
+                RecordFormat::Kong => kong(raw, ingest),
+                RecordFormat::Apisix => apisix(&object_of(raw)?, ingest, raw.get()),
+                RecordFormat::Cloudevents => cloud_event(&object_of(raw)?),
+                _ => access_log(&object_of(raw)?, ingest, raw.get()),
             }?;
             check(&record)?;
             Ok(record)
@@ -213,50 +212,58 @@ fn gateway_api(ingest: &GatewayIngest) -> Text<'static> {
 /// Kong `http-log` (`kong.log.serialize()`): `request.id`, `started_at` (ms), `response.status`,
 /// `upstream_status` (empty when Kong answered itself), `latencies.request` (ms), the consumer
 /// from `consumer.custom_id` or `.username`, else the request header; the api `service.name`.
-fn kong<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a> {
-    let request = entry.object("request");
-    let response = entry.object("response");
-    let request_headers = request.as_ref().and_then(|r| r.object("headers"));
-    let response_headers = response.as_ref().and_then(|r| r.object("headers"));
+/// Read in one pass into the members used (`kong_json`), the rest skipped as it is scanned.
+fn kong<'a>(raw: &'a RawValue, ingest: &GatewayIngest) -> Read<'a> {
+    let entry: kong_json::Entry<'a> = serde_json::from_str(raw.get()).map_err(|e| {
+        Rejection::new(
+            "invalid_record",
+            format!(
+                "not a Kong http-log entry: {}",
+                crate::domain::field::without_position(&e.to_string())
+            ),
+        )
+    })?;
+    let request = entry.request.as_ref();
+    let response = entry.response.as_ref();
+    let request_headers = request.and_then(|r| r.headers.as_ref());
+    let response_headers = response.and_then(|r| r.headers.as_ref());
     let kong_answered = entry
-        .get("source")
+        .source
         .and_then(lenient::text)
         .is_some_and(|source| source == "kong");
-    let answered = match entry.get("upstream_status") {
+    let answered = match entry.upstream_status {
         _ if kong_answered => false,
         Some(upstream) => lenient::upstream_answered(upstream),
         None => true,
     };
-    let in_request = |name: &str| {
-        request
-            .as_ref()
-            .and_then(|r| r.get(name))
-            .and_then(lenient::text)
-    };
+    let consumer = entry.consumer.as_ref();
     let found = Found {
         id: ingest
             .id_header
             .as_deref()
-            .and_then(|name| header(request_headers.as_ref(), name))
-            .or_else(|| in_request("id"))
-            .or_else(|| header(response_headers.as_ref(), "x-kong-request-id")),
-        consumer: entry
-            .object("consumer")
-            .and_then(|c| c.first_text(&["custom_id", "username"]))
-            .or_else(|| header(request_headers.as_ref(), &ingest.consumer_header)),
-        api: gateway_api(ingest).or_else(|| entry.first_text(&["service.name"])),
-        host: header(request_headers.as_ref(), "host"),
-        occurred_at: entry.get("started_at").and_then(epoch_ms),
-        status: response
-            .as_ref()
-            .and_then(|r| r.get("status"))
-            .and_then(lenient::status),
+            .and_then(|name| header(request_headers, name))
+            .or_else(|| request.and_then(|r| r.id).and_then(text))
+            .or_else(|| header(response_headers, "x-kong-request-id")),
+        consumer: consumer
+            .and_then(|c| {
+                c.custom_id
+                    .and_then(text)
+                    .or_else(|| c.username.and_then(text))
+            })
+            .or_else(|| header(request_headers, &ingest.consumer_header)),
+        api: gateway_api(ingest)
+            .or_else(|| entry.service.as_ref().and_then(|s| s.name).and_then(text)),
+        host: header(request_headers, "host"),
+        occurred_at: entry.started_at.and_then(epoch_ms),
+        status: response.and_then(|r| r.status).and_then(lenient::status),
         upstream_answered: answered,
-        method: in_request("method"),
-        path: in_request("uri").map(path_in),
-        units: header(response_headers.as_ref(), &ingest.units_header),
+        method: request.and_then(|r| r.method).and_then(text),
+        path: request.and_then(|r| r.uri).and_then(text).map(path_in),
+        units: header(response_headers, &ingest.units_header),
         latency_ms: entry
-            .at("latencies.request")
+            .latencies
+            .as_ref()
+            .and_then(|l| l.request)
             .and_then(|v| duration_ms(v, ms())),
     };
     let places = Places {
@@ -268,7 +275,70 @@ fn kong<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a> 
         timestamp: "`started_at`",
         status: "`response.status`",
     };
-    finish(found, &places, text)
+    finish(found, &places, raw.get())
+}
+
+/// The members of a Kong http-log entry tollbooth reads; any other member is skipped.
+mod kong_json {
+    use super::Object;
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Deserialize)]
+    pub struct Entry<'a> {
+        #[serde(default, borrow)]
+        pub request: Option<Message<'a>>,
+        #[serde(default, borrow)]
+        pub response: Option<Message<'a>>,
+        #[serde(default, borrow)]
+        pub upstream_status: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub source: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub consumer: Option<Consumer<'a>>,
+        #[serde(default, borrow)]
+        pub service: Option<Service<'a>>,
+        #[serde(default, borrow)]
+        pub started_at: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub latencies: Option<Latencies<'a>>,
+    }
+
+    /// `request` or `response`.
+    #[derive(Deserialize)]
+    pub struct Message<'a> {
+        #[serde(default, borrow)]
+        pub id: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub uri: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub method: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub status: Option<&'a RawValue>,
+        /// Names matched without regard to case, as headers are.
+        #[serde(default, borrow)]
+        pub headers: Option<Object<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Consumer<'a> {
+        #[serde(default, borrow)]
+        pub custom_id: Option<&'a RawValue>,
+        #[serde(default, borrow)]
+        pub username: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Service<'a> {
+        #[serde(default, borrow)]
+        pub name: Option<&'a RawValue>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Latencies<'a> {
+        #[serde(default, borrow)]
+        pub request: Option<&'a RawValue>,
+    }
 }
 
 /// APISIX `http-logger` (`get_full_log`): `start_time` (ms), `response.status`, `latency` (ms),

@@ -225,6 +225,15 @@ impl Store {
                 options.get_port(),
                 options.get_username()
             );
+            // One connection first, so that a refused or unknown server is told at once and in
+            // the system's words, not as a pool that timed out after its acquire timeout.
+            let first = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .map_err(|error| StoreError::Open {
+                    target: target.clone(),
+                    reason: error.to_string(),
+                })?;
+            let _ = sqlx::Connection::close(first).await;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))

@@ -210,6 +210,20 @@ impl StripeHttp {
     }
 }
 
+/// Whether a request failed because the address refused the connection.
+fn connection_refused(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// One attempt, counted in `/metrics` by method, endpoint and status.
 async fn attempt_once(builder: reqwest::RequestBuilder, method: &str, endpoint: &str) -> Attempt {
     let started = std::time::Instant::now();
@@ -234,6 +248,14 @@ async fn attempt_once(builder: reqwest::RequestBuilder, method: &str, endpoint: 
                 error: "timed out waiting for Stripe".into(),
                 after: None,
             };
+        }
+        // Nothing listens where Stripe calls go (`STRIPE_API_BASE`, a proxy): trying again in a
+        // moment finds the same, so the caller is told at once.
+        Err(error) if connection_refused(&error) => {
+            return Attempt::Fatal(StripeError::Unavailable {
+                attempts: 1,
+                last: format!("cannot reach Stripe: the connection was refused ({error})"),
+            });
         }
         Err(error) => {
             return Attempt::Retry {

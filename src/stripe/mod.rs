@@ -163,6 +163,11 @@ impl Stripe {
             return Ok(report);
         };
         let pass = mirror::Pass::default();
+        let (pending, failed_before) = store.begin_read().await?.stripe_intents_owed().await?;
+        let owed = pending + failed_before;
+        if owed > 0 {
+            tracing::info!(owed, "stripe sync: {owed} Stripe writes owed");
+        }
         let mut after = 0;
         loop {
             let batch = store
@@ -180,16 +185,28 @@ impl Stripe {
                     Err(StripeError::Store(error)) => return Err(StripeError::Store(error)),
                     Err(error) => {
                         report.failed += 1;
+                        tracing::warn!(key = %intent.idempotency_key, %error, "stripe sync: a write failed; it stays owed");
                         report
                             .errors
                             .push((intent.idempotency_key, error.to_string()));
                     }
+                }
+                let tried = report.done + report.failed;
+                if tried % SYNC_PROGRESS_EVERY == 0 {
+                    tracing::info!(
+                        written = report.done,
+                        failed = report.failed,
+                        "stripe sync: {tried} of {owed} tried"
+                    );
                 }
             }
         }
         Ok(report)
     }
 }
+
+/// How often `sync` says how far it got, in writes tried.
+const SYNC_PROGRESS_EVERY: u64 = 25;
 
 impl Stripe {
     /// Stripe as the settings say: live with a secret key, ledger mode without.

@@ -106,9 +106,9 @@ async fn a_bad_catalog_file_names_the_entry_and_changes_nothing(app: TestApp) {
         "{stderr}"
     );
     assert_eq!(
-        stderr.matches("bad-type.yaml").count(),
+        stderr.matches("usage.package_size").count(),
         1,
-        "the file is named once: {stderr}"
+        "the field is named once: {stderr}"
     );
 
     // A reference to a tier that does not exist, after entries that would otherwise change.

@@ -16,8 +16,12 @@ on_both_databases!(
     the_admin_token_is_rotated_for_good_and_a_configured_one_replaces_the_stored_one,
     health_answers_whether_the_tollbooth_on_listen_is_ready,
     billing_run_says_when_nothing_is_due,
+    apis_subscribers_and_tiers_are_changed_by_a_merge_patch_checked_as_a_create,
 );
-on_both_backends!(serve_logs_plainly_to_a_file_without_library_noise);
+on_both_backends!(
+    serve_logs_plainly_to_a_file_without_library_noise,
+    stripe_out_of_reach_is_told_at_once_and_sync_says_how_far_it_got,
+);
 
 /// Whether tollbooth takes `key` as a gateway's key: a refused key is a 401 that says so.
 async fn gateway_key_taken(app: &TestApp, key: &str) -> bool {
@@ -144,6 +148,23 @@ fn tollbooth(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output 
     command.output().expect("run tollbooth")
 }
 
+/// `tollbooth` run beside a tollbooth of this test's runtime, which must go on answering meanwhile.
+async fn tollbooth_beside(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let database_url = database_url.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        tollbooth(&database_url, &args, &env)
+    })
+    .await
+    .unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -213,11 +234,12 @@ async fn the_admin_token_is_rotated_for_good_and_a_configured_one_replaces_the_s
 async fn health_answers_whether_the_tollbooth_on_listen_is_ready(mut app: TestApp) {
     let port = app.address.rsplit(':').next().unwrap().to_owned();
     for listen in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
-        let ready = tollbooth(
+        let ready = tollbooth_beside(
             &app.database_url,
             &["health"],
             &[("TOLLBOOTH_LISTEN", &listen)],
-        );
+        )
+        .await;
         assert!(ready.status.success(), "{ready:?}");
         assert!(text(&ready.stdout).contains("ready"), "{ready:?}");
     }
@@ -354,6 +376,20 @@ fn the_command_line_explains_itself() {
         stderr.contains(&dir.path().display().to_string()),
         "{stderr}"
     );
+    // A PostgreSQL server that refuses is named with its host and port, in the system's words
+    // (not as a pool that timed out).
+    let output = tollbooth(
+        "postgres://postgres@127.0.0.1:1/tollbooth",
+        &["migrate"],
+        &[],
+    );
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("cannot open the database tollbooth at 127.0.0.1:1 as postgres"),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("refused"), "{stderr}");
 }
 
 async fn billing_run_says_when_nothing_is_due(app: TestApp) {
@@ -367,4 +403,167 @@ async fn billing_run_says_when_nothing_is_due(app: TestApp) {
         text(&second.stderr).contains("billing run: nothing due"),
         "{second:?}"
     );
+}
+
+/// Nothing listens where Stripe calls go: the create is told at once (no five attempts with
+/// back-off), the subscriber is saved with its Stripe state failed, and `stripe sync` says what is
+/// owed and what failed as it goes.
+async fn stripe_out_of_reach_is_told_at_once_and_sync_says_how_far_it_got(backend: Backend) {
+    let nowhere = "http://127.0.0.1:1";
+    let Some(app) = crate::helpers::spawn_app_with(backend, |settings| {
+        crate::helpers::use_stripe(settings, nowhere);
+        settings.stripe_retry_base = "2s".to_owned().try_into().unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let subscriber =
+        json!({"external_id": "acme", "name": "Acme", "email": "billing@acme.example"});
+    let (status, body) = app.post("/v1/subscribers", &subscriber).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "stripe_unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("after 1 attempts"),
+        "refused is not tried again: {body}"
+    );
+    let (_, saved) = app.get("/v1/subscribers/acme").await;
+    assert_eq!(saved["stripe"]["state"], "failed", "{saved}");
+
+    let sync = tollbooth(
+        &app.database_url,
+        &["stripe", "sync"],
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_tollbooth"),
+            ("STRIPE_API_BASE", nowhere),
+        ],
+    );
+    assert!(!sync.status.success(), "{sync:?}");
+    let stderr = text(&sync.stderr);
+    assert!(
+        stderr.contains("stripe sync: 1 Stripe writes owed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stripe sync: a write failed"), "{stderr}");
+    assert!(
+        text(&sync.stdout).contains("stripe sync: 0 written, 1 failed"),
+        "{sync:?}"
+    );
+}
+
+/// `PATCH` with a JSON merge patch of the object's definition.
+async fn patch(app: &TestApp, path: &str, body: &str) -> (StatusCode, Value) {
+    let request = app
+        .client
+        .patch(app.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/merge-patch+json")
+        .body(body.to_owned());
+    app.send(request).await
+}
+
+async fn apis_subscribers_and_tiers_are_changed_by_a_merge_patch_checked_as_a_create(app: TestApp) {
+    crate::tiers::create_weather_api(&app).await;
+    let (status, changed) = patch(&app, "/v1/apis/weather", r#"{"name": "Weather API v2"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["name"], "Weather API v2");
+    let (_, read) = app.get("/v1/apis/weather").await;
+    assert_eq!(read, changed);
+
+    // Refused by field, and nothing changes.
+    for (body, field) in [
+        (r#"{"slug": "climate"}"#, "slug"),
+        (r#"{"name": ""}"#, "name"),
+        (r#"{"hosts": ["Not A Host"]}"#, "hosts[0]"),
+        (r#"{"colour": "blue"}"#, "colour"),
+        (r#"["name"]"#, "body"),
+    ] {
+        let answer = patch(&app, "/v1/apis/weather", body).await;
+        crate::helpers::assert_error(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(field),
+        );
+    }
+    let (_, again) = app.get("/v1/apis/weather").await;
+    assert_eq!(again, changed);
+    let answer = patch(&app, "/v1/apis/nope", r#"{"name": "x"}"#).await;
+    assert_eq!(answer.0, StatusCode::NOT_FOUND, "{}", answer.1);
+
+    let (status, _) = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "acme", "name": "Acme", "email": "billing@acme.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, changed) = patch(
+        &app,
+        "/v1/subscribers/acme",
+        r#"{"email": "accounts@acme.example"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["email"], "accounts@acme.example");
+    assert_eq!(changed["name"], "Acme");
+
+    // A tier's change is a new version, as a create with a changed definition is.
+    let (status, v1) = app.post("/v1/tiers", &crate::tiers::pro_tier("5.00")).await;
+    assert_eq!(status, StatusCode::CREATED, "{v1}");
+    let (status, v2) = patch(
+        &app,
+        "/v1/tiers/weather-pro",
+        r#"{"usage": {"package_price": "6.00"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["usage"]["package_price"], "6.00");
+    assert_eq!(
+        v2["usage"]["package_size"], 1000,
+        "the rest of `usage` is kept"
+    );
+    let (status, same) = patch(&app, "/v1/tiers/weather-pro", r#"{"name": "Pro"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["version"], 2);
+    let answer = patch(&app, "/v1/tiers/weather-pro", r#"{"api": "maps"}"#).await;
+    crate::helpers::assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("api"),
+    );
+}
+
+/// `tollbooth demo` on a fresh file: the example catalog, 8,000 calls through `POST /v1/events`
+/// (every 40th a 503), the billing job in ledger mode, and the invoice preview: Pro's $25 fee
+/// plus 7,800 billable calls past 5,000 free in blocks of 1,000 at $5 (3 blocks).
+#[test]
+fn the_demo_bills_a_day_of_calls_on_a_fresh_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("demo.db");
+    let database = database.to_str().unwrap();
+    let output = tollbooth("sqlite://unused.db", &["demo", "--database", database], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("8000 stored, 200 of them not billable"),
+        "{stdout}"
+    );
+    let total = stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("total "))
+        .unwrap_or_else(|| panic!("no total: {stdout}"));
+    assert!(total.contains("40.00 USD"), "{total}");
+    assert!(
+        stdout.contains("admin token (shown once, keep it safe): tba_"),
+        "{stdout}"
+    );
+    let again = tollbooth("sqlite://unused.db", &["demo", "--database", database], &[]);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("exists already"), "{again:?}");
 }
