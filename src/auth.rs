@@ -27,8 +27,11 @@ pub fn hash_secret(secret: &str) -> String {
 #[derive(Clone)]
 pub struct AdminToken {
     store: Store,
-    cached: Arc<Mutex<Option<(Instant, [u8; 32])>>>,
+    cached: Arc<Mutex<Option<ReadHash>>>,
 }
+
+/// The admin token's hash, and when it was read.
+type ReadHash = (Instant, [u8; 32]);
 
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
