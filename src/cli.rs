@@ -109,6 +109,9 @@ enum CatalogCommand {
         /// The catalog: a YAML or JSON file (see examples/catalog.yaml).
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Print what would be created and updated, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -135,7 +138,7 @@ impl Cli {
                 Ok(())
             }
             Command::Catalog {
-                command: CatalogCommand::Apply { file },
+                command: CatalogCommand::Apply { file, dry_run },
             } => {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
@@ -143,6 +146,21 @@ impl Cli {
                     anyhow::anyhow!("{} was not applied: {error}", file.display())
                 })?;
                 let store = open_store(&settings).await?;
+                if dry_run {
+                    let report = crate::catalog::dry_run_file(&store, &catalog)
+                        .await
+                        .with_context(|| format!("{} would not apply", file.display()))?;
+                    print!("{report}");
+                    println!(
+                        "dry run: nothing was written{}",
+                        if report.changed() {
+                            ""
+                        } else {
+                            "; nothing would change"
+                        }
+                    );
+                    return Ok(());
+                }
                 let report = apply_file(&store, &catalog)
                     .await
                     .with_context(|| format!("{} was not applied", file.display()))?;

@@ -60,6 +60,8 @@ const APPLY_ATTEMPTS: u32 = 3;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ApplyReport {
     pub kinds: BTreeMap<&'static str, Counts>,
+    /// Each entry created or updated, in the file's order: `tiers weather-pro: updated`.
+    pub changes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -70,12 +72,17 @@ pub struct Counts {
 }
 
 impl ApplyReport {
-    fn count(&mut self, kind: &'static str, outcome: Outcome) {
+    fn count(&mut self, kind: &'static str, key: &str, outcome: Outcome) {
         let counts = self.kinds.entry(kind).or_default();
         match outcome {
             Outcome::Created => counts.created += 1,
             Outcome::Updated => counts.updated += 1,
             Outcome::Unchanged => counts.unchanged += 1,
+        }
+        match outcome {
+            Outcome::Created => self.changes.push(format!("{kind} {key}: created")),
+            Outcome::Updated => self.changes.push(format!("{kind} {key}: updated")),
+            Outcome::Unchanged => {}
         }
     }
 
@@ -93,6 +100,9 @@ impl fmt::Display for ApplyReport {
                 "{kind}: {} created, {} updated, {} unchanged",
                 c.created, c.updated, c.unchanged
             )?;
+        }
+        for change in &self.changes {
+            writeln!(f, "  {change}")?;
         }
         Ok(())
     }
@@ -156,9 +166,19 @@ fn name_entry(loose: &serde_norway::Value, entry: &str) -> String {
 /// both insert it: the later insert waits for the other transaction, then breaks a unique rule.
 /// The whole apply is then tried again, from a transaction that sees the other's rows.
 pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
+    apply(store, file, true).await
+}
+
+/// What applying the file would change, worked out in a transaction that is then rolled back:
+/// nothing is written, and no Stripe write is queued.
+pub async fn dry_run_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
+    apply(store, file, false).await
+}
+
+async fn apply(store: &Store, file: &CatalogFile, commit: bool) -> Result<ApplyReport, FileError> {
     let mut attempt = 1;
     loop {
-        match apply_once(store, file).await {
+        match apply_once(store, file, commit).await {
             Err(error) if error.is_taken() && attempt < APPLY_ATTEMPTS => {
                 tracing::info!(%error, attempt, "a key of the catalog was taken by a write committed meanwhile; applying the file again");
                 attempt += 1;
@@ -168,34 +188,40 @@ pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport
     }
 }
 
-async fn apply_once(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
+async fn apply_once(
+    store: &Store,
+    file: &CatalogFile,
+    commit: bool,
+) -> Result<ApplyReport, FileError> {
     let mut report = ApplyReport::default();
     let mut tx = store.begin().await?;
     for (i, spec) in file.apis.iter().enumerate() {
         let (_, outcome) = put_api(&mut tx, spec, Mode::Apply)
             .await
             .map_err(|e| in_entry("apis", i, spec.slug.as_str(), e))?;
-        report.count("apis", outcome);
+        report.count("apis", spec.slug.as_str(), outcome);
     }
     for (i, spec) in file.tiers.iter().enumerate() {
         let (_, outcome) = put_tier(&mut tx, spec)
             .await
             .map_err(|e| in_entry("tiers", i, spec.slug.as_str(), e))?;
-        report.count("tiers", outcome);
+        report.count("tiers", spec.slug.as_str(), outcome);
     }
     for (i, spec) in file.subscribers.iter().enumerate() {
         let (_, outcome) = put_subscriber(&mut tx, spec, Mode::Apply)
             .await
             .map_err(|e| in_entry("subscribers", i, spec.external_id.as_str(), e))?;
-        report.count("subscribers", outcome);
+        report.count("subscribers", spec.external_id.as_str(), outcome);
     }
     for (i, spec) in file.subscriptions.iter().enumerate() {
         let (_, outcome) = put_subscription(&mut tx, spec, Mode::Apply)
             .await
             .map_err(|e| in_entry("subscriptions", i, spec.external_id.as_str(), e))?;
-        report.count("subscriptions", outcome);
+        report.count("subscriptions", spec.external_id.as_str(), outcome);
     }
-    tx.commit().await?;
+    if commit {
+        tx.commit().await?;
+    }
     Ok(report)
 }
 

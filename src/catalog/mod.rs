@@ -4,7 +4,7 @@
 pub mod file;
 mod put;
 
-pub use file::{ApplyReport, CatalogFile, FileError, apply_file};
+pub use file::{ApplyReport, CatalogFile, FileError, apply_file, dry_run_file};
 pub use put::{
     cancel_subscription, change_tier, create_gateway, put_api, put_subscriber, put_subscription,
     put_tier, revoke_gateway, rotate_gateway_key,

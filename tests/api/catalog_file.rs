@@ -6,6 +6,7 @@ use std::process::Output;
 on_both_databases!(
     the_example_catalog_applies_reads_back_and_reapplies_as_no_change,
     a_bad_catalog_file_names_the_entry_and_changes_nothing,
+    a_dry_run_says_what_would_change_and_writes_nothing,
 );
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
@@ -127,4 +128,39 @@ async fn a_bad_catalog_file_names_the_entry_and_changes_nothing(app: TestApp) {
     assert!(stderr.contains("weather-gold"), "{stderr}");
 
     assert_eq!(app.catalog_snapshot().await, before);
+}
+
+/// `catalog apply --dry-run` names each entry it would create or update and writes nothing (no
+/// catalog row, no Stripe write queued); after a real apply it says nothing would change.
+async fn a_dry_run_says_what_would_change_and_writes_nothing(app: TestApp) {
+    let dry_run = |app: &TestApp| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+            .args(["catalog", "apply", "--dry-run", EXAMPLE])
+            .env("TOLLBOOTH_DATABASE_URL", &app.database_url)
+            .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+            .output()
+            .expect("run tollbooth catalog apply --dry-run")
+    };
+    let before = app.catalog_snapshot().await;
+    let output = dry_run(&app);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for wanted in [
+        "tiers: 3 created, 0 updated, 0 unchanged",
+        "tiers weather-pro: created",
+        "subscriptions acme-weather: created",
+        "dry run: nothing was written",
+    ] {
+        assert!(stdout.contains(wanted), "{wanted}: {stdout}");
+    }
+    assert_eq!(app.catalog_snapshot().await, before);
+    assert_eq!(app.count_rows("stripe_intents").await, 0);
+
+    assert!(apply(&app, EXAMPLE).status.success());
+    let output = dry_run(&app);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("dry run: nothing was written; nothing would change"),
+        "{stdout}"
+    );
 }
