@@ -65,6 +65,16 @@ impl ApiError {
         self
     }
 
+    /// The object a change saved before Stripe refused or could not be reached, as it now stands
+    /// (its `stripe.state` says `failed`), in `details.saved`: the caller sees what was kept.
+    pub fn with_saved(mut self, saved: impl Serialize) -> Self {
+        let saved = serde_json::to_value(saved).unwrap_or(Value::Null);
+        self.details
+            .get_or_insert_with(Map::new)
+            .insert("saved".to_owned(), saved);
+        self
+    }
+
     /// A field with a bad value: 422 naming the field.
     pub fn invalid_field(error: FieldError) -> Self {
         Self::new(

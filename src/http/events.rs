@@ -32,8 +32,8 @@ pub fn router(max_bytes: usize) -> OpenApiRouter<AppState> {
 /// Call records from a gateway, in the format its `ingest.format` names (`auto`: told by the
 /// body's shape): tollbooth's own records, Kong `http-log` entries, APISIX `http-logger`
 /// entries, CloudEvents, an OTLP logs request, or JSON access-log lines (bare, Fluent Bit's,
-/// Vector's). A JSON array, one JSON document, or NDJSON (one record a line); gzip with
-/// `Content-Encoding: gzip`. Each record is checked on its own: one that does not parse or is
+/// Vector's). A JSON array, one JSON document, or NDJSON (one record a line); gzip or zstd with
+/// `Content-Encoding: gzip` or `zstd`. Each record is checked on its own: one that does not parse or is
 /// refused is listed in `rejected` with its index, and the rest still count. A body of which no
 /// record could be read is a 400, never a 202. Answered once committed.
 #[utoipa::path(post, path = "/v1/events", tag = "metering", operation_id = "ingest_events",
@@ -43,9 +43,9 @@ pub fn router(max_bytes: usize) -> OpenApiRouter<AppState> {
     )),
     responses(
         (status = 202, description = "Committed: what was stored, seen before, not billable or rejected", body = BatchSummary),
-        (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records` (every record rejected as unreadable; `details.rejected` says why) · `malformed_gzip`", body = ErrorBody),
+        (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records` (every record rejected as unreadable; `details.rejected` says why) · `malformed_gzip` · `malformed_zstd`", body = ErrorBody),
         (status = 413, description = "`payload_too_large`: over `TOLLBOOTH_EVENTS_MAX_BYTES` (after decompression); `too_many_records`: over `TOLLBOOTH_EVENTS_MAX_RECORDS`", body = ErrorBody),
-        (status = 415, description = "`unsupported_encoding`: a `Content-Encoding` other than gzip or identity", body = ErrorBody),
+        (status = 415, description = "`unsupported_encoding`: a `Content-Encoding` other than gzip, zstd or identity", body = ErrorBody),
         (status = 503, description = "`queue_full` · `shutting_down` · `write_failed`: nothing was stored; send again after `Retry-After`", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     ),
@@ -203,44 +203,74 @@ async fn take(
     Ok((StatusCode::ACCEPTED, Json(summary)).into_response())
 }
 
-/// The body as sent, or gzip-decoded, bounded by `max_bytes` either way (a small body that
-/// inflates past it is a 413, as a large one is).
+/// The body as sent, or gzip- or zstd-decoded, bounded by `max_bytes` either way (a small body
+/// that inflates past it is a 413, as a large one is).
 fn decoded(encoding: Option<&str>, bytes: Bytes, max_bytes: usize) -> Result<Bytes, ApiError> {
-    match encoding {
-        None | Some("" | "identity") => Ok(bytes),
+    let inflated = match encoding {
+        None | Some("" | "identity") => return Ok(bytes),
         Some("gzip" | "x-gzip") => {
             let mut inflated = Vec::with_capacity(bytes.len().saturating_mul(4).min(max_bytes));
-            let limit = u64::try_from(max_bytes)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
             flate2::read::MultiGzDecoder::new(&bytes[..])
-                .take(limit)
+                .take(room(0, max_bytes))
                 .read_to_end(&mut inflated)
-                .map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "malformed_gzip",
-                        format!("the body is not valid gzip: {e}"),
-                    )
-                })?;
-            if inflated.len() > max_bytes {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!(
-                        "the body inflates past {max_bytes} bytes (TOLLBOOTH_EVENTS_MAX_BYTES)"
-                    ),
-                ));
-            }
-            Ok(Bytes::from(inflated))
+                .map_err(|e| malformed("gzip", &e.to_string()))?;
+            inflated
         }
-        Some(other) => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_encoding",
-            format!("Content-Encoding `{other}` is not taken: send gzip or an uncompressed body"),
-        )
-        .with_details(json!({ "field": "Content-Encoding" }))),
+        Some("zstd") => unzstd(&bytes, max_bytes).map_err(|e| malformed("zstd", &e))?,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!(
+                    "Content-Encoding `{other}` is not taken: send gzip, zstd or an uncompressed body"
+                ),
+            )
+            .with_details(json!({ "field": "Content-Encoding" })));
+        }
+    };
+    if inflated.len() > max_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body inflates past {max_bytes} bytes (TOLLBOOTH_EVENTS_MAX_BYTES)"),
+        ));
     }
+    Ok(Bytes::from(inflated))
+}
+
+/// How many more bytes to inflate: one past the bound, so that going past it shows.
+fn room(inflated: usize, max_bytes: usize) -> u64 {
+    u64::try_from(max_bytes.saturating_sub(inflated))
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+fn malformed(encoding: &'static str, error: &str) -> ApiError {
+    let code = match encoding {
+        "gzip" => "malformed_gzip",
+        _ => "malformed_zstd",
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        code,
+        format!("the body is not valid {encoding}: {error}"),
+    )
+}
+
+/// Every zstd frame of a body, one after another, stopping one byte past `max_bytes`. The
+/// decoder's window is bounded by its default (a frame asking for more is refused).
+fn unzstd(bytes: &[u8], max_bytes: usize) -> Result<Vec<u8>, String> {
+    let mut inflated = Vec::with_capacity(bytes.len().saturating_mul(4).min(max_bytes));
+    let mut rest = bytes;
+    while !rest.is_empty() && inflated.len() <= max_bytes {
+        let frame =
+            ruzstd::decoding::StreamingDecoder::new(&mut rest).map_err(|e| e.to_string())?;
+        frame
+            .take(room(inflated.len(), max_bytes))
+            .read_to_end(&mut inflated)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(inflated)
 }
 
 fn ingest_error(error: IngestError) -> ApiError {

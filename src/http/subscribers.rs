@@ -53,7 +53,7 @@ impl From<Subscriber> for SubscriberView {
         (status = 201, description = "Created", body = WithStripe<SubscriberView>),
         (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriberView>),
         (status = 409, description = "`conflict`: the external_id exists with another definition", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -64,7 +64,9 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Create).await?;
     tx.commit().await?;
-    mirror::settle(&state, &subscriber.id).await?;
+    if let Err(error) = mirror::settle(&state, &subscriber.id).await {
+        return Err(error.with_saved(with_stripe(&state, subscriber).await?));
+    }
     Ok((
         put_status(outcome),
         Json(with_stripe(&state, subscriber).await?),
@@ -133,7 +135,7 @@ async fn show(
         (status = 200, description = "The subscriber as changed", body = WithStripe<SubscriberView>),
         (status = 404, description = "`not_found`: no such subscriber", body = ErrorBody),
         (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn update(
@@ -150,6 +152,8 @@ async fn update(
     let spec: SubscriberSpec = super::patch::merged(&subscriber.spec, &patch, &["external_id"])?;
     let (subscriber, _) = put_subscriber(&mut tx, &spec, Mode::Apply).await?;
     tx.commit().await?;
-    mirror::settle(&state, &subscriber.id).await?;
+    if let Err(error) = mirror::settle(&state, &subscriber.id).await {
+        return Err(error.with_saved(with_stripe(&state, subscriber).await?));
+    }
     Ok(Json(with_stripe(&state, subscriber).await?))
 }

@@ -77,7 +77,7 @@ impl From<Subscription> for SubscriptionView {
         (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the external_id exists otherwise, or a consumer key is taken", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -90,7 +90,9 @@ async fn create(
     tx.commit().await?;
     state.directory.catch_up().await?;
     state.access.catch_up().await?;
-    mirror::settle(&state, &subscription.id).await?;
+    if let Err(error) = mirror::settle(&state, &subscription.id).await {
+        return Err(error.with_saved(with_stripe(&state, subscription).await?));
+    }
     Ok((
         put_status(outcome),
         Json(with_stripe(&state, subscription).await?),
@@ -135,7 +137,7 @@ enum CancelAt {
         (status = 200, description = "It was so already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
         (status = 409, description = "`conflict`", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn cancel(
@@ -160,7 +162,9 @@ async fn cancel(
     if request.at == CancelAt::Now && outcome != crate::catalog::Outcome::Unchanged {
         report_final_usage(&state, &subscription.id).await;
     }
-    mirror::settle(&state, &subscription.id).await?;
+    if let Err(error) = mirror::settle(&state, &subscription.id).await {
+        return Err(error.with_saved(with_stripe(&state, subscription).await?));
+    }
     Ok((
         put_status(outcome),
         Json(with_stripe(&state, subscription).await?),
@@ -204,7 +208,7 @@ struct ChangeTierRequest {
         (status = 200, description = "It is on that tier's newest version already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
         (status = 409, description = "`conflict`", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn change_tier(
@@ -217,7 +221,9 @@ async fn change_tier(
     let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
     tx.commit().await?;
     state.access.catch_up().await?;
-    mirror::settle(&state, &subscription.id).await?;
+    if let Err(error) = mirror::settle(&state, &subscription.id).await {
+        return Err(error.with_saved(with_stripe(&state, subscription).await?));
+    }
     Ok((
         put_status(outcome),
         Json(with_stripe(&state, subscription).await?),

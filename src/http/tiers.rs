@@ -75,7 +75,7 @@ impl From<Tier> for TierView {
         (status = 200, description = "Its newest version has this definition already", body = WithStripe<TierView>),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the tier belongs to another api", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -86,7 +86,9 @@ async fn create(
     let mut tx = state.store.begin().await?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
     tx.commit().await?;
-    mirror::settle(&state, &tier.id).await?;
+    if let Err(error) = mirror::settle(&state, &tier.id).await {
+        return Err(error.with_saved(with_stripe(&state, tier).await?));
+    }
     Ok((put_status(outcome), Json(with_stripe(&state, tier).await?)))
 }
 
@@ -178,7 +180,7 @@ async fn versions(
         (status = 200, description = "The patch changed nothing", body = WithStripe<TierView>),
         (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
         (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn update(
@@ -195,6 +197,8 @@ async fn update(
     let spec: TierSpec = super::patch::merged(&tier.latest.spec, &patch, &["slug", "api"])?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
     tx.commit().await?;
-    mirror::settle(&state, &tier.id).await?;
+    if let Err(error) = mirror::settle(&state, &tier.id).await {
+        return Err(error.with_saved(with_stripe(&state, tier).await?));
+    }
     Ok((put_status(outcome), Json(with_stripe(&state, tier).await?)))
 }

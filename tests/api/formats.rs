@@ -23,6 +23,7 @@ on_both_databases!(
     a_field_mapping_reads_names_the_provider_chose,
     kong_ids_come_from_the_header_the_provider_names,
     gzip_bodies_are_read_and_bounded_after_inflating,
+    zstd_bodies_are_read_frame_by_frame_and_bounded_after_inflating,
     a_bad_ndjson_line_is_rejected_alone,
     a_body_with_no_readable_record_is_a_400,
     a_call_the_upstream_never_answered_is_not_a_failure,
@@ -197,6 +198,41 @@ async fn gzip_bodies_are_read_and_bounded_after_inflating(app: TestApp) {
         "unsupported_encoding",
         Some("Content-Encoding"),
     );
+    assert_eq!(usage_totals(&app).await, totals((1, "1", 1, 2)));
+}
+
+/// `Content-Encoding: zstd`, as Vector's `compression = "zstd"` sends it: every frame read (here
+/// the lines split over two), bounded after inflating like gzip.
+async fn zstd_bodies_are_read_frame_by_frame_and_bounded_after_inflating(app: TestApp) {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let key = setup(&app, json!({})).await;
+    let body = fixture(include_str!(
+        "../fixtures/formats/nginx_json_access_log.ndjson"
+    ));
+    let lines: Vec<&str> = body.lines().collect();
+    let (first, second) = lines.split_at(1);
+    let mut frames = compress_to_vec(
+        format!("{}\n", first.join("\n")).as_bytes(),
+        CompressionLevel::Fastest,
+    );
+    frames.extend(compress_to_vec(
+        format!("{}\n", second.join("\n")).as_bytes(),
+        CompressionLevel::Fastest,
+    ));
+    let (status, answer) = post_gzip(&app, &key, frames, "zstd").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(usage_totals(&app).await, totals((1, "1", 1, 2)));
+    let bomb = compress_to_vec(&vec![b' '; 20 * 1024 * 1024][..], CompressionLevel::Fastest);
+    assert!(bomb.len() < 1_000_000, "{}", bomb.len());
+    let answer = post_gzip(&app, &key, bomb, "zstd").await;
+    assert_error(
+        &answer,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        None,
+    );
+    let answer = post_gzip(&app, &key, b"not zstd".to_vec(), "zstd").await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "malformed_zstd", None);
     assert_eq!(usage_totals(&app).await, totals((1, "1", 1, 2)));
 }
 

@@ -430,8 +430,10 @@ async fn stripe_out_of_reach_is_told_at_once_and_sync_says_how_far_it_got(backen
             .contains("after 1 attempts"),
         "refused is not tried again: {body}"
     );
+    // The answer carries what was saved, as GET shows it.
     let (_, saved) = app.get("/v1/subscribers/acme").await;
     assert_eq!(saved["stripe"]["state"], "failed", "{saved}");
+    assert_eq!(body["error"]["details"]["saved"], saved, "{body}");
 
     let sync = tollbooth(
         &app.database_url,
