@@ -8,7 +8,7 @@ use crate::helpers::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 on_both_databases!(
@@ -265,42 +265,7 @@ async fn serve_logs_plainly_to_a_file_without_library_noise(backend: Backend) {
     // Migrated once already, so the second start meets every `IF NOT EXISTS` PostgreSQL notes.
     let migrated = tollbooth(&database.url, &["migrate"], &[]);
     assert!(migrated.status.success(), "{migrated:?}");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
-        .arg("serve")
-        .env("TOLLBOOTH_DATABASE_URL", &database.url)
-        .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
-        .env_remove("TOLLBOOTH_ADMIN_TOKEN")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(response) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-        {
-            ready = response.status() == StatusCode::OK;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(ready, "tollbooth serve did not get ready");
-    assert!(output.status.success(), "{output:?}");
+    let output = crate::serve::serve_until_signal_output(&database.url, "TERM").await;
     let log = text(&output.stderr);
     assert!(log.contains("tollbooth serving"), "{log}");
     assert!(!log.contains('\u{1b}'), "colour codes in a file: {log}");

@@ -3,7 +3,6 @@ use crate::helpers::{
 };
 use reqwest::StatusCode;
 use serde_json::json;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -35,14 +34,22 @@ fn free_port() -> u16 {
 /// Starts `tollbooth serve` as users do, waits until it answers, stops it with `signal` (`TERM`
 /// or `INT`), and answers what it printed on stdout.
 async fn serve_until_signal(database_url: &str, signal: &str) -> String {
+    let output = serve_until_signal_output(database_url, signal).await;
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The same, answering all it printed on stdout and stderr (as a service manager keeps them:
+/// pipes, not a terminal), with `RUST_LOG` unset.
+pub async fn serve_until_signal_output(database_url: &str, signal: &str) -> std::process::Output {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tollbooth"))
         .arg("serve")
         .env("TOLLBOOTH_DATABASE_URL", database_url)
         .env("TOLLBOOTH_LISTEN", format!("127.0.0.1:{port}"))
         .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
@@ -64,19 +71,13 @@ async fn serve_until_signal(database_url: &str, signal: &str) -> String {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    let output = child.wait_with_output().unwrap();
     assert!(
-        status.success(),
-        "tollbooth serve exited with {status} on SIG{signal}"
+        output.status.success(),
+        "tollbooth serve exited with {} on SIG{signal}",
+        output.status
     );
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    stdout
+    output
 }
 
 on_both_backends!(first_start_prints_an_admin_token_once_and_a_signal_stops_cleanly);
