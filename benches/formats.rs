@@ -41,17 +41,19 @@ enum Format {
     Apisix,
     CloudEvents,
     Otlp,
+    OtlpProtobuf,
     NginxLog,
     Vector,
 }
 
 impl Format {
-    const ALL: [Format; 7] = [
+    const ALL: [Format; 8] = [
         Format::Tollbooth,
         Format::Kong,
         Format::Apisix,
         Format::CloudEvents,
         Format::Otlp,
+        Format::OtlpProtobuf,
         Format::NginxLog,
         Format::Vector,
     ];
@@ -63,6 +65,7 @@ impl Format {
             Format::Apisix => "APISIX http-logger (array)",
             Format::CloudEvents => "CloudEvents batch (/api/v1/events)",
             Format::Otlp => "OTLP JSON logs (/v1/logs)",
+            Format::OtlpProtobuf => "OTLP protobuf logs (/v1/logs)",
             Format::NginxLog => "NGINX JSON log lines (NDJSON)",
             Format::Vector => "Vector http sink (message envelope)",
         }
@@ -71,7 +74,7 @@ impl Format {
     fn path(self) -> &'static str {
         match self {
             Format::CloudEvents => "/api/v1/events",
-            Format::Otlp => "/v1/logs",
+            Format::Otlp | Format::OtlpProtobuf => "/v1/logs",
             _ => "/v1/events",
         }
     }
@@ -80,11 +83,12 @@ impl Format {
         match self {
             Format::CloudEvents => "application/cloudevents-batch+json",
             Format::NginxLog => "application/x-ndjson",
+            Format::OtlpProtobuf => "application/x-protobuf",
             _ => "application/json",
         }
     }
 
-    fn body(self, calls: &[Call]) -> String {
+    fn body(self, calls: &[Call]) -> Vec<u8> {
         let path = |c: &Call| {
             if c.status == 404 {
                 "/weather/nowhere"
@@ -105,7 +109,7 @@ impl Format {
                 "upstream_response_time": format!("0.{:03}", c.latency_ms),
                 "http_x_api_key": c.key, "units": ""})
         };
-        match self {
+        let text = match self {
             Format::Tollbooth => Value::Array(calls.iter().map(|c| json!({"id": c.id,
                 "consumer": c.key, "api": "weather", "timestamp": rfc3339(c.at_ms),
                 "status": c.status, "method": "GET", "path": path(c),
@@ -170,8 +174,68 @@ impl Format {
             Format::Vector => Value::Array(calls.iter().map(|c| json!({"file": "/var/log/nginx/access.json",
                 "host": "edge-1", "message": nginx(c).to_string(), "source_type": "file",
                 "timestamp": rfc3339(c.at_ms + 8)})).collect()).to_string(),
-        }
+            Format::OtlpProtobuf => return otlp_protobuf(calls, path),
+        };
+        text.into_bytes()
     }
+
+    /// Whether the answer is OTLP's protobuf one (200) rather than tollbooth's JSON (202).
+    fn answered_in_protobuf(self) -> bool {
+        matches!(self, Format::OtlpProtobuf)
+    }
+}
+
+/// The calls as the OTLP JSON body holds them, encoded in protobuf.
+fn otlp_protobuf(calls: &[Call], path: impl Fn(&Call) -> &'static str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    let string = |key: &str, value: String| KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..KeyValue::default()
+    };
+    let records = calls
+        .iter()
+        .map(|c| LogRecord {
+            time_unix_nano: u64::try_from(c.at_ms).unwrap() * 1_000_000,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!(
+                    "GET {} {}",
+                    path(c),
+                    c.status
+                ))),
+            }),
+            attributes: vec![
+                string("http.request.method", "GET".into()),
+                string("url.path", path(c).into()),
+                string("url.query", "city=paris".into()),
+                string("server.address", "api.example.test".into()),
+                string("http.response.status_code", c.status.to_string()),
+                string("http.request.header.x-api-key", c.key.clone()),
+                string("http.request.header.x-request-id", c.id.clone()),
+                string("duration_ms", c.latency_ms.to_string()),
+            ],
+            ..LogRecord::default()
+        })
+        .collect();
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![string("service.name", "envoy-edge".into())],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    prost::Message::encode_to_vec(&request)
 }
 
 fn main() -> Result<()> {
@@ -270,11 +334,11 @@ async fn measure(binary: &std::path::Path, format: Format, records: usize) -> Re
             latency_ms: 20 + (i % 80) as u64,
         })
         .collect();
-    let bodies: Vec<String> = calls
+    let bodies: Vec<Vec<u8>> = calls
         .chunks(PER_BODY)
         .map(|chunk| format.body(chunk))
         .collect();
-    let bytes = bodies.iter().map(String::len).sum::<usize>() / records;
+    let bytes = bodies.iter().map(Vec::len).sum::<usize>() / records;
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let clock = Instant::now();
     let mut tasks = Vec::new();
@@ -298,6 +362,14 @@ async fn measure(binary: &std::path::Path, format: Format, records: usize) -> Re
                         continue;
                     }
                     let status = answer.status();
+                    if format.answered_in_protobuf() {
+                        let bytes = answer.bytes().await?;
+                        ensure!(status.as_u16() == 200, "{}: {status}", format.label());
+                        let answer: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse =
+                            prost::Message::decode(&bytes[..])?;
+                        ensure!(answer.partial_success.is_none(), "{}: {answer:?}", format.label());
+                        break;
+                    }
                     let text = answer.text().await?;
                     ensure!(
                         status.as_u16() == 202,

@@ -18,7 +18,7 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     /// Address the HTTP server listens on.
     pub listen: SocketAddr,
-    /// Address of the gRPC server for Envoy's `ext_authz`; unset means none.
+    /// Address of the gRPC server (Envoy's `ext_authz`, OTLP logs); unset means none.
     pub grpc_listen: Option<SocketAddr>,
     /// The operators' own address for `/metrics` (with `/healthz` and `/readyz`); when set,
     /// `/metrics` is served there only. Unset: on `listen`.
@@ -150,7 +150,7 @@ const SETTINGS: [(&str, &str, &str); 32] = [
     (
         "grpc_listen",
         "unset",
-        "address of the gRPC server for Envoy's ext_authz",
+        "address of the gRPC server (Envoy's ext_authz, OTLP/gRPC logs)",
     ),
     (
         "metrics_listen",

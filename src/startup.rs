@@ -39,7 +39,7 @@ async fn note_stripe_mode(store: &Store, key: &secrecy::SecretString) -> anyhow:
 /// A built tollbooth, bound to its port, ready to serve.
 pub struct Application {
     listener: TcpListener,
-    /// The gRPC server's (Envoy `ext_authz`), when `grpc_listen` is set.
+    /// The gRPC server's (Envoy `ext_authz`, OTLP logs), when `grpc_listen` is set.
     grpc_listener: Option<TcpListener>,
     /// The operators' own address for `/metrics`, when `metrics_listen` is set.
     metrics_listener: Option<TcpListener>,
@@ -205,12 +205,14 @@ impl Application {
         };
         let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
         let grpc = self.grpc_listener.map(|listener| {
-            let service = http::ext_authz::service(self.state.clone());
+            let ext_authz = http::ext_authz::service(self.state.clone());
+            let otlp_logs = http::otlp_grpc::service(self.state.clone());
             let stopped = shutdown.clone();
             tokio::spawn(async move {
                 let incoming = tonic::transport::server::TcpIncoming::from(listener);
                 if let Err(error) = tonic::transport::Server::builder()
-                    .add_service(service)
+                    .add_service(ext_authz)
+                    .add_service(otlp_logs)
                     .serve_with_incoming_shutdown(incoming, stopped)
                     .await
                 {

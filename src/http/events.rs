@@ -13,6 +13,9 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use serde_json::json;
 use std::io::Read as _;
 use utoipa_axum::router::OpenApiRouter;
@@ -81,12 +84,18 @@ async fn ingest_cloudevents(
     take(Endpoint::CloudEvents, &gateway, &state, request).await
 }
 
-/// OTLP/HTTP JSON logs (`ExportLogsServiceRequest`), as an OpenTelemetry collector's `otlphttp`
-/// exporter posts them: each log record is a call, read from the OpenTelemetry HTTP attributes.
+/// OTLP/HTTP logs (`ExportLogsServiceRequest`), as an OpenTelemetry collector's `otlphttp`
+/// exporter or Envoy's OpenTelemetry access logger (`http_service`) posts them, in JSON or in
+/// protobuf (`application/x-protobuf`, answered in protobuf with OTLP's `partial_success`): each
+/// log record is a call, read from the OpenTelemetry HTTP attributes.
 #[utoipa::path(post, path = "/v1/logs", tag = "metering", operation_id = "ingest_otlp_logs",
-    request_body(content((serde_json::Value = "application/json"))),
+    request_body(content(
+        (serde_json::Value = "application/json"),
+        (Vec<u8> = "application/x-protobuf"),
+    )),
     responses(
-        (status = 202, description = "Committed", body = BatchSummary),
+        (status = 202, description = "Committed (a JSON request)", body = BatchSummary),
+        (status = 200, description = "Committed (a protobuf request): an `ExportLogsServiceResponse`, its `partial_success` counting the rejected records", content_type = "application/x-protobuf", body = Vec<u8>),
         (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records`", body = ErrorBody),
         (status = 413, description = "`payload_too_large` · `too_many_records`", body = ErrorBody),
         (status = 503, description = "Nothing was stored; send again after `Retry-After`", body = ErrorBody),
@@ -97,7 +106,87 @@ async fn ingest_otlp_logs(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    if is_protobuf(request.headers()) {
+        return take_otlp_protobuf(&gateway, &state, request).await;
+    }
     take(Endpoint::OtlpLogs, &gateway, &state, request).await
+}
+
+/// Whether a body is protobuf by its `Content-Type` (OTLP's `application/x-protobuf`).
+fn is_protobuf(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|kind| {
+            let kind = kind.trim();
+            kind.eq_ignore_ascii_case("application/x-protobuf")
+                || kind.eq_ignore_ascii_case("application/protobuf")
+        })
+}
+
+/// An OTLP/HTTP protobuf body: read, committed, and answered as OTLP says, 200 with an
+/// `ExportLogsServiceResponse` whose `partial_success` counts the records not taken.
+async fn take_otlp_protobuf(
+    gateway: &GatewayEntry,
+    state: &AppState,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let encoding = content_encoding(&request);
+    let bytes = body_bytes(request, state).await?;
+    let bytes = decoded(encoding.as_deref(), bytes, state.settings.events_max_bytes)?;
+    let export = otlp_request(&bytes)?;
+    let reads = formats::otlp_protobuf(&export, &gateway.ingest);
+    let summary = commit(&reads, gateway, state).await?;
+    let answer = prost::Message::encode_to_vec(&otlp_response(&summary));
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/x-protobuf")],
+        answer,
+    )
+        .into_response())
+}
+
+/// An `ExportLogsServiceRequest` in protobuf; one that does not decode is a 400.
+pub(super) fn otlp_request(bytes: &[u8]) -> Result<ExportLogsServiceRequest, ApiError> {
+    <ExportLogsServiceRequest as prost::Message>::decode(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_protobuf",
+            format!("the body is not an OTLP ExportLogsServiceRequest in protobuf: {e}"),
+        )
+    })
+}
+
+/// OTLP's answer to a committed request: the records not taken, counted, and the first reasons.
+pub(super) fn otlp_response(summary: &BatchSummary) -> ExportLogsServiceResponse {
+    if summary.rejected.is_empty() {
+        return ExportLogsServiceResponse::default();
+    }
+    let reasons: Vec<String> = summary
+        .rejected
+        .iter()
+        .take(5)
+        .map(|r| format!("record {}: {} ({})", r.index, r.message, r.code))
+        .collect();
+    ExportLogsServiceResponse {
+        partial_success: Some(ExportLogsPartialSuccess {
+            rejected_log_records: i64::try_from(summary.rejected.len()).unwrap_or(i64::MAX),
+            error_message: format!(
+                "{} of the log records were not taken; {}",
+                summary.rejected.len(),
+                reasons.join("; ")
+            ),
+        }),
+    }
+}
+
+fn content_encoding(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
 }
 
 /// Reads, checks and commits a body of call records from `gateway`.
@@ -107,11 +196,7 @@ async fn take(
     state: &AppState,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let encoding = request
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
+    let encoding = content_encoding(&request);
     let bytes = body_bytes(request, state).await?;
     let bytes = decoded(encoding.as_deref(), bytes, state.settings.events_max_bytes)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
@@ -136,6 +221,17 @@ async fn take(
         )
         .with_details(json!({ "line": e.line, "column": e.column }))
     })?;
+    let summary = commit(&reads, gateway, state).await?;
+    Ok((StatusCode::ACCEPTED, Json(summary)).into_response())
+}
+
+/// Checks and commits the records read from one request of `gateway`: too many is a 413, none
+/// readable a 400; otherwise what was stored, seen before and rejected, once committed.
+pub(super) async fn commit(
+    reads: &[formats::Read<'_>],
+    gateway: &GatewayEntry,
+    state: &AppState,
+) -> Result<BatchSummary, ApiError> {
     let limit = state.settings.events_max_records;
     if reads.len() > limit {
         return Err(ApiError::new(
@@ -155,7 +251,7 @@ async fn take(
             .take(20)
             .map(|(index, r)| json!({"index": index, "code": r.code, "message": r.message}))
             .collect();
-        state.ingest_stats.rejected_body(&gateway.id, &reads);
+        state.ingest_stats.rejected_body(&gateway.id, reads);
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "no_readable_records",
@@ -173,13 +269,13 @@ async fn take(
         max_age_ms: i64::try_from(state.settings.retention.0.as_millis()).unwrap_or(i64::MAX),
         max_ahead_ms: MAX_AHEAD_MS,
     };
-    let (mut ready, mut rejected) = prepare(&reads, &state.directory.view(), window);
+    let (mut ready, mut rejected) = prepare(reads, &state.directory.view(), window);
     let missed = rejected
         .iter()
         .any(|r| matches!(r.code, "unknown_consumer" | "unknown_api" | "api_mismatch"));
     // A subscription made by another replica since the last reload: look once more.
     if missed && state.directory.reload_after_miss().await {
-        (ready, rejected) = prepare(&reads, &state.directory.view(), window);
+        (ready, rejected) = prepare(reads, &state.directory.view(), window);
     }
 
     let billable: Vec<bool> = ready.iter().map(|(_, r)| r.billable).collect();
@@ -200,7 +296,7 @@ async fn take(
         }
     }
     state.ingest_stats.taken(&gateway.id, &summary);
-    Ok((StatusCode::ACCEPTED, Json(summary)).into_response())
+    Ok(summary)
 }
 
 /// The body as sent, or gzip- or zstd-decoded, bounded by `max_bytes` either way (a small body

@@ -11,6 +11,7 @@ mod gateways;
 pub mod health;
 mod mirror;
 pub mod openapi;
+pub mod otlp_grpc;
 mod patch;
 pub mod serve;
 mod strict;

@@ -1,6 +1,6 @@
 //! Call records in the formats senders post by default, each read into a `CallRecord`: Kong's
-//! `http-log`, APISIX's `http-logger`, CloudEvents as OpenMeter takes them, OTLP/HTTP JSON logs,
-//! and JSON access-log lines (NGINX, Caddy, Traefik) bare or in Fluent Bit's or Vector's envelope.
+//! `http-log`, APISIX's `http-logger`, CloudEvents as OpenMeter takes them, OTLP logs (JSON or
+//! protobuf, over HTTP or gRPC), and JSON access-log lines (NGINX, Caddy, Traefik) bare or in Fluent Bit's or Vector's envelope.
 //! In these formats unknown fields are ignored; tollbooth's own format stays strict.
 //!
 //! A record that names no api gets the gateway's `ingest.api`, else the api routed at its host
@@ -12,6 +12,8 @@ use super::lenient::{self, Object, duration_ms, epoch_ms, path_in, text};
 use super::record::{CallRecord, Rejection, check, parse_record};
 use super::{BodyError, split_body};
 use crate::domain::ingest::{GatewayIngest, RecordFormat};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1 as proto;
 use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -66,6 +68,7 @@ pub fn read<'a>(
         }
         return Ok(records);
     }
+    let access_names = AccessLogNames::new(ingest);
     Ok(items
         .into_iter()
         .map(|item| {
@@ -77,7 +80,7 @@ pub fn read<'a>(
                 RecordFormat::Kong => kong(raw, ingest),
                 RecordFormat::Apisix => apisix(&object_of(raw)?, ingest, raw.get()),
                 RecordFormat::Cloudevents => cloud_event(&object_of(raw)?),
-                _ => access_log(&object_of(raw)?, ingest, raw.get()),
+                _ => access_log(raw, ingest, &access_names),
             }?;
             check(&record)?;
             Ok(record)
@@ -158,29 +161,39 @@ struct Places {
     status: &'static str,
 }
 
-fn finish<'a>(found: Found<'a>, places: &Places, text: &str) -> Read<'a> {
-    let missing = |part: &str, place: &str| {
+/// The id of a record that has none of its own: the SHA-256 of its content.
+fn content_id(content: &[u8]) -> Cow<'static, str> {
+    let digest = Sha256::digest(content);
+    Cow::Owned(format!("sha256:{}", hex::encode(&digest[..16])))
+}
+
+/// The record `found` describes; `places` (made only when a part is missing) names where the
+/// format keeps it.
+fn finish<'a>(found: Found<'a>, places: impl Fn() -> Places, content: &[u8]) -> Read<'a> {
+    let missing = |part: &str, place: fn(&Places) -> String| {
+        let places = places();
         Rejection::new(
             "invalid_record",
-            format!("{part}: this {} record has no {place}", places.format),
+            format!(
+                "{part}: this {} record has no {}",
+                places.format,
+                place(&places)
+            ),
         )
     };
-    let id = found.id.unwrap_or_else(|| {
-        let digest = Sha256::digest(text.as_bytes());
-        Cow::Owned(format!("sha256:{}", hex::encode(&digest[..16])))
-    });
+    let id = found.id.unwrap_or_else(|| content_id(content));
     Ok(CallRecord {
         id,
         consumer: found
             .consumer
-            .ok_or_else(|| missing("consumer", &places.consumer))?,
+            .ok_or_else(|| missing("consumer", |p| p.consumer.clone()))?,
         api: found.api.unwrap_or_default(),
         occurred_at: found
             .occurred_at
-            .ok_or_else(|| missing("timestamp", places.timestamp))?,
+            .ok_or_else(|| missing("timestamp", |p| p.timestamp.to_owned()))?,
         status: found
             .status
-            .ok_or_else(|| missing("status", places.status))?,
+            .ok_or_else(|| missing("status", |p| p.status.to_owned()))?,
         method: found.method,
         path: found.path,
         units: found.units.map(|u| (u, Cow::Borrowed("units"))),
@@ -266,16 +279,19 @@ fn kong<'a>(raw: &'a RawValue, ingest: &GatewayIngest) -> Read<'a> {
             .and_then(|l| l.request)
             .and_then(|v| duration_ms(v, ms())),
     };
-    let places = Places {
-        format: "Kong http-log",
-        consumer: format!(
-            "`consumer` and no `{}` request header",
-            ingest.consumer_header
-        ),
-        timestamp: "`started_at`",
-        status: "`response.status`",
-    };
-    finish(found, &places, raw.get())
+    finish(
+        found,
+        || Places {
+            format: "Kong http-log",
+            consumer: format!(
+                "`consumer` and no `{}` request header",
+                ingest.consumer_header
+            ),
+            timestamp: "`started_at`",
+            status: "`response.status`",
+        },
+        raw.get().as_bytes(),
+    )
 }
 
 /// The members of a Kong http-log entry tollbooth reads; any other member is skipped.
@@ -373,16 +389,19 @@ fn apisix<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a
         ),
         latency_ms: entry.get("latency").and_then(|v| duration_ms(v, ms())),
     };
-    let places = Places {
-        format: "APISIX http-logger",
-        consumer: format!(
-            "`{}` request header and no `consumer`",
-            ingest.consumer_header
-        ),
-        timestamp: "`start_time`",
-        status: "`response.status`",
-    };
-    finish(found, &places, text)
+    finish(
+        found,
+        || Places {
+            format: "APISIX http-logger",
+            consumer: format!(
+                "`{}` request header and no `consumer`",
+                ingest.consumer_header
+            ),
+            timestamp: "`start_time`",
+            status: "`response.status`",
+        },
+        text.as_bytes(),
+    )
 }
 
 /// A CloudEvent (OpenMeter's ingestion): `id` + `source` the id (a UUID or ULID `id` alone), `subject` the caller, `time`
@@ -435,13 +454,16 @@ fn cloud_event<'a>(event: &Object<'a>) -> Read<'a> {
         units: data_text(&["units"]),
         latency_ms: latency,
     };
-    let places = Places {
-        format: "CloudEvent",
-        consumer: "`subject`".to_owned(),
-        timestamp: "`time`",
-        status: "`data.status`",
-    };
-    finish(found, &places, "")
+    finish(
+        found,
+        || Places {
+            format: "CloudEvent",
+            consumer: "`subject`".to_owned(),
+            timestamp: "`time`",
+            status: "`data.status`",
+        },
+        b"",
+    )
 }
 
 /// OTLP/HTTP JSON logs: each `logRecord` of each scope of each resource, read from its attributes
@@ -465,8 +487,22 @@ fn otlp<'a>(text: &'a str, ingest: &GatewayIngest) -> Result<Vec<Read<'a>>, Body
                 let read = serde_json::from_str::<otlp_json::LogRecord<'_>>(raw.get())
                     .map_err(|e| Rejection::new("invalid_record", format!("logRecords: {e}")))
                     .and_then(|log| {
-                        let record =
-                            otlp_record(&log, resource_attributes, &names, ingest, raw.get())?;
+                        let attributes = JsonAttributes {
+                            record: &log.attributes,
+                            resource: resource_attributes,
+                        };
+                        let trace = match (&log.trace_id, &log.span_id) {
+                            (Some(trace), Some(span)) if !trace.is_empty() && !span.is_empty() => {
+                                Some(Cow::Owned(format!("{trace}-{span}")))
+                            }
+                            _ => None,
+                        };
+                        let occurred_at = [log.time, log.observed_time]
+                            .into_iter()
+                            .filter_map(|time| time.and_then(epoch_ms))
+                            .find(|&ms| ms > 0);
+                        let found = otlp_found(&attributes, occurred_at, trace, &names, ingest);
+                        let record = finish(found, || names.places(), raw.get().as_bytes())?;
                         check(&record)?;
                         Ok(record)
                     });
@@ -474,13 +510,121 @@ fn otlp<'a>(text: &'a str, ingest: &GatewayIngest) -> Result<Vec<Read<'a>>, Body
             }
         }
     }
+    Ok(with_one_at_least(records))
+}
+
+/// The reads of an OTLP request, or one rejection saying it held no log record.
+fn with_one_at_least(mut records: Vec<Read<'_>>) -> Vec<Read<'_>> {
     if records.is_empty() {
         records.push(Err(Rejection::new(
             "invalid_record",
             "resourceLogs: no log record in this OTLP request",
         )));
     }
-    Ok(records)
+    records
+}
+
+/// OTLP logs in protobuf (OTLP/HTTP `application/x-protobuf`, and OTLP/gRPC's `Export`), read
+/// as their JSON encoding is: the same attributes, the same ids (a trace and span id in hex), and
+/// a record with no id keyed by the SHA-256 of its encoding.
+pub fn otlp_protobuf<'a>(
+    request: &'a ExportLogsServiceRequest,
+    ingest: &GatewayIngest,
+) -> Vec<Read<'a>> {
+    let names = OtlpNames::new(ingest);
+    let mut records = Vec::new();
+    for resource in &request.resource_logs {
+        let resource_attributes = resource
+            .resource
+            .as_ref()
+            .map_or(&[][..], |r| &r.attributes);
+        for scope in &resource.scope_logs {
+            for log in &scope.log_records {
+                let attributes = ProtoAttributes {
+                    record: &log.attributes,
+                    resource: resource_attributes,
+                };
+                let trace = (!log.trace_id.is_empty() && !log.span_id.is_empty()).then(|| {
+                    Cow::Owned(format!(
+                        "{}-{}",
+                        hex::encode(&log.trace_id),
+                        hex::encode(&log.span_id)
+                    ))
+                });
+                let occurred_at = [log.time_unix_nano, log.observed_time_unix_nano]
+                    .into_iter()
+                    .find(|&nanos| nanos > 0)
+                    .and_then(|nanos| i64::try_from(nanos / 1_000_000).ok());
+                let mut found = otlp_found(&attributes, occurred_at, trace, &names, ingest);
+                if found.id.is_none() {
+                    found.id = Some(content_id(&prost::Message::encode_to_vec(log)));
+                }
+                let read = finish(found, || names.places(), b"").and_then(|record| {
+                    check(&record)?;
+                    Ok(record)
+                });
+                records.push(read);
+            }
+        }
+    }
+    with_one_at_least(records)
+}
+
+/// The attributes of one OTLP log record, in either encoding: the text of the first one named
+/// as one of `names` (without regard to case), the record's own before its resource's.
+trait OtlpAttributes<'a> {
+    fn text(&self, names: &[&str]) -> Text<'a>;
+}
+
+struct JsonAttributes<'r, 'a> {
+    record: &'r [otlp_json::KeyValue<'a>],
+    resource: &'r [otlp_json::KeyValue<'a>],
+}
+
+impl<'a> OtlpAttributes<'a> for JsonAttributes<'_, 'a> {
+    fn text(&self, names: &[&str]) -> Text<'a> {
+        names.iter().find_map(|name| {
+            self.record
+                .iter()
+                .chain(self.resource)
+                .filter(|kv| kv.key.eq_ignore_ascii_case(name))
+                .find_map(|kv| kv.value.plain().and_then(lenient::text))
+        })
+    }
+}
+
+struct ProtoAttributes<'a> {
+    record: &'a [proto::KeyValue],
+    resource: &'a [proto::KeyValue],
+}
+
+impl<'a> OtlpAttributes<'a> for ProtoAttributes<'a> {
+    fn text(&self, names: &[&str]) -> Text<'a> {
+        names.iter().find_map(|name| {
+            self.record
+                .iter()
+                .chain(self.resource)
+                .filter(|kv| kv.key.eq_ignore_ascii_case(name))
+                .find_map(|kv| kv.value.as_ref().and_then(proto_text))
+        })
+    }
+}
+
+/// An AnyValue as text, as `lenient::text` reads JSON: a non-empty string (trimmed), a number, a
+/// boolean, or an array's first item; a kvlist or bytes is nothing.
+fn proto_text(value: &proto::AnyValue) -> Text<'_> {
+    use proto::any_value::Value;
+    match value.value.as_ref()? {
+        Value::StringValue(text) => {
+            let text = text.trim();
+            (!text.is_empty()).then_some(Cow::Borrowed(text))
+        }
+        Value::IntValue(number) => Some(Cow::Owned(number.to_string())),
+        Value::DoubleValue(number) => number.is_finite().then(|| Cow::Owned(number.to_string())),
+        Value::BoolValue(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
+        Value::ArrayValue(array) => array.values.first().and_then(proto_text),
+        _ => None,
+    }
 }
 
 /// The attribute names a gateway's headers are logged under, made once a request.
@@ -506,6 +650,15 @@ impl OtlpNames {
                 ingest.id_header.as_deref().unwrap_or("x-request-id"),
             ),
             units: names("response", &ingest.units_header),
+        }
+    }
+
+    fn places(&self) -> Places {
+        Places {
+            format: "OTLP log",
+            consumer: format!("`{}` attribute", self.consumer[0]),
+            timestamp: "`timeUnixNano`",
+            status: "`http.response.status_code` attribute",
         }
     }
 }
@@ -608,77 +761,81 @@ fn strs(names: &[String; 2]) -> [&str; 2] {
     [names[0].as_str(), names[1].as_str()]
 }
 
-fn otlp_record<'a>(
-    log: &otlp_json::LogRecord<'a>,
-    resource_attributes: &[otlp_json::KeyValue<'a>],
+/// What an OTLP log record says, from its attributes under the HTTP semantic conventions.
+fn otlp_found<'a>(
+    attributes: &impl OtlpAttributes<'a>,
+    occurred_at: Option<i64>,
+    trace: Text<'a>,
     names: &OtlpNames,
     ingest: &GatewayIngest,
-    text: &str,
-) -> Read<'a> {
-    // The record's own attributes first, then the resource's.
-    let get = |wanted: &[&str]| {
-        wanted.iter().find_map(|name| {
-            log.attributes
-                .iter()
-                .chain(resource_attributes)
-                .filter(|kv| kv.key.eq_ignore_ascii_case(name))
-                .filter_map(|kv| kv.value.plain())
-                .find(|value| lenient::text(value).is_some())
-        })
-    };
-    let text_of = |wanted: &[&str]| get(wanted).and_then(lenient::text);
-    let trace = match (&log.trace_id, &log.span_id) {
-        (Some(trace), Some(span)) if !trace.is_empty() && !span.is_empty() => {
-            Some(Cow::Owned(format!("{trace}-{span}")))
-        }
-        _ => None,
-    };
-    let found = Found {
+) -> Found<'a> {
+    let text_of = |wanted: &[&str]| attributes.text(wanted);
+    Found {
         id: text_of(&["log.record.uid"])
             .or_else(|| text_of(&strs(&names.id)))
             .or(trace),
         consumer: text_of(&strs(&names.consumer)),
         api: text_of(&["tollbooth.api"]).or_else(|| gateway_api(ingest)),
         host: text_of(&["server.address", "net.host.name", "http.host"]),
-        occurred_at: [log.time, log.observed_time]
-            .into_iter()
-            .filter_map(|time| time.and_then(epoch_ms))
-            .find(|&ms| ms > 0),
-        status: get(&["http.response.status_code", "http.status_code"]).and_then(lenient::status),
+        occurred_at,
+        status: text_of(&["http.response.status_code", "http.status_code"])
+            .and_then(|status| lenient::status_in(&status)),
         upstream_answered: true,
         method: text_of(&["http.request.method", "http.method"]),
         path: text_of(&["url.path", "http.target", "url.full", "http.url"]).map(path_in),
         units: text_of(&strs(&names.units)),
-        latency_ms: get(&["duration_ms"])
-            .and_then(|v| duration_ms(v, ms()))
+        latency_ms: text_of(&["duration_ms"])
+            .and_then(|v| lenient::duration_ms_in(&v, ms()))
             .or_else(|| {
-                get(&["http.server.request.duration"]).and_then(|v| duration_ms(v, seconds()))
+                text_of(&["http.server.request.duration"])
+                    .and_then(|v| lenient::duration_ms_in(&v, seconds()))
             }),
-    };
-    let places = Places {
-        format: "OTLP log",
-        consumer: format!("`{}` attribute", names.consumer[0]),
-        timestamp: "`timeUnixNano`",
-        status: "`http.response.status_code` attribute",
-    };
-    finish(found, &places, text)
+    }
 }
 
 /// A JSON access-log line: the provider's field names (`ingest.fields`), else the usual names of
 /// NGINX `log_format` variables, Caddy's and Traefik's JSON logs; in Vector's envelope (the line
 /// in `message`) or Fluent Bit's (`log`, the date key `date`).
-fn access_log<'a>(line: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a> {
-    let names = AccessLogNames::new(ingest);
-    for name in ["message", "log"] {
-        if let Some(nested) = line.get(name).and_then(lenient::string)
-            && let Ok(inner) = Object::from_text(&nested)
-        {
-            let found = access_log_fields(&inner, line, ingest, &names).into_owned();
-            return finish(found, &names.places(ingest), text);
+fn access_log<'a>(raw: &'a RawValue, ingest: &GatewayIngest, names: &AccessLogNames) -> Read<'a> {
+    let text = raw.get();
+    if let Some(envelope) = Envelope::of(text) {
+        for nested in [&envelope.message, &envelope.log].into_iter().flatten() {
+            if let Ok(inner) = Object::from_text(nested) {
+                let time = envelope.date.or(envelope.timestamp);
+                let found = access_log_fields(&inner, time, ingest, names).into_owned();
+                return finish(found, || names.places(ingest), text.as_bytes());
+            }
         }
     }
-    let found = access_log_fields(line, line, ingest, &names);
-    finish(found, &names.places(ingest), text)
+    let line = object_of(raw)?;
+    let time = line.get("date").or_else(|| line.get("timestamp"));
+    let found = access_log_fields(&line, time, ingest, names);
+    finish(found, || names.places(ingest), text.as_bytes())
+}
+
+/// A shipper's envelope around a log line: Vector's (`message`, `timestamp`) or Fluent Bit's
+/// (`log`, the date key `date`). Read in one pass, the line unescaped as it is scanned and every
+/// other member skipped.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    log: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    date: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    timestamp: Option<&'a RawValue>,
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope a record is, if it names a line (a bare access-log line is not scanned twice).
+    fn of(text: &'a str) -> Option<Self> {
+        if !text.contains("\"message\"") && !text.contains("\"log\"") {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
 }
 
 /// The field names a gateway's headers are logged under in access logs.
@@ -720,10 +877,11 @@ impl AccessLogNames {
     }
 }
 
-/// The parts of an access-log `entry`; `line` is the envelope it came in (itself when bare).
+/// The parts of an access-log `entry`; `envelope_time` is the time its envelope (or the line,
+/// when bare) gives when the line has none of its own.
 fn access_log_fields<'e>(
     entry: &Object<'e>,
-    line: &Object<'e>,
+    envelope_time: Option<&'e RawValue>,
     ingest: &GatewayIngest,
     names: &AccessLogNames,
 ) -> Found<'e> {
@@ -750,8 +908,7 @@ fn access_log_fields<'e>(
             "time_local",
         ],
     )
-    .or_else(|| line.get("date"))
-    .or_else(|| line.get("timestamp"));
+    .or(envelope_time);
     let latency = match (&fields.latency_ms, &fields.latency_seconds) {
         (Some(path), _) => entry.at(path).and_then(|v| duration_ms(v, ms())),
         (None, Some(path)) => entry.at(path).and_then(|v| duration_ms(v, seconds())),

@@ -134,23 +134,26 @@ fn is_string(value: &RawValue) -> bool {
     value.get().trim_start().starts_with('"')
 }
 
-/// A string value as a whole, for a shipper's envelope that holds the line as text.
-pub fn string(value: &RawValue) -> Option<Cow<'_, str>> {
-    string_of(value.get().trim())
-}
-
 /// A value as an exact decimal (`1796126400.123`, `"0.043"`, `1.796126400125e+18`).
 pub fn decimal(value: &RawValue) -> Option<Decimal> {
-    let text = text(value)?;
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
+    decimal_in(&text(value)?)
+}
+
+/// A number's text as an exact decimal (`0.043`, `1.796126400125e+18`).
+pub fn decimal_in(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text)
+        .or_else(|_| Decimal::from_scientific(text))
         .ok()
 }
 
 /// An HTTP status: `200` or `"200"` (a list such as NGINX's `"502, 200"` is its last).
 pub fn status(value: &RawValue) -> Option<u16> {
-    let text = text(value)?;
-    let last = text.rsplit(',').next().unwrap_or(&text).trim();
+    status_in(&text(value)?)
+}
+
+/// An HTTP status in text: `200`, or the last of a list (`502, 200`).
+pub fn status_in(text: &str) -> Option<u16> {
+    let last = text.rsplit(',').next().unwrap_or(text).trim();
     last.parse().ok()
 }
 
@@ -193,7 +196,12 @@ pub fn epoch_ms(value: &RawValue) -> Option<i64> {
 
 /// A duration in whole milliseconds (rounded half up) from one in `unit_ms` milliseconds a unit.
 pub fn duration_ms(value: &RawValue, unit_ms: Decimal) -> Option<i64> {
-    let number = decimal(value)?;
+    duration_ms_in(&text(value)?, unit_ms)
+}
+
+/// A duration's text in whole milliseconds, as `duration_ms`.
+pub fn duration_ms_in(text: &str, unit_ms: Decimal) -> Option<i64> {
+    let number = decimal_in(text)?;
     if number.is_sign_negative() {
         return None;
     }

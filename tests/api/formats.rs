@@ -32,7 +32,7 @@ on_both_databases!(
 );
 
 /// (billable calls, billable units, failed calls, total calls) of `acme-weather` (key `k1`).
-type Totals = (i64, &'static str, i64, i64);
+pub(crate) type Totals = (i64, &'static str, i64, i64);
 
 async fn kong_http_log_one_entry(app: TestApp) {
     let body = fixture(include_str!("../fixtures/formats/kong_http_log.json"));
@@ -391,7 +391,7 @@ async fn the_gateway_shows_what_its_sender_was_told(app: TestApp) {
 
 /// The catalog the fixtures call: the api `weather` (routed at `/weather/`), `acme-weather` with
 /// the key `k1`, `other-weather` with `k2`, and a gateway with these ingest settings; its key.
-async fn setup(app: &TestApp, ingest: Value) -> String {
+pub(crate) async fn setup(app: &TestApp, ingest: Value) -> String {
     let steps = [
         (
             "/v1/apis",
@@ -440,11 +440,11 @@ async fn counted(app: &TestApp, path: &str, kind: &str, body: &str, expected: To
     assert_eq!(usage_totals(app).await, totals(expected));
 }
 
-fn totals((billable, units, failed, total): Totals) -> (i64, String, i64, i64) {
+pub(crate) fn totals((billable, units, failed, total): Totals) -> (i64, String, i64, i64) {
     (billable, units.to_owned(), failed, total)
 }
 
-async fn post(
+pub(crate) async fn post(
     app: &TestApp,
     key: &str,
     path: &str,
@@ -473,7 +473,7 @@ async fn post_gzip(app: &TestApp, key: &str, body: Vec<u8>, encoding: &str) -> (
     .await
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
@@ -483,7 +483,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// before any test subscription began and leaves the retention window): every form of each
 /// call's time the fixtures' README lists, the nanoseconds before the milliseconds they start
 /// with.
-fn fixture(text: &str) -> String {
+pub(crate) fn fixture(text: &str) -> String {
     let made = [1_796_126_400_123_i64, 1_796_126_401_456, 1_796_126_402_789];
     let now = chrono::Utc::now().timestamp_millis() - 60_000;
     let mut text = text.to_owned();

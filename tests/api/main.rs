@@ -20,6 +20,7 @@ mod hardening;
 mod health;
 mod openapi;
 mod operating;
+mod otlp;
 mod preview;
 mod races;
 mod real_gateways;
