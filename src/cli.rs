@@ -113,6 +113,14 @@ enum CatalogCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write the current catalog as a file that `catalog apply` takes back changing nothing:
+    /// apis, tiers (newest versions), subscribers, and live subscriptions with their consumer
+    /// keys by hash (tollbooth keeps no key). Archived and canceled rows are left out.
+    Export {
+        /// Where to write it (YAML); standard output when absent.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -171,6 +179,34 @@ impl Cli {
                 let stripe = Stripe::from_settings(&settings)?;
                 if stripe.is_live() {
                     print_sync(&stripe.sync(&store).await?)?;
+                }
+                Ok(())
+            }
+            Command::Catalog {
+                command: CatalogCommand::Export { output },
+            } => {
+                let store = open_store(&settings).await?;
+                let file = crate::catalog::export_file(&store).await?;
+                let text = format!(
+                    "# tollbooth catalog, exported {}; apply it with `tollbooth catalog apply FILE`.\n\
+                     # Consumer keys are written by their SHA-256: tollbooth keeps no key.\n{}",
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    serde_norway::to_string(&file)?
+                );
+                match output {
+                    Some(path) => {
+                        std::fs::write(&path, text)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        eprintln!(
+                            "wrote {}: {} apis, {} tiers, {} subscribers, {} subscriptions",
+                            path.display(),
+                            file.apis.len(),
+                            file.tiers.len(),
+                            file.subscribers.len(),
+                            file.subscriptions.len()
+                        );
+                    }
+                    None => print!("{text}"),
                 }
                 Ok(())
             }

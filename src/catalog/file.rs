@@ -3,10 +3,11 @@
 
 use super::{CatalogError, Mode, Outcome, put_api, put_subscriber, put_subscription, put_tier};
 use crate::domain::api::ApiSpec;
+use crate::domain::ids::Key;
 use crate::domain::subscriber::SubscriberSpec;
-use crate::domain::subscription::SubscriptionSpec;
+use crate::domain::subscription::{HashedKey, SubscriptionSpec, SubscriptionStatus};
 use crate::domain::tier::TierSpec;
-use crate::store::{Store, StoreError, Taken};
+use crate::store::{PageRequest, Store, StoreError, Subscription, Taken};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -165,6 +166,80 @@ fn name_entry(loose: &serde_norway::Value, entry: &str) -> String {
 /// On PostgreSQL two applies (or an apply and an admin request) can both find a key free and
 /// both insert it: the later insert waits for the other transaction, then breaks a unique rule.
 /// The whole apply is then tried again, from a transaction that sees the other's rows.
+/// The current catalog as a file that applies back changing nothing: every api, tier (at its
+/// newest version) and subscriber not archived, and every subscription not canceled, with its
+/// consumer keys by their hash (tollbooth keeps no key, so none can be written out).
+pub async fn export_file(store: &Store) -> Result<CatalogFile, StoreError> {
+    const PAGE: u32 = 500;
+    let mut tx = store.begin_read().await?;
+    let mut file = CatalogFile::default();
+    let mut page = PageRequest {
+        after: None,
+        limit: PAGE,
+    };
+    loop {
+        let apis = tx.list_apis(&page).await?;
+        page.after = apis.items.last().map(|a| a.id.clone());
+        file.apis.extend(apis.items.into_iter().map(|a| a.spec));
+        if !apis.has_more {
+            break;
+        }
+    }
+    page.after = None;
+    loop {
+        let tiers = tx.list_tiers(&page).await?;
+        page.after = tiers.items.last().map(|t| t.id.clone());
+        file.tiers
+            .extend(tiers.items.into_iter().map(|t| t.latest.spec));
+        if !tiers.has_more {
+            break;
+        }
+    }
+    page.after = None;
+    loop {
+        let subscribers = tx.list_subscribers(&page).await?;
+        page.after = subscribers.items.last().map(|s| s.id.clone());
+        file.subscribers
+            .extend(subscribers.items.into_iter().map(|s| s.spec));
+        if !subscribers.has_more {
+            break;
+        }
+    }
+    page.after = None;
+    loop {
+        let subscriptions = tx.list_subscriptions(&page).await?;
+        page.after = subscriptions.items.last().map(|s| s.id.clone());
+        for subscription in subscriptions.items {
+            if subscription.status == SubscriptionStatus::Canceled {
+                continue;
+            }
+            file.subscriptions.push(exported(subscription)?);
+        }
+        if !subscriptions.has_more {
+            break;
+        }
+    }
+    Ok(file)
+}
+
+fn exported(subscription: Subscription) -> Result<SubscriptionSpec, StoreError> {
+    let key = |value: String, column: &str| {
+        Key::try_from(value).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+    };
+    Ok(SubscriptionSpec {
+        external_id: key(subscription.external_id, "subscriptions.external_id")?,
+        subscriber: key(subscription.subscriber, "subscribers.external_id")?,
+        tier: key(subscription.tier, "tiers.slug")?,
+        consumer_keys: Vec::new(),
+        consumer_key_hashes: subscription
+            .consumer_keys
+            .into_iter()
+            .zip(subscription.consumer_key_prefixes)
+            .map(|(sha256, prefix)| HashedKey { sha256, prefix })
+            .collect(),
+    })
+}
+
 pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
     apply(store, file, true).await
 }

@@ -1,10 +1,12 @@
 //! The local catalog: apis, tiers, subscribers, subscriptions and gateways, as the admin API and
 //! `tollbooth catalog apply` create them. Every operation runs inside the caller's unit of work.
 
+mod archive;
 pub mod file;
 mod put;
 
-pub use file::{ApplyReport, CatalogFile, FileError, apply_file, dry_run_file};
+pub use archive::{archive_api, archive_subscriber, archive_tier};
+pub use file::{ApplyReport, CatalogFile, FileError, apply_file, dry_run_file, export_file};
 pub use put::{
     cancel_subscription, change_tier, create_gateway, put_api, put_subscriber, put_subscription,
     put_tier, revoke_gateway, rotate_gateway_key,
@@ -45,6 +47,20 @@ pub enum CatalogError {
     /// definition.
     #[error("{0}")]
     Conflict(String),
+    /// An archive refused: live subscriptions depend on the row.
+    #[error(
+        "{kind} `{key}` has {} live subscription(s) ({}): cancel them before archiving it",
+        live.count,
+        live.first.join(", ")
+    )]
+    InUse {
+        kind: &'static str,
+        key: String,
+        live: crate::store::LiveSubscriptions,
+    },
+    /// A subscription asked of an archived api, tier or subscriber.
+    #[error("{kind} `{key}` is archived: create or change it again to restore it")]
+    Archived { kind: &'static str, key: String },
     /// The store refused: a unique key taken past those checks ([`StoreError::Conflict`], a
     /// request racing this one), or a failure.
     #[error(transparent)]

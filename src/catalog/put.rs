@@ -1,5 +1,6 @@
 //! Create-or-reconcile of each catalog object. Shared by the admin API and the catalog file.
 
+use super::archive::parents_live;
 use super::{CatalogError, CatalogResult, Mode, Outcome};
 use crate::auth;
 use crate::domain::FieldError;
@@ -11,7 +12,7 @@ use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::{StoredKey, SubscriptionSpec};
 use crate::domain::text::Name;
 use crate::domain::tier::TierSpec;
-use crate::store::{Api, Gateway, Subscriber, Subscription, Tier, Tx};
+use crate::store::{Api, Archivable, Gateway, Subscriber, Subscription, Tier, Tx};
 use crate::stripe::intents;
 
 fn differs(kind: &str, key: &str) -> CatalogError {
@@ -23,7 +24,16 @@ fn differs(kind: &str, key: &str) -> CatalogError {
 pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(Api, Outcome)> {
     spec.validate()?;
     claim_routes(tx, spec).await?;
-    let outcome = match tx.find_api(spec.slug.as_str()).await? {
+    let existing = tx.find_api(spec.slug.as_str()).await?;
+    let restored = restore(
+        tx,
+        Archivable::Api,
+        existing.as_ref().map(|a| (&a.id, a.archived_at)),
+    )
+    .await?;
+    // Put again, an archived api comes back with the definition given.
+    let mode = if restored { Mode::Apply } else { mode };
+    let outcome = match existing {
         None => {
             tx.insert_api(&new_id("api"), spec).await?;
             Outcome::Created
@@ -44,7 +54,31 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
             Outcome::Updated
         }
     };
+    let outcome = restored_outcome(outcome, restored);
     Ok((found(tx.find_api(spec.slug.as_str()).await?)?, outcome))
+}
+
+/// Restores an archived row being put again; whether it was archived.
+async fn restore(
+    tx: &mut Tx,
+    kind: Archivable,
+    existing: Option<(&String, Option<i64>)>,
+) -> CatalogResult<bool> {
+    match existing {
+        Some((id, Some(_))) => {
+            tx.set_archived(kind, id, false).await?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// A restored row is changed even when its definition is not.
+fn restored_outcome(outcome: Outcome, restored: bool) -> Outcome {
+    match outcome {
+        Outcome::Unchanged if restored => Outcome::Updated,
+        other => other,
+    }
 }
 
 /// Refuses a route (host and path prefix) another api already has: the access decision must find
@@ -86,8 +120,21 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
         .find_api(spec.api.as_str())
         .await?
         .ok_or_else(|| FieldError::new("api", format!("api `{}` does not exist", spec.api)))?;
+    if api.archived_at.is_some() {
+        return Err(CatalogError::Archived {
+            kind: "api",
+            key: spec.api.as_str().to_owned(),
+        });
+    }
     let mut previous = None;
-    let outcome = match tx.find_tier(spec.slug.as_str()).await? {
+    let existing = tx.find_tier(spec.slug.as_str()).await?;
+    let restored = restore(
+        tx,
+        Archivable::Tier,
+        existing.as_ref().map(|t| (&t.id, t.archived_at)),
+    )
+    .await?;
+    let outcome = match existing {
         None => {
             tx.insert_tier(&new_id("tier"), &api.id, &new_id("tierv"), spec)
                 .await?;
@@ -112,7 +159,7 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
     if outcome != Outcome::Unchanged {
         intents::tier_version_written(tx, &tier, previous.as_ref()).await?;
     }
-    Ok((tier, outcome))
+    Ok((tier, restored_outcome(outcome, restored)))
 }
 
 pub async fn put_subscriber(
@@ -121,7 +168,15 @@ pub async fn put_subscriber(
     mode: Mode,
 ) -> CatalogResult<(Subscriber, Outcome)> {
     let key = spec.external_id.as_str();
-    let outcome = match tx.find_subscriber(key).await? {
+    let existing = tx.find_subscriber(key).await?;
+    let restored = restore(
+        tx,
+        Archivable::Subscriber,
+        existing.as_ref().map(|s| (&s.id, s.archived_at)),
+    )
+    .await?;
+    let mode = if restored { Mode::Apply } else { mode };
+    let outcome = match existing {
         None => {
             tx.insert_subscriber(&new_id("sub"), spec).await?;
             Outcome::Created
@@ -137,7 +192,7 @@ pub async fn put_subscriber(
     if outcome != Outcome::Unchanged {
         intents::subscriber_written(tx, &subscriber, outcome == Outcome::Created).await?;
     }
-    Ok((subscriber, outcome))
+    Ok((subscriber, restored_outcome(outcome, restored)))
 }
 
 /// Creates a subscription on the newest version of its tier, or reconciles an existing one:
@@ -163,9 +218,10 @@ pub async fn put_subscription(
         .find_tier(spec.tier.as_str())
         .await?
         .ok_or_else(|| FieldError::new("tier", format!("tier `{}` does not exist", spec.tier)))?;
-    let keys: Vec<StoredKey> = spec.consumer_keys.iter().map(|k| k.stored()).collect();
+    let keys: Vec<StoredKey> = spec.stored_keys();
 
     let Some(existing) = tx.find_subscription(key).await? else {
+        parents_live(tx, &tier, &subscriber).await?;
         let id = new_id("subn");
         claim_keys(tx, &id, &keys).await?;
         tx.insert_subscription(&id, key, &subscriber.id, &tier.latest.id)
@@ -190,6 +246,7 @@ pub async fn put_subscription(
         return Err(differs("subscription", key));
     }
     if !same_tier {
+        parents_live(tx, &tier, &subscriber).await?;
         move_to(tx, &existing, &tier.latest).await?;
     }
     claim_keys(tx, &existing.id, &keys).await?;
@@ -214,6 +271,8 @@ pub async fn change_tier(
     if subscription.tier_version_id == tier.latest.id {
         return Ok((subscription, Outcome::Unchanged));
     }
+    let subscriber = found(tx.find_subscriber(&subscription.subscriber_id).await?)?;
+    parents_live(tx, &tier, &subscriber).await?;
     move_to(tx, &subscription, &tier.latest).await?;
     Ok((
         found(tx.find_subscription(&subscription.id).await?)?,

@@ -15,6 +15,28 @@ pub struct SubscriptionSpec {
     #[serde(default)]
     #[schema(schema_with = consumer_keys_schema)]
     pub consumer_keys: Vec<ConsumerKey>,
+    /// Keys known by their hash only, as `tollbooth catalog export` writes them (tollbooth keeps
+    /// no key): each the same key as the one it was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_key_hashes: Vec<HashedKey>,
+}
+
+/// A consumer key by its SHA-256 (lowercase hex) and the first characters answers show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HashedKey {
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub sha256: String,
+    /// What answers show of the key (`acme-…`); at most 12 characters.
+    #[serde(default)]
+    #[schema(max_length = 12)]
+    pub prefix: String,
+}
+
+impl HashedKey {
+    pub fn stored(&self) -> StoredKey {
+        StoredKey::read(self.sha256.clone(), self.prefix.clone())
+    }
 }
 
 /// Consumer keys, each listed once.
@@ -36,7 +58,44 @@ impl SubscriptionSpec {
                 ));
             }
         }
+        let plain: Vec<String> = self.consumer_keys.iter().map(|k| k.stored().hash).collect();
+        for (index, key) in self.consumer_key_hashes.iter().enumerate() {
+            let field = |part: &str| format!("consumer_key_hashes[{index}].{part}");
+            let hex = key.sha256.len() == 64
+                && key
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex {
+                return Err(FieldError::new(
+                    field("sha256"),
+                    "must be a SHA-256 in 64 lowercase hex digits",
+                ));
+            }
+            let listed = self.consumer_key_hashes[..index]
+                .iter()
+                .any(|k| k.sha256 == key.sha256)
+                || plain.contains(&key.sha256);
+            if listed {
+                return Err(FieldError::new(field("sha256"), "this key is listed twice"));
+            }
+            if key.prefix.chars().count() > 12 || !key.prefix.chars().all(|c| !c.is_control()) {
+                return Err(FieldError::new(
+                    field("prefix"),
+                    "must be at most 12 characters, none of them control characters",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Every key of the subscription as stored: those given, and those known by their hash.
+    pub fn stored_keys(&self) -> Vec<StoredKey> {
+        self.consumer_keys
+            .iter()
+            .map(ConsumerKey::stored)
+            .chain(self.consumer_key_hashes.iter().map(HashedKey::stored))
+            .collect()
     }
 }
 

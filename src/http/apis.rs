@@ -5,7 +5,7 @@ use super::error::ErrorBody;
 use super::extract::{Admin, JsonBody, Pagination, Path, RawBody};
 use super::extract::{KeyOrId, PageParams};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{Mode, put_api};
+use crate::catalog::{Mode, archive_api, put_api};
 use crate::domain::api::ApiSpec;
 use crate::store::Api;
 use axum::Json;
@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show, update))
+        .routes(routes!(show, update, archive))
 }
 
 /// An api as stored.
@@ -34,6 +34,11 @@ struct ApiView {
     created_at: String,
     #[schema(format = DateTime)]
     updated_at: String,
+    /// When it was archived (`DELETE /v1/apis/{id}`): it takes no new tiers or subscriptions and
+    /// has given up its routes; created or changed again, it is restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    archived_at: Option<String>,
 }
 
 impl From<Api> for ApiView {
@@ -43,6 +48,7 @@ impl From<Api> for ApiView {
             spec: api.spec,
             created_at: timestamp(api.created_at),
             updated_at: timestamp(api.updated_at),
+            archived_at: api.archived_at.map(timestamp),
         }
     }
 }
@@ -68,7 +74,7 @@ async fn create(
     Ok((put_status(outcome), Json(ApiView::from(api))))
 }
 
-/// The apis, oldest first.
+/// The apis, oldest first (archived ones left out: `GET /v1/apis/{id}` still shows them).
 #[utoipa::path(get, path = "/v1/apis", tag = "catalog", operation_id = "list_apis",
     params(PageParams),
     responses((status = 200, description = "A page of apis", body = ListBody<ApiView>)),
@@ -126,6 +132,30 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("api", &id))?;
     let spec: ApiSpec = super::patch::merged(&api.spec, &patch, &["slug"])?;
     let (api, _) = put_api(&mut tx, &spec, Mode::Apply).await?;
+    tx.commit().await?;
+    state.directory.catch_up().await?;
+    Ok(Json(ApiView::from(api)))
+}
+
+/// Archives an api: refused (409 `in_use`, naming them) while a subscription on one of its tiers
+/// is live. The api is kept, with its tiers and history, for the periods and usage that name it;
+/// it leaves the list, takes no new tiers or subscriptions, and gives up its routes. Archiving it
+/// again changes nothing; creating or changing it again restores it.
+#[utoipa::path(delete, path = "/v1/apis/{id}", tag = "catalog", operation_id = "archive_api",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the api's slug")),
+    responses(
+        (status = 200, description = "The api, archived", body = ApiView),
+        (status = 404, description = "`not_found`: no such api", body = ErrorBody),
+        (status = 409, description = "`in_use`: live subscriptions depend on it (`details.live_subscriptions`, the first in `details.subscriptions`)", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn archive(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ApiView>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let api = archive_api(&mut tx, &id).await?;
     tx.commit().await?;
     state.directory.catch_up().await?;
     Ok(Json(ApiView::from(api)))

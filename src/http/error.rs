@@ -143,6 +143,16 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(field) => Self::invalid_field(field),
             CatalogError::NotFound { kind, key } => Self::not_found(kind, &key),
             CatalogError::Conflict(message) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            CatalogError::InUse { ref live, .. } => {
+                let details = json!({
+                    "live_subscriptions": live.count,
+                    "subscriptions": live.first,
+                });
+                Self::new(StatusCode::CONFLICT, "in_use", error.to_string()).with_details(details)
+            }
+            CatalogError::Archived { .. } => {
+                Self::new(StatusCode::CONFLICT, "archived", error.to_string())
+            }
             CatalogError::Store(store) => store.into(),
         }
     }

@@ -4,7 +4,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, RawBody};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{Mode, put_subscriber};
+use crate::catalog::{Mode, archive_subscriber, put_subscriber};
 use crate::domain::subscriber::SubscriberSpec;
 use crate::store::Subscriber;
 use axum::Json;
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show, update))
+        .routes(routes!(show, update, archive))
 }
 
 /// A subscriber as stored.
@@ -33,6 +33,11 @@ struct SubscriberView {
     created_at: String,
     #[schema(format = DateTime)]
     updated_at: String,
+    /// When it was archived (`DELETE /v1/subscribers/{id}`): it takes no new subscriptions;
+    /// created or changed again, it is restored. Its Stripe Customer is left as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    archived_at: Option<String>,
 }
 
 impl From<Subscriber> for SubscriberView {
@@ -42,6 +47,7 @@ impl From<Subscriber> for SubscriberView {
             spec: subscriber.spec,
             created_at: timestamp(subscriber.created_at),
             updated_at: timestamp(subscriber.updated_at),
+            archived_at: subscriber.archived_at.map(timestamp),
         }
     }
 }
@@ -84,7 +90,8 @@ async fn with_stripe(
     })
 }
 
-/// The subscribers, oldest first.
+/// The subscribers, oldest first (archived ones left out: `GET /v1/subscribers/{id}` still
+/// shows them).
 #[utoipa::path(get, path = "/v1/subscribers", tag = "catalog", operation_id = "list_subscribers",
     params(PageParams),
     responses((status = 200, description = "A page of subscribers", body = ListBody<SubscriberView>)),
@@ -155,5 +162,28 @@ async fn update(
     if let Err(error) = mirror::settle(&state, &subscriber.id).await {
         return Err(error.with_saved(with_stripe(&state, subscriber).await?));
     }
+    Ok(Json(with_stripe(&state, subscriber).await?))
+}
+
+/// Archives a subscriber: refused (409 `in_use`, naming them) while one of its subscriptions is
+/// live. The subscriber is kept for its periods and invoices, leaves the list and takes no new
+/// subscriptions; its Stripe Customer is left as it is. Archiving it again changes nothing;
+/// creating or changing it again restores it.
+#[utoipa::path(delete, path = "/v1/subscribers/{id}", tag = "catalog", operation_id = "archive_subscriber",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscriber's external id")),
+    responses(
+        (status = 200, description = "The subscriber, archived", body = WithStripe<SubscriberView>),
+        (status = 404, description = "`not_found`: no such subscriber", body = ErrorBody),
+        (status = 409, description = "`in_use`: live subscriptions depend on it (`details.live_subscriptions`, the first in `details.subscriptions`)", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn archive(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WithStripe<SubscriberView>>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let subscriber = archive_subscriber(&mut tx, &id).await?;
+    tx.commit().await?;
     Ok(Json(with_stripe(&state, subscriber).await?))
 }

@@ -4,7 +4,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, RawBody};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::put_tier;
+use crate::catalog::{archive_tier, put_tier};
 use crate::domain::tier::TierSpec;
 use crate::store::{Tier, TierVersion};
 use axum::Json;
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(show, update))
+        .routes(routes!(show, update, archive))
         .routes(routes!(versions))
 }
 
@@ -39,6 +39,11 @@ struct TierView {
     created_at: String,
     #[schema(format = DateTime)]
     version_created_at: String,
+    /// When the tier was archived (`DELETE /v1/tiers/{id}`): it takes no new subscriptions;
+    /// created or changed again, it is restored. Its Stripe Product and Prices are left as they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    archived_at: Option<String>,
 }
 
 /// Every version of a tier.
@@ -49,21 +54,23 @@ struct VersionsBody {
 }
 
 impl TierView {
-    fn new(tier_id: String, tier_created_at: i64, version: TierVersion) -> Self {
+    fn new(tier: &Tier, version: TierVersion) -> Self {
         Self {
-            id: tier_id,
+            id: tier.id.clone(),
             version: version.version,
             version_id: version.id,
             spec: version.spec,
-            created_at: timestamp(tier_created_at),
+            created_at: timestamp(tier.created_at),
             version_created_at: timestamp(version.created_at),
+            archived_at: tier.archived_at.map(timestamp),
         }
     }
 }
 
 impl From<Tier> for TierView {
     fn from(tier: Tier) -> Self {
-        Self::new(tier.id, tier.created_at, tier.latest)
+        let latest = tier.latest.clone();
+        Self::new(&tier, latest)
     }
 }
 
@@ -110,7 +117,8 @@ async fn with_stripe(state: &AppState, tier: Tier) -> Result<WithStripe<TierView
     })
 }
 
-/// The tiers (each at its newest version), oldest first.
+/// The tiers (each at its newest version), oldest first; archived ones are left out (`GET
+/// /v1/tiers/{id}` still shows them).
 #[utoipa::path(get, path = "/v1/tiers", tag = "catalog", operation_id = "list_tiers",
     params(PageParams),
     responses((status = 200, description = "A page of tiers", body = ListBody<TierView>)),
@@ -163,7 +171,7 @@ async fn versions(
     let versions = tx.list_tier_versions(&tier.id).await?;
     let data: Vec<TierView> = versions
         .into_iter()
-        .map(|v| TierView::new(tier.id.clone(), tier.created_at, v))
+        .map(|v| TierView::new(&tier, v))
         .collect();
     Ok(Json(VersionsBody { data }))
 }
@@ -201,4 +209,27 @@ async fn update(
         return Err(error.with_saved(with_stripe(&state, tier).await?));
     }
     Ok((put_status(outcome), Json(with_stripe(&state, tier).await?)))
+}
+
+/// Archives a tier: refused (409 `in_use`, naming them) while a subscription on any of its
+/// versions is live. The tier and its versions are kept for the periods that name them; it
+/// leaves the list and takes no new subscriptions; its Stripe Product and Prices are left as they
+/// are. Archiving it again changes nothing; creating or changing it again restores it.
+#[utoipa::path(delete, path = "/v1/tiers/{id}", tag = "catalog", operation_id = "archive_tier",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the tier's slug")),
+    responses(
+        (status = 200, description = "The tier, archived", body = WithStripe<TierView>),
+        (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
+        (status = 409, description = "`in_use`: live subscriptions depend on it (`details.live_subscriptions`, the first in `details.subscriptions`)", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn archive(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WithStripe<TierView>>, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let tier = archive_tier(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(Json(with_stripe(&state, tier).await?))
 }

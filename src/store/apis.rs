@@ -11,6 +11,9 @@ pub struct Api {
     pub spec: ApiSpec,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was archived; an archived api keeps its history and takes no new tiers or
+    /// subscriptions.
+    pub archived_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -23,6 +26,7 @@ struct ApiRow {
     routes: String,
     created_at: i64,
     updated_at: i64,
+    archived_at: Option<i64>,
 }
 
 /// `apis.routes`: where the gateway serves the api.
@@ -69,12 +73,13 @@ impl TryFrom<ApiRow> for Api {
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
+            archived_at: row.archived_at,
         })
     }
 }
 
 const COLUMNS: &str =
-    "id, slug, name, recording_policy, stripe_account, routes, created_at, updated_at";
+    "id, slug, name, recording_policy, stripe_account, routes, created_at, updated_at, archived_at";
 
 impl Tx {
     /// Finds an api by its id or its slug.
@@ -91,11 +96,12 @@ impl Tx {
         row.map(Api::try_from).transpose()
     }
 
+    /// The apis not archived.
     pub async fn list_apis(&mut self, page: &PageRequest) -> StoreResult<Page<Api>> {
         let sql = const_format::concatcp!(
             "SELECT ",
             COLUMNS,
-            " FROM apis WHERE id > $1 ORDER BY id LIMIT $2"
+            " FROM apis WHERE id > $1 AND archived_at IS NULL ORDER BY id LIMIT $2"
         );
         let rows: Vec<ApiRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
@@ -149,9 +155,10 @@ impl Tx {
 }
 
 impl Tx {
-    /// Every api's slug and spec, for checking that two apis do not claim the same route.
+    /// Every live api's slug and routes, for checking that two apis do not claim the same route
+    /// (an archived api has given its routes up).
     pub async fn all_api_routes(&mut self) -> StoreResult<Vec<(String, ApiRoutes)>> {
-        let sql = "SELECT slug, routes FROM apis";
+        let sql = "SELECT slug, routes FROM apis WHERE archived_at IS NULL";
         let rows: Vec<(String, String)> =
             on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
         rows.into_iter()

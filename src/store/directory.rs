@@ -102,7 +102,9 @@ impl Tx {
     }
 
     pub async fn api_policies(&mut self) -> StoreResult<Vec<ApiPolicyRow>> {
-        let sql = "SELECT id, slug, recording_policy, routes FROM apis";
+        // An archived api keeps its slug (records naming it are still read) but no routes.
+        let sql = "SELECT id, slug, recording_policy, \
+                   CASE WHEN archived_at IS NULL THEN routes ELSE '{}' END FROM apis";
         let rows: Vec<(String, String, String, String)> =
             on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
         rows.into_iter()

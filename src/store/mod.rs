@@ -3,6 +3,7 @@
 
 mod access;
 mod apis;
+mod archive;
 mod billing;
 mod directory;
 mod gateways;
@@ -16,6 +17,7 @@ mod unique;
 
 pub use access::{AccessRow, PaymentState};
 pub use apis::{Api, ApiRoutes};
+pub use archive::{Archivable, LiveSubscriptions};
 pub use billing::{BilledLine, Claim, JobRun};
 pub use directory::{ApiPolicyRow, ConsumerRow, GatewayKeyRow};
 pub use gateways::Gateway;

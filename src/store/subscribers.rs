@@ -10,6 +10,8 @@ pub struct Subscriber {
     pub spec: SubscriberSpec,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was archived; an archived subscriber takes no new subscriptions.
+    pub archived_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -20,6 +22,7 @@ struct SubscriberRow {
     email: String,
     created_at: i64,
     updated_at: i64,
+    archived_at: Option<i64>,
 }
 
 impl TryFrom<SubscriberRow> for Subscriber {
@@ -40,11 +43,12 @@ impl TryFrom<SubscriberRow> for Subscriber {
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
+            archived_at: row.archived_at,
         })
     }
 }
 
-const COLUMNS: &str = "id, external_id, name, email, created_at, updated_at";
+const COLUMNS: &str = "id, external_id, name, email, created_at, updated_at, archived_at";
 
 impl Tx {
     /// Finds a subscriber by its id or its external id.
@@ -61,11 +65,12 @@ impl Tx {
         row.map(Subscriber::try_from).transpose()
     }
 
+    /// The subscribers not archived.
     pub async fn list_subscribers(&mut self, page: &PageRequest) -> StoreResult<Page<Subscriber>> {
         let sql = const_format::concatcp!(
             "SELECT ",
             COLUMNS,
-            " FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2"
+            " FROM subscribers WHERE id > $1 AND archived_at IS NULL ORDER BY id LIMIT $2"
         );
         let rows: Vec<SubscriberRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())

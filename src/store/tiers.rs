@@ -10,6 +10,8 @@ pub struct Tier {
     pub api_id: String,
     pub created_at: i64,
     pub latest: TierVersion,
+    /// When it was archived; an archived tier takes no new subscriptions.
+    pub archived_at: Option<i64>,
 }
 
 /// One immutable version of a tier's definition.
@@ -31,6 +33,7 @@ struct TierRow {
     version: i64,
     spec: String,
     version_created_at: i64,
+    archived_at: Option<i64>,
 }
 
 impl TryFrom<TierRow> for Tier {
@@ -48,6 +51,7 @@ impl TryFrom<TierRow> for Tier {
             id: row.id,
             api_id: row.api_id,
             created_at: row.created_at,
+            archived_at: row.archived_at,
         })
     }
 }
@@ -76,7 +80,7 @@ impl TryFrom<VersionRow> for TierVersion {
 }
 
 const TIER_SELECT: &str = "SELECT t.id, t.api_id, t.created_at, v.id AS version_id, v.version, \
-     v.spec, v.created_at AS version_created_at \
+     v.spec, v.created_at AS version_created_at, t.archived_at \
      FROM tiers t JOIN tier_versions v ON v.tier_id = t.id AND v.version = t.latest_version";
 
 impl Tx {
@@ -93,8 +97,12 @@ impl Tx {
         row.map(Tier::try_from).transpose()
     }
 
+    /// The tiers not archived.
     pub async fn list_tiers(&mut self, page: &PageRequest) -> StoreResult<Page<Tier>> {
-        let sql = const_format::concatcp!(TIER_SELECT, " WHERE t.id > $1 ORDER BY t.id LIMIT $2");
+        let sql = const_format::concatcp!(
+            TIER_SELECT,
+            " WHERE t.id > $1 AND t.archived_at IS NULL ORDER BY t.id LIMIT $2"
+        );
         let rows: Vec<TierRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())

@@ -7,6 +7,7 @@ on_both_databases!(
     the_example_catalog_applies_reads_back_and_reapplies_as_no_change,
     a_bad_catalog_file_names_the_entry_and_changes_nothing,
     a_dry_run_says_what_would_change_and_writes_nothing,
+    an_export_applies_back_as_no_change_and_holds_no_key,
 );
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
@@ -163,4 +164,85 @@ async fn a_dry_run_says_what_would_change_and_writes_nothing(app: TestApp) {
         stdout.contains("dry run: nothing was written; nothing would change"),
         "{stdout}"
     );
+}
+
+/// `catalog export` writes what `catalog apply` takes back changing nothing, with the consumer keys
+/// by their hash; a key known by its hash only is the key itself to the gateway's records.
+async fn an_export_applies_back_as_no_change_and_holds_no_key(app: TestApp) {
+    assert!(apply(&app, EXAMPLE).status.success());
+    let snapshot = app.catalog_snapshot().await;
+    let dir = tempfile::tempdir().unwrap();
+    let exported = dir.path().join("exported.yaml");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+        .args(["catalog", "export", "--output", exported.to_str().unwrap()])
+        .env("TOLLBOOTH_DATABASE_URL", &app.database_url)
+        .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("3 tiers, 1 subscribers, 1 subscriptions"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(!text.contains("acme-app-1"), "the key itself: {text}");
+    let file: Value = serde_norway::from_str(&text).unwrap();
+    let example: Value =
+        serde_norway::from_str(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+    // What the example wrote, with the defaults it left out written in.
+    for kind in ["apis", "tiers", "subscribers"] {
+        assert_written_back(&example[kind], &file[kind], kind);
+    }
+    let subscription = &file["subscriptions"][0];
+    assert_eq!(subscription["external_id"], "acme-weather");
+    assert_eq!(
+        subscription["consumer_key_hashes"][0]["sha256"],
+        tollbooth::auth::hash_secret("acme-app-1")
+    );
+
+    let again = apply(&app, exported.to_str().unwrap());
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(stdout.contains("nothing changed"), "{stdout}");
+    assert_eq!(app.catalog_snapshot().await, snapshot);
+
+    // A key given by its hash only (as an export holds it) counts the calls made with it.
+    let hash = tollbooth::auth::hash_secret("acme-app-9");
+    let (status, answer) = app
+        .post(
+            "/v1/subscriptions",
+            &serde_json::json!({"external_id": "acme-weather-9", "subscriber": "acme",
+                "tier": "weather-pro",
+                "consumer_key_hashes": [{"sha256": hash, "prefix": "acme-…"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        answer["consumer_keys"],
+        serde_json::json!(["acme-…"]),
+        "{answer}"
+    );
+    let answer = app
+        .post(
+            "/v1/subscriptions",
+            &serde_json::json!({"external_id": "acme-weather-10", "subscriber": "acme",
+                "tier": "weather-pro", "consumer_key_hashes": [{"sha256": "ABC"}]}),
+        )
+        .await;
+    crate::helpers::assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("consumer_key_hashes[0].sha256"),
+    );
+    let gateway = crate::forward_auth::gateway(&app, "nginx", serde_json::json!({})).await;
+    let (status, decision) =
+        crate::forward_auth::ask(&app, &gateway, "acme-app-9", "weather").await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["tier"], "weather-pro", "{decision}");
 }

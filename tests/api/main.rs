@@ -6,6 +6,7 @@ mod helpers;
 
 mod admin_auth;
 mod apis;
+mod archive;
 mod billing;
 mod billing_failures;
 mod catalog_file;
