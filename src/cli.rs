@@ -1,7 +1,7 @@
 //! The command line: `serve`, `migrate`, `purge`, `catalog apply FILE`, `billing run`,
 //! `stripe sync`, `admin-token rotate`, `health`.
 
-use crate::catalog::{CatalogFile, apply_file};
+use crate::catalog::{CatalogFile, apply_file_with};
 use crate::config::Settings;
 use crate::startup::Application;
 use crate::store::Store;
@@ -112,6 +112,11 @@ enum CatalogCommand {
         /// Print what would be created and updated, and write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also archive the apis, tiers and subscribers the file does not list (as the admin
+        /// API's DELETE does); refused, and nothing applied, while a live subscription depends on
+        /// one of them.
+        #[arg(long)]
+        prune: bool,
     },
     /// Write the current catalog as a file that `catalog apply` takes back changing nothing:
     /// apis, tiers (newest versions), subscribers, and live subscriptions with their consumer
@@ -146,8 +151,14 @@ impl Cli {
                 Ok(())
             }
             Command::Catalog {
-                command: CatalogCommand::Apply { file, dry_run },
+                command:
+                    CatalogCommand::Apply {
+                        file,
+                        dry_run,
+                        prune,
+                    },
             } => {
+                let options = crate::catalog::ApplyOptions { dry_run, prune };
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
                 let catalog = CatalogFile::parse(&text).map_err(|error| {
@@ -155,7 +166,7 @@ impl Cli {
                 })?;
                 let store = open_store(&settings).await?;
                 if dry_run {
-                    let report = crate::catalog::dry_run_file(&store, &catalog)
+                    let report = apply_file_with(&store, &catalog, options)
                         .await
                         .with_context(|| format!("{} would not apply", file.display()))?;
                     print!("{report}");
@@ -169,7 +180,7 @@ impl Cli {
                     );
                     return Ok(());
                 }
-                let report = apply_file(&store, &catalog)
+                let report = apply_file_with(&store, &catalog, options)
                     .await
                     .with_context(|| format!("{} was not applied", file.display()))?;
                 print!("{report}");

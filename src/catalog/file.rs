@@ -1,13 +1,16 @@
 //! The declarative catalog file (`tollbooth catalog apply FILE`): YAML or JSON, applied in one
 //! transaction, so a bad file changes nothing and applying the same file twice changes nothing.
 
-use super::{CatalogError, Mode, Outcome, put_api, put_subscriber, put_subscription, put_tier};
+use super::{
+    CatalogError, Mode, Outcome, archive_api, archive_subscriber, archive_tier, put_api,
+    put_subscriber, put_subscription, put_tier,
+};
 use crate::domain::api::ApiSpec;
 use crate::domain::ids::Key;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::{HashedKey, SubscriptionSpec, SubscriptionStatus};
 use crate::domain::tier::TierSpec;
-use crate::store::{PageRequest, Store, StoreError, Subscription, Taken};
+use crate::store::{PageRequest, Store, StoreError, Subscription, Taken, Tx};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,6 +73,8 @@ pub struct Counts {
     pub created: u32,
     pub updated: u32,
     pub unchanged: u32,
+    /// Archived by `--prune`: in the database, not in the file.
+    pub archived: u32,
 }
 
 impl ApplyReport {
@@ -87,20 +92,31 @@ impl ApplyReport {
         }
     }
 
+    fn archived(&mut self, kind: &'static str, key: &str) {
+        self.kinds.entry(kind).or_default().archived += 1;
+        self.changes.push(format!("{kind} {key}: archived"));
+    }
+
     /// Whether applying the file changed anything.
     pub fn changed(&self) -> bool {
-        self.kinds.values().any(|c| c.created + c.updated > 0)
+        self.kinds
+            .values()
+            .any(|c| c.created + c.updated + c.archived > 0)
     }
 }
 
 impl fmt::Display for ApplyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (kind, c) in &self.kinds {
-            writeln!(
+            write!(
                 f,
                 "{kind}: {} created, {} updated, {} unchanged",
                 c.created, c.updated, c.unchanged
             )?;
+            if c.archived > 0 {
+                write!(f, ", {} archived", c.archived)?;
+            }
+            writeln!(f)?;
         }
         for change in &self.changes {
             writeln!(f, "  {change}")?;
@@ -166,60 +182,48 @@ fn name_entry(loose: &serde_norway::Value, entry: &str) -> String {
 /// On PostgreSQL two applies (or an apply and an admin request) can both find a key free and
 /// both insert it: the later insert waits for the other transaction, then breaks a unique rule.
 /// The whole apply is then tried again, from a transaction that sees the other's rows.
+/// Every row a paged list of the store gives (`list_apis`, …; archived rows are not listed).
+macro_rules! every {
+    ($tx:expr, $list:ident) => {{
+        let mut rows = Vec::new();
+        let mut page = PageRequest {
+            after: None,
+            limit: 500,
+        };
+        loop {
+            let batch = $tx.$list(&page).await?;
+            page.after = batch.items.last().map(|row| row.id.clone());
+            rows.extend(batch.items);
+            if !batch.has_more {
+                break rows;
+            }
+        }
+    }};
+}
+
 /// The current catalog as a file that applies back changing nothing: every api, tier (at its
 /// newest version) and subscriber not archived, and every subscription not canceled, with its
 /// consumer keys by their hash (tollbooth keeps no key, so none can be written out).
 pub async fn export_file(store: &Store) -> Result<CatalogFile, StoreError> {
-    const PAGE: u32 = 500;
     let mut tx = store.begin_read().await?;
-    let mut file = CatalogFile::default();
-    let mut page = PageRequest {
-        after: None,
-        limit: PAGE,
-    };
-    loop {
-        let apis = tx.list_apis(&page).await?;
-        page.after = apis.items.last().map(|a| a.id.clone());
-        file.apis.extend(apis.items.into_iter().map(|a| a.spec));
-        if !apis.has_more {
-            break;
+    let mut subscriptions = Vec::new();
+    for subscription in every!(tx, list_subscriptions) {
+        if subscription.status != SubscriptionStatus::Canceled {
+            subscriptions.push(exported(subscription)?);
         }
     }
-    page.after = None;
-    loop {
-        let tiers = tx.list_tiers(&page).await?;
-        page.after = tiers.items.last().map(|t| t.id.clone());
-        file.tiers
-            .extend(tiers.items.into_iter().map(|t| t.latest.spec));
-        if !tiers.has_more {
-            break;
-        }
-    }
-    page.after = None;
-    loop {
-        let subscribers = tx.list_subscribers(&page).await?;
-        page.after = subscribers.items.last().map(|s| s.id.clone());
-        file.subscribers
-            .extend(subscribers.items.into_iter().map(|s| s.spec));
-        if !subscribers.has_more {
-            break;
-        }
-    }
-    page.after = None;
-    loop {
-        let subscriptions = tx.list_subscriptions(&page).await?;
-        page.after = subscriptions.items.last().map(|s| s.id.clone());
-        for subscription in subscriptions.items {
-            if subscription.status == SubscriptionStatus::Canceled {
-                continue;
-            }
-            file.subscriptions.push(exported(subscription)?);
-        }
-        if !subscriptions.has_more {
-            break;
-        }
-    }
-    Ok(file)
+    Ok(CatalogFile {
+        apis: every!(tx, list_apis).into_iter().map(|a| a.spec).collect(),
+        tiers: every!(tx, list_tiers)
+            .into_iter()
+            .map(|t| t.latest.spec)
+            .collect(),
+        subscribers: every!(tx, list_subscribers)
+            .into_iter()
+            .map(|s| s.spec)
+            .collect(),
+        subscriptions,
+    })
 }
 
 fn exported(subscription: Subscription) -> Result<SubscriptionSpec, StoreError> {
@@ -241,19 +245,37 @@ fn exported(subscription: Subscription) -> Result<SubscriptionSpec, StoreError> 
 }
 
 pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
-    apply(store, file, true).await
+    apply_file_with(store, file, ApplyOptions::default()).await
 }
 
 /// What applying the file would change, worked out in a transaction that is then rolled back:
 /// nothing is written, and no Stripe write is queued.
 pub async fn dry_run_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
-    apply(store, file, false).await
+    let options = ApplyOptions {
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    apply_file_with(store, file, options).await
 }
 
-async fn apply(store: &Store, file: &CatalogFile, commit: bool) -> Result<ApplyReport, FileError> {
+/// How a file is applied.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    /// Work out what would change in a transaction that is rolled back: nothing is written.
+    pub dry_run: bool,
+    /// Also archive the apis, tiers and subscribers the file does not list, as `DELETE` does:
+    /// refused, and the whole file with it, while a live subscription depends on one.
+    pub prune: bool,
+}
+
+pub async fn apply_file_with(
+    store: &Store,
+    file: &CatalogFile,
+    options: ApplyOptions,
+) -> Result<ApplyReport, FileError> {
     let mut attempt = 1;
     loop {
-        match apply_once(store, file, commit).await {
+        match apply_once(store, file, options).await {
             Err(error) if error.is_taken() && attempt < APPLY_ATTEMPTS => {
                 tracing::info!(%error, attempt, "a key of the catalog was taken by a write committed meanwhile; applying the file again");
                 attempt += 1;
@@ -266,7 +288,7 @@ async fn apply(store: &Store, file: &CatalogFile, commit: bool) -> Result<ApplyR
 async fn apply_once(
     store: &Store,
     file: &CatalogFile,
-    commit: bool,
+    options: ApplyOptions,
 ) -> Result<ApplyReport, FileError> {
     let mut report = ApplyReport::default();
     let mut tx = store.begin().await?;
@@ -294,10 +316,56 @@ async fn apply_once(
             .map_err(|e| in_entry("subscriptions", i, spec.external_id.as_str(), e))?;
         report.count("subscriptions", spec.external_id.as_str(), outcome);
     }
-    if commit {
+    if options.prune {
+        prune(&mut tx, file, &mut report).await?;
+    }
+    if !options.dry_run {
         tx.commit().await?;
     }
     Ok(report)
+}
+
+/// Archives what the file does not list: subscribers, tiers, then apis.
+async fn prune(tx: &mut Tx, file: &CatalogFile, report: &mut ApplyReport) -> Result<(), FileError> {
+    let unlisted = |kind: &str, key: &str, error: CatalogError| FileError::Entry {
+        entry: format!("{kind} {key} (not in the file, so pruned)"),
+        message: error.to_string(),
+    };
+    let listed: Vec<&str> = file
+        .subscribers
+        .iter()
+        .map(|s| s.external_id.as_str())
+        .collect();
+    for subscriber in every!(tx, list_subscribers) {
+        let key = subscriber.spec.external_id.as_str();
+        if !listed.contains(&key) {
+            archive_subscriber(tx, key)
+                .await
+                .map_err(|e| unlisted("subscribers", key, e))?;
+            report.archived("subscribers", key);
+        }
+    }
+    let listed: Vec<&str> = file.tiers.iter().map(|t| t.slug.as_str()).collect();
+    for tier in every!(tx, list_tiers) {
+        let key = tier.latest.spec.slug.as_str();
+        if !listed.contains(&key) {
+            archive_tier(tx, key)
+                .await
+                .map_err(|e| unlisted("tiers", key, e))?;
+            report.archived("tiers", key);
+        }
+    }
+    let listed: Vec<&str> = file.apis.iter().map(|a| a.slug.as_str()).collect();
+    for api in every!(tx, list_apis) {
+        let key = api.spec.slug.as_str();
+        if !listed.contains(&key) {
+            archive_api(tx, key)
+                .await
+                .map_err(|e| unlisted("apis", key, e))?;
+            report.archived("apis", key);
+        }
+    }
+    Ok(())
 }
 
 fn in_entry(kind: &str, index: usize, key: &str, error: CatalogError) -> FileError {

@@ -6,7 +6,10 @@ pub mod file;
 mod put;
 
 pub use archive::{archive_api, archive_subscriber, archive_tier};
-pub use file::{ApplyReport, CatalogFile, FileError, apply_file, dry_run_file, export_file};
+pub use file::{
+    ApplyOptions, ApplyReport, CatalogFile, FileError, apply_file, apply_file_with, dry_run_file,
+    export_file,
+};
 pub use put::{
     cancel_subscription, change_tier, create_gateway, put_api, put_subscriber, put_subscription,
     put_tier, revoke_gateway, rotate_gateway_key,

@@ -8,6 +8,7 @@ on_both_databases!(
     a_bad_catalog_file_names_the_entry_and_changes_nothing,
     a_dry_run_says_what_would_change_and_writes_nothing,
     an_export_applies_back_as_no_change_and_holds_no_key,
+    prune_archives_what_the_file_left_out_unless_it_is_in_use,
 );
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
@@ -245,4 +246,74 @@ async fn an_export_applies_back_as_no_change_and_holds_no_key(app: TestApp) {
         crate::forward_auth::ask(&app, &gateway, "acme-app-9", "weather").await;
     assert_eq!(status, StatusCode::OK, "{decision}");
     assert_eq!(decision["tier"], "weather-pro", "{decision}");
+}
+
+/// `catalog apply --prune` archives what the file does not list, as `DELETE` does, and applies
+/// nothing while a live subscription depends on one of those.
+async fn prune_archives_what_the_file_left_out_unless_it_is_in_use(app: TestApp) {
+    assert!(apply(&app, EXAMPLE).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let example: Value =
+        serde_norway::from_str(&std::fs::read_to_string(EXAMPLE).unwrap()).unwrap();
+    let without = |slug: &str| {
+        let mut file = example.clone();
+        file["tiers"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|tier| tier["slug"] != slug);
+        let path = dir.path().join(format!("without-{slug}.yaml"));
+        std::fs::write(&path, serde_norway::to_string(&file).unwrap()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+            .args(args)
+            .env("TOLLBOOTH_DATABASE_URL", &app.database_url)
+            .env_remove("TOLLBOOTH_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let before = app.catalog_snapshot().await;
+
+    // `acme-weather` is live on weather-pro: leaving that tier out refuses the whole file.
+    let in_use = without("weather-pro");
+    let refused = run(&["catalog", "apply", "--prune", &in_use]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tiers weather-pro (not in the file, so pruned)")
+            && stderr.contains("1 live subscription(s) (acme-weather)"),
+        "{stderr}"
+    );
+    assert_eq!(app.catalog_snapshot().await, before);
+
+    // weather-scale has none: a dry run names it and writes nothing; the apply archives it.
+    let unused = without("weather-scale");
+    let dry = run(&["catalog", "apply", "--prune", "--dry-run", &unused]);
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{stdout}");
+    assert!(stdout.contains("tiers weather-scale: archived"), "{stdout}");
+    assert_eq!(app.catalog_snapshot().await, before);
+    let pruned = run(&["catalog", "apply", "--prune", &unused]);
+    let stdout = String::from_utf8_lossy(&pruned.stdout);
+    assert!(pruned.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("tiers: 0 created, 0 updated, 2 unchanged, 1 archived"),
+        "{stdout}"
+    );
+    let (_, tiers) = app.get("/v1/tiers").await;
+    let slugs: Vec<&str> = tiers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs.len(), 2, "{tiers}");
+    assert!(!slugs.contains(&"weather-scale"), "{tiers}");
+    // Without --prune, what the file leaves out is kept; the whole file again restores it.
+    let again = run(&["catalog", "apply", EXAMPLE]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("tiers weather-scale: updated"), "{stdout}");
+    let (_, scale) = app.get("/v1/tiers/weather-scale").await;
+    assert!(scale.get("archived_at").is_none(), "{scale}");
 }
