@@ -33,6 +33,9 @@ pub struct Settings {
     pub billing_enabled: bool,
     /// How long a past-due subscription keeps access.
     pub payment_grace: HumanDuration,
+    /// What the access decision does for a paid subscription whose Stripe Subscription has not
+    /// been made yet (Stripe refused or could not be reached): serve it, or refuse it.
+    pub unmirrored_access: UnmirroredAccess,
     /// How long an allowed call counts against a hard quota while its call record has not
     /// arrived; the bound on a hard quota's lag behind the gateway's records.
     pub decision_hold: HumanDuration,
@@ -94,6 +97,7 @@ struct Defaults {
     billing_cron: &'static str,
     billing_enabled: bool,
     payment_grace: &'static str,
+    unmirrored_access: &'static str,
     decision_hold: &'static str,
     retention: &'static str,
     replica_refresh: &'static str,
@@ -119,6 +123,7 @@ const DEFAULTS: Defaults = Defaults {
     billing_cron: "0 5 0 * * *",
     billing_enabled: true,
     payment_grace: "3d",
+    unmirrored_access: "serve",
     decision_hold: "30s",
     retention: "35d",
     replica_refresh: "5s",
@@ -140,7 +145,7 @@ const DEFAULTS: Defaults = Defaults {
 
 /// Every setting, with its default and meaning as `--help` shows them (README's table says more).
 /// Each is read from `TOLLBOOTH_<NAME>`, the Stripe ones from their own names, or from the file.
-const SETTINGS: [(&str, &str, &str); 32] = [
+const SETTINGS: [(&str, &str, &str); 33] = [
     (
         "database_url",
         "sqlite://tollbooth.db",
@@ -177,6 +182,11 @@ const SETTINGS: [(&str, &str, &str); 32] = [
         "payment_grace",
         "3d",
         "how long a past-due subscription keeps access",
+    ),
+    (
+        "unmirrored_access",
+        "serve",
+        "serve or refuse a paid subscription Stripe has no Subscription for yet",
     ),
     (
         "decision_hold",
@@ -596,6 +606,16 @@ impl<'de> Deserialize<'de> for HumanDuration {
         }
         deserializer.deserialize_any(Text)
     }
+}
+
+/// What the access decision does while a paid subscription has no Stripe Subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmirroredAccess {
+    /// Serve it: the calls are metered and billed once a sync makes the Stripe Subscription.
+    Serve,
+    /// Refuse it (403 `not_billable_yet`) until the Stripe Subscription exists.
+    Refuse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -96,6 +96,8 @@ impl Application {
             settings.payment_grace.0,
             settings.decision_hold.0,
             notifier.clone(),
+            settings.unmirrored_access == crate::config::UnmirroredAccess::Refuse
+                && settings.stripe_secret_key.is_some(),
         )
         .await
         .context("loading the access book")?;

@@ -45,6 +45,8 @@ struct Entry {
     status: String,
     past_due_since: Option<i64>,
     quota: Option<Quota>,
+    /// Paid, with no Stripe Subscription yet, under `TOLLBOOTH_UNMIRRORED_ACCESS=refuse`.
+    not_billable_yet: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +62,13 @@ const CATCH_UP_LIMIT: i64 = 10_000;
 
 /// A subscription's entry as the database has it now: its state and, under a hard quota, the
 /// billable calls of its current period.
-async fn entry_of(tx: &mut Tx, row: AccessRow, now: i64) -> StoreResult<(String, Entry)> {
+async fn entry_of(
+    tx: &mut Tx,
+    row: AccessRow,
+    now: i64,
+    refuse_unmirrored: bool,
+) -> StoreResult<(String, Entry)> {
+    let not_billable_yet = refuse_unmirrored && !row.mirrored && !row.tier.is_free();
     let quota = match row.tier.quota.and_then(|q| q.hard_limit) {
         Some(limit) => {
             let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
@@ -97,6 +105,7 @@ async fn entry_of(tx: &mut Tx, row: AccessRow, now: i64) -> StoreResult<(String,
             status: row.status,
             past_due_since: row.past_due_since,
             quota,
+            not_billable_yet,
         },
     ))
 }
@@ -180,6 +189,8 @@ pub struct AccessBook {
     /// passed.
     held: Arc<std::sync::Mutex<HashMap<Arc<str>, Held>>>,
     hold_ms: i64,
+    /// Refuse a paid subscription whose Stripe Subscription does not exist yet.
+    refuse_unmirrored: bool,
 }
 
 /// How far the book has followed the database.
@@ -192,12 +203,15 @@ struct Followed {
 }
 
 impl AccessBook {
-    /// Loads the book from the database.
+    /// Loads the book from the database. `refuse_unmirrored`: refuse a paid subscription while
+    /// its Stripe Subscription does not exist (Stripe live and `TOLLBOOTH_UNMIRRORED_ACCESS`
+    /// `refuse`).
     pub async fn load(
         store: Store,
         grace: Duration,
         hold: Duration,
         notifier: crate::notify::Notifier,
+        refuse_unmirrored: bool,
     ) -> StoreResult<Self> {
         let book = Self {
             store,
@@ -208,6 +222,7 @@ impl AccessBook {
             counted_during_reload: Arc::default(),
             held: Arc::default(),
             hold_ms: i64::try_from(hold.as_millis()).unwrap_or(i64::MAX),
+            refuse_unmirrored,
         };
         book.reload().await?;
         Ok(book)
@@ -280,7 +295,7 @@ impl AccessBook {
         for id in &ids {
             match tx.access_row_of(id).await {
                 Ok(Some(row)) if row.status != "canceled" => {
-                    match entry_of(&mut tx, row, now).await {
+                    match entry_of(&mut tx, row, now, self.refuse_unmirrored).await {
                         Ok((id, entry)) => read.push((id, Some(entry))),
                         Err(error) => {
                             failed = Some(error);
@@ -334,7 +349,7 @@ impl AccessBook {
         let rows = tx.access_rows().await?;
         let mut entries = HashMap::with_capacity(rows.len());
         for row in rows {
-            let (id, entry) = entry_of(&mut tx, row, now).await?;
+            let (id, entry) = entry_of(&mut tx, row, now, self.refuse_unmirrored).await?;
             entries.insert(id, entry);
         }
         Ok((entries, applied))
@@ -438,6 +453,11 @@ impl AccessBook {
                 }
             }
             _ => {}
+        }
+        if entry.not_billable_yet {
+            return Decision::Refused {
+                reason: "not_billable_yet",
+            };
         }
         let allowed = |quota| Decision::Allowed {
             subscription_id: found.subscription_id.clone(),

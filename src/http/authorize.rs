@@ -52,7 +52,7 @@ struct Allowed {
 #[derive(Serialize, utoipa::ToSchema)]
 struct Refused {
     allowed: bool,
-    /// `missing_consumer` (401), `unknown_consumer`, `not_subscribed` or `canceled` (403).
+    /// `missing_consumer` (401), `unknown_consumer`, `not_subscribed`, `canceled` or `not_billable_yet` (403).
     reason: String,
 }
 

@@ -11,6 +11,8 @@ pub struct AccessRow {
     pub past_due_since: Option<i64>,
     pub started_at: i64,
     pub tier: TierSpec,
+    /// Whether its Stripe Subscription exists.
+    pub mirrored: bool,
 }
 
 /// Where a subscription's payment stands, and from which Stripe time.
@@ -159,10 +161,13 @@ impl Tx {
         subscription_id: Option<&str>,
     ) -> StoreResult<Vec<AccessRow>> {
         let sql = format!(
-            "SELECT s.id, s.status, s.past_due_since, s.started_at, v.spec FROM subscriptions s \
+            "SELECT s.id, s.status, s.past_due_since, s.started_at, v.spec, \
+             EXISTS (SELECT 1 FROM stripe_subscriptions m WHERE m.subscription_id = s.id) \
+             FROM subscriptions s \
              JOIN tier_versions v ON v.id = s.tier_version_id WHERE {condition}"
         );
-        let rows: Vec<(String, String, Option<i64>, i64, String)> = on_tx!(self, |conn| {
+        type Row = (String, String, Option<i64>, i64, String, bool);
+        let rows: Vec<Row> = on_tx!(self, |conn| {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
             if let Some(id) = subscription_id {
                 query = query.bind(id);
@@ -171,13 +176,14 @@ impl Tx {
         });
         rows.into_iter()
             .map(
-                |(subscription_id, status, past_due_since, started_at, spec)| {
+                |(subscription_id, status, past_due_since, started_at, spec, mirrored)| {
                     Ok(AccessRow {
                         subscription_id,
                         status,
                         past_due_since,
                         started_at,
                         tier: from_json("tier_versions.spec", &spec)?,
+                        mirrored,
                     })
                 },
             )

@@ -31,4 +31,5 @@ mod stripe_mock;
 mod stripe_sync;
 mod subscriptions;
 mod tiers;
+mod unmirrored;
 mod webhooks;
