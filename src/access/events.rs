@@ -1,7 +1,7 @@
 //! What each Stripe event does to payment state. Every type tollbooth subscribes to is named in
 //! one match; state is taken from the event's object and its time, never from arrival order.
 
-use crate::store::{PaymentState, Store, StoreResult, Tx};
+use crate::store::{PaymentState, Store, StoreResult, StoredInvoice, Tx};
 use crate::stripe::webhook::{EventType, StripeEvent};
 
 /// What became of an event.
@@ -131,6 +131,16 @@ async fn outcome_of(
     stripe_owed: &mut Option<String>,
 ) -> StoreResult<EventOutcome> {
     let failed_at = Some(event.created_ms);
+    if matches!(
+        event.kind,
+        EventType::InvoiceCreated
+            | EventType::InvoiceFinalized
+            | EventType::InvoicePaid
+            | EventType::InvoicePaymentFailed
+            | EventType::InvoiceMarkedUncollectible
+    ) {
+        record_invoice(tx, event).await?;
+    }
     Ok(match &event.kind {
         EventType::InvoicePaid => payment(tx, event, "active", None, changed).await?,
         EventType::InvoicePaymentFailed => {
@@ -232,4 +242,37 @@ async fn subscription_of(tx: &mut Tx, event: &StripeEvent) -> StoreResult<Option
         Some(id) => Ok(tx.find_subscription(id).await?.map(|s| s.id)),
         None => Ok(None),
     }
+}
+
+/// Keeps what an `invoice.*` event says of the invoice of a known subscription (what was billed
+/// and where its payment stands), unless a newer event already did.
+async fn record_invoice(tx: &mut Tx, event: &StripeEvent) -> StoreResult<()> {
+    let object = &event.object;
+    let (Some(stripe_id), Some(currency)) = (object["id"].as_str(), object["currency"].as_str())
+    else {
+        return Ok(());
+    };
+    let Some(subscription_id) = subscription_of(tx, event).await? else {
+        return Ok(());
+    };
+    let seconds = |name: &str| object[name].as_i64().map(|s| s.saturating_mul(1000));
+    let text = |name: &str| object[name].as_str().map(str::to_owned);
+    let invoice = StoredInvoice {
+        stripe_id: stripe_id.to_owned(),
+        subscription_id,
+        status: object["status"].as_str().unwrap_or("draft").to_owned(),
+        currency: currency.to_owned(),
+        total: object["total"].as_i64().unwrap_or(0),
+        amount_due: object["amount_due"].as_i64().unwrap_or(0),
+        amount_paid: object["amount_paid"].as_i64().unwrap_or(0),
+        period_start: seconds("period_start"),
+        period_end: seconds("period_end"),
+        number: text("number"),
+        hosted_invoice_url: text("hosted_invoice_url"),
+        payment_failed_at: (event.kind == EventType::InvoicePaymentFailed)
+            .then_some(event.created_ms),
+        event_created: event.created_ms,
+    };
+    tx.put_invoice(&invoice).await?;
+    Ok(())
 }

@@ -41,6 +41,11 @@ impl Currency {
         i64::try_from(scaled).ok()
     }
 
+    /// An amount given in this currency's minor unit (as Stripe writes amounts), exactly.
+    pub fn from_minor(self, minor: i64) -> Decimal {
+        Decimal::new(minor, self.minor_unit_digits())
+    }
+
     pub fn code(self) -> String {
         self.0.code().to_ascii_lowercase()
     }

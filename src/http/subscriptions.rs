@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel))
         .routes(routes!(change_tier))
         .routes(routes!(invoice_preview))
+        .routes(routes!(invoices))
 }
 
 /// A subscription as stored.
@@ -312,4 +313,98 @@ async fn invoice_preview(
     let preview =
         crate::billing::preview(&state.store, &id, period_start, chrono::Utc::now()).await?;
     Ok(Json(preview))
+}
+
+/// A Stripe invoice of a subscription, as its webhooks last described it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct InvoiceView {
+    /// Stripe's id (`in_…`).
+    stripe_id: String,
+    /// Stripe's status: `draft`, `open`, `paid`, `uncollectible` or `void`.
+    status: String,
+    /// Where its payment stands: `paid`, `failed` (open, its last attempt failed), `open`,
+    /// `draft`, `uncollectible` or `void`.
+    payment: &'static str,
+    currency: String,
+    /// In the currency's units, exact (`25.00`).
+    #[schema(value_type = String, example = "25.00")]
+    total: rust_decimal::Decimal,
+    #[schema(value_type = String, example = "25.00")]
+    amount_due: rust_decimal::Decimal,
+    #[schema(value_type = String, example = "0.00")]
+    amount_paid: rust_decimal::Decimal,
+    #[schema(format = DateTime)]
+    period_start: Option<String>,
+    #[schema(format = DateTime)]
+    period_end: Option<String>,
+    number: Option<String>,
+    hosted_invoice_url: Option<String>,
+    #[schema(format = DateTime)]
+    payment_failed_at: Option<String>,
+}
+
+/// Every invoice, newest period first.
+#[derive(Serialize, utoipa::ToSchema)]
+struct InvoicesBody {
+    data: Vec<InvoiceView>,
+}
+
+impl InvoiceView {
+    fn new(invoice: crate::store::StoredInvoice) -> Self {
+        let payment = match invoice.status.as_str() {
+            "paid" => "paid",
+            "open" if invoice.payment_failed_at.is_some() => "failed",
+            "open" => "open",
+            "uncollectible" => "uncollectible",
+            "void" => "void",
+            _ => "draft",
+        };
+        let currency = crate::domain::money::Currency::try_from(invoice.currency.clone()).ok();
+        // A currency tollbooth cannot read is shown in Stripe's minor units.
+        let amount = |minor: i64| {
+            currency.map_or(rust_decimal::Decimal::from(minor), |c| c.from_minor(minor))
+        };
+        Self {
+            payment,
+            total: amount(invoice.total),
+            amount_due: amount(invoice.amount_due),
+            amount_paid: amount(invoice.amount_paid),
+            period_start: invoice.period_start.map(timestamp),
+            period_end: invoice.period_end.map(timestamp),
+            payment_failed_at: invoice.payment_failed_at.map(timestamp),
+            stripe_id: invoice.stripe_id,
+            status: invoice.status,
+            currency: invoice.currency,
+            number: invoice.number,
+            hosted_invoice_url: invoice.hosted_invoice_url,
+        }
+    }
+}
+
+/// The subscription's Stripe invoices as Stripe's `invoice.*` webhooks last described them: what
+/// was billed and whether it was paid, failed or is open. Empty in ledger mode (no Stripe).
+#[utoipa::path(get, path = "/v1/subscriptions/{id}/invoices", tag = "billing", operation_id = "list_subscription_invoices",
+    params(("id" = KeyOrId, Path, description = "tollbooth's id or the subscription's external_id")),
+    responses(
+        (status = 200, description = "Its invoices, newest period first", body = InvoicesBody),
+        (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
+    ),
+    security(("admin_token" = [])))]
+async fn invoices(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<InvoicesBody>, ApiError> {
+    let mut tx = state.store.begin_read().await?;
+    let subscription = tx
+        .find_subscription(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("subscription", &id))?;
+    let data = tx
+        .invoices_of(&subscription.id)
+        .await?
+        .into_iter()
+        .map(InvoiceView::new)
+        .collect();
+    Ok(Json(InvoicesBody { data }))
 }

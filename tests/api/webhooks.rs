@@ -15,6 +15,7 @@ on_both_backends!(
     access_follows_payment_through_the_grace_period,
     a_hard_quota_refuses_exactly_at_its_limit,
     the_provider_is_notified_signed_and_retried,
+    invoices_read_as_their_newest_webhook_describes_them,
 );
 
 const OLD_SECRET: &str = "whsec_test_old";
@@ -598,4 +599,101 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     false
+}
+
+/// `GET /v1/subscriptions/{id}/invoices`: each Stripe invoice as its newest `invoice.*` event
+/// describes it, in the currency's units; an older event delivered late, or one delivered again,
+/// changes nothing.
+async fn invoices_read_as_their_newest_webhook_describes_them(backend: Backend) {
+    let Some(app) = app(backend).await else {
+        return;
+    };
+    let (subscription, _) = setup(&app, None).await;
+    let invoice = |status: &str, paid: i64| {
+        let mut object = invoice_object(&subscription);
+        object["status"] = json!(status);
+        object["amount_due"] = json!(2_500);
+        object["total"] = json!(2_500);
+        object["amount_paid"] = json!(paid);
+        object["period_start"] = json!(1_796_083_200);
+        object["period_end"] = json!(1_798_761_600);
+        if status != "draft" {
+            object["number"] = json!("ACME-0001");
+            object["hosted_invoice_url"] = json!("https://invoice.stripe.com/i/acct_1/test_1");
+        }
+        object
+    };
+    let base = 1_798_761_600;
+    let steps = [
+        (
+            "evt_inv_1",
+            "invoice.created",
+            base,
+            invoice("draft", 0),
+            "draft",
+        ),
+        (
+            "evt_inv_2",
+            "invoice.finalized",
+            base + 60,
+            invoice("open", 0),
+            "open",
+        ),
+        (
+            "evt_inv_3",
+            "invoice.payment_failed",
+            base + 120,
+            invoice("open", 0),
+            "failed",
+        ),
+        (
+            "evt_inv_4",
+            "invoice.paid",
+            base + 180,
+            invoice("paid", 2_500),
+            "paid",
+        ),
+    ];
+    for (id, kind, created, object, payment) in steps {
+        send_event(&app, &event(id, kind, created, object)).await;
+        let invoices = listed(&app).await;
+        assert_eq!(invoices.len(), 1, "{invoices:?}");
+        assert_eq!(invoices[0]["payment"], payment, "{kind}: {:?}", invoices[0]);
+    }
+    let paid = listed(&app).await[0].clone();
+    assert_eq!(paid["total"], "25.00", "{paid}");
+    assert_eq!(paid["amount_paid"], "25.00", "{paid}");
+    assert_eq!(paid["currency"], "usd");
+    assert_eq!(paid["number"], "ACME-0001");
+    assert!(paid["payment_failed_at"].is_null(), "{paid}");
+    assert_eq!(paid["period_start"], "2026-12-01T00:00:00.000Z", "{paid}");
+
+    // Late and again: the failure delivered after the payment, and the payment a second time.
+    let late = event(
+        "evt_inv_5",
+        "invoice.payment_failed",
+        base + 150,
+        invoice("open", 0),
+    );
+    send_event(&app, &late).await;
+    send_event(
+        &app,
+        &event(
+            "evt_inv_4",
+            "invoice.paid",
+            base + 180,
+            invoice("paid", 2_500),
+        ),
+    )
+    .await;
+    assert_eq!(listed(&app).await, vec![paid]);
+
+    let (status, _) = app.get("/v1/subscriptions/nobody/invoices").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn listed(app: &TestApp) -> Vec<Value> {
+    let (status, body) = app.get("/v1/subscriptions/acme-weather/invoices").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"].as_array().unwrap().clone()
 }
