@@ -182,16 +182,16 @@ fn name_entry(loose: &serde_norway::Value, entry: &str) -> String {
 /// On PostgreSQL two applies (or an apply and an admin request) can both find a key free and
 /// both insert it: the later insert waits for the other transaction, then breaks a unique rule.
 /// The whole apply is then tried again, from a transaction that sees the other's rows.
-/// Every row a paged list of the store gives (`list_apis`, …; archived rows are not listed).
+/// Every row a paged list of the store gives (`list_apis(page, false)`, …: the live rows).
 macro_rules! every {
-    ($tx:expr, $list:ident) => {{
+    ($tx:expr, $list:ident $(, $arg:expr)*) => {{
         let mut rows = Vec::new();
         let mut page = PageRequest {
             after: None,
             limit: 500,
         };
         loop {
-            let batch = $tx.$list(&page).await?;
+            let batch = $tx.$list(&page $(, $arg)*).await?;
             page.after = batch.items.last().map(|row| row.id.clone());
             rows.extend(batch.items);
             if !batch.has_more {
@@ -213,12 +213,15 @@ pub async fn export_file(store: &Store) -> Result<CatalogFile, StoreError> {
         }
     }
     Ok(CatalogFile {
-        apis: every!(tx, list_apis).into_iter().map(|a| a.spec).collect(),
-        tiers: every!(tx, list_tiers)
+        apis: every!(tx, list_apis, false)
+            .into_iter()
+            .map(|a| a.spec)
+            .collect(),
+        tiers: every!(tx, list_tiers, false)
             .into_iter()
             .map(|t| t.latest.spec)
             .collect(),
-        subscribers: every!(tx, list_subscribers)
+        subscribers: every!(tx, list_subscribers, false)
             .into_iter()
             .map(|s| s.spec)
             .collect(),
@@ -336,7 +339,7 @@ async fn prune(tx: &mut Tx, file: &CatalogFile, report: &mut ApplyReport) -> Res
         .iter()
         .map(|s| s.external_id.as_str())
         .collect();
-    for subscriber in every!(tx, list_subscribers) {
+    for subscriber in every!(tx, list_subscribers, false) {
         let key = subscriber.spec.external_id.as_str();
         if !listed.contains(&key) {
             archive_subscriber(tx, key)
@@ -346,7 +349,7 @@ async fn prune(tx: &mut Tx, file: &CatalogFile, report: &mut ApplyReport) -> Res
         }
     }
     let listed: Vec<&str> = file.tiers.iter().map(|t| t.slug.as_str()).collect();
-    for tier in every!(tx, list_tiers) {
+    for tier in every!(tx, list_tiers, false) {
         let key = tier.latest.spec.slug.as_str();
         if !listed.contains(&key) {
             archive_tier(tx, key)
@@ -356,7 +359,7 @@ async fn prune(tx: &mut Tx, file: &CatalogFile, report: &mut ApplyReport) -> Res
         }
     }
     let listed: Vec<&str> = file.apis.iter().map(|a| a.slug.as_str()).collect();
-    for api in every!(tx, list_apis) {
+    for api in every!(tx, list_apis, false) {
         let key = api.spec.slug.as_str();
         if !listed.contains(&key) {
             archive_api(tx, key)

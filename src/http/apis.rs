@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::error::ErrorBody;
 use super::extract::{Admin, JsonBody, Pagination, Path, RawBody};
+use super::extract::{Archived, ArchivedParams};
 use super::extract::{KeyOrId, PageParams};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, archive_api, put_api};
@@ -74,17 +75,23 @@ async fn create(
     Ok((put_status(outcome), Json(ApiView::from(api))))
 }
 
-/// The apis, oldest first (archived ones left out: `GET /v1/apis/{id}` still shows them).
+/// The apis, oldest first: those not archived, or with `?archived=true` those archived.
 #[utoipa::path(get, path = "/v1/apis", tag = "catalog", operation_id = "list_apis",
-    params(PageParams),
+    params(PageParams, ArchivedParams),
     responses((status = 200, description = "A page of apis", body = ListBody<ApiView>)),
     security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
     Pagination(page, _): Pagination,
+    Archived(archived): Archived,
 ) -> Result<Json<ListBody<ApiView>>, ApiError> {
-    let page = state.store.begin_read().await?.list_apis(&page).await?;
+    let page = state
+        .store
+        .begin_read()
+        .await?
+        .list_apis(&page, archived)
+        .await?;
     Ok(Json(ListBody::from_page(page, |a| &a.id, ApiView::from)))
 }
 

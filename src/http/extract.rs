@@ -308,6 +308,39 @@ pub fn storable_text() -> utoipa::openapi::schema::Object {
         .build()
 }
 
+/// `?archived=true`: a list's archived rows instead of its live ones.
+pub struct Archived(pub bool);
+
+#[derive(Deserialize)]
+struct ArchivedQuery {
+    archived: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Archived {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query: ArchivedQuery = parse_query(parts.uri.query().unwrap_or(""))?;
+        match query.archived.as_deref() {
+            None | Some("false") => Ok(Archived(false)),
+            Some("true") => Ok(Archived(true)),
+            Some(other) => Err(ApiError::invalid_field(FieldError::new(
+                "archived",
+                format!("`{other}` is not `true` or `false`"),
+            ))),
+        }
+    }
+}
+
+/// `?archived=` of a list of rows that can be archived, as documented.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ArchivedParams {
+    /// `true`: the archived rows (`DELETE`d) instead of the live ones.
+    archived: Option<bool>,
+}
+
 /// `?after=&limit=` of a list ordered by id, as documented.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

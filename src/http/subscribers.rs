@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, RawBody};
+use super::extract::{Archived, ArchivedParams};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{Mode, archive_subscriber, put_subscriber};
@@ -90,22 +91,22 @@ async fn with_stripe(
     })
 }
 
-/// The subscribers, oldest first (archived ones left out: `GET /v1/subscribers/{id}` still
-/// shows them).
+/// The subscribers, oldest first: those not archived, or with `?archived=true` those archived.
 #[utoipa::path(get, path = "/v1/subscribers", tag = "catalog", operation_id = "list_subscribers",
-    params(PageParams),
+    params(PageParams, ArchivedParams),
     responses((status = 200, description = "A page of subscribers", body = ListBody<SubscriberView>)),
     security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
     Pagination(page, _): Pagination,
+    Archived(archived): Archived,
 ) -> Result<Json<ListBody<SubscriberView>>, ApiError> {
     let page = state
         .store
         .begin_read()
         .await?
-        .list_subscribers(&page)
+        .list_subscribers(&page, archived)
         .await?;
     Ok(Json(ListBody::from_page(
         page,

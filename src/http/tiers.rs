@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, RawBody};
+use super::extract::{Archived, ArchivedParams};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
 use crate::catalog::{archive_tier, put_tier};
@@ -117,18 +118,24 @@ async fn with_stripe(state: &AppState, tier: Tier) -> Result<WithStripe<TierView
     })
 }
 
-/// The tiers (each at its newest version), oldest first; archived ones are left out (`GET
-/// /v1/tiers/{id}` still shows them).
+/// The tiers (each at its newest version), oldest first: those not archived, or with
+/// `?archived=true` those archived.
 #[utoipa::path(get, path = "/v1/tiers", tag = "catalog", operation_id = "list_tiers",
-    params(PageParams),
+    params(PageParams, ArchivedParams),
     responses((status = 200, description = "A page of tiers", body = ListBody<TierView>)),
     security(("admin_token" = [])))]
 async fn list(
     _: Admin,
     State(state): State<AppState>,
     Pagination(page, _): Pagination,
+    Archived(archived): Archived,
 ) -> Result<Json<ListBody<TierView>>, ApiError> {
-    let page = state.store.begin_read().await?.list_tiers(&page).await?;
+    let page = state
+        .store
+        .begin_read()
+        .await?
+        .list_tiers(&page, archived)
+        .await?;
     Ok(Json(ListBody::from_page(page, |t| &t.id, TierView::from)))
 }
 

@@ -96,13 +96,23 @@ impl Tx {
         row.map(Api::try_from).transpose()
     }
 
-    /// The apis not archived.
-    pub async fn list_apis(&mut self, page: &PageRequest) -> StoreResult<Page<Api>> {
-        let sql = const_format::concatcp!(
+    /// The apis not archived, or (`archived`) those archived.
+    pub async fn list_apis(
+        &mut self,
+        page: &PageRequest,
+        archived: bool,
+    ) -> StoreResult<Page<Api>> {
+        const LIVE: &str = const_format::concatcp!(
             "SELECT ",
             COLUMNS,
             " FROM apis WHERE id > $1 AND archived_at IS NULL ORDER BY id LIMIT $2"
         );
+        const ARCHIVED: &str = const_format::concatcp!(
+            "SELECT ",
+            COLUMNS,
+            " FROM apis WHERE id > $1 AND archived_at IS NOT NULL ORDER BY id LIMIT $2"
+        );
+        let sql = if archived { ARCHIVED } else { LIVE };
         let rows: Vec<ApiRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())

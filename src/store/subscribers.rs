@@ -65,13 +65,23 @@ impl Tx {
         row.map(Subscriber::try_from).transpose()
     }
 
-    /// The subscribers not archived.
-    pub async fn list_subscribers(&mut self, page: &PageRequest) -> StoreResult<Page<Subscriber>> {
-        let sql = const_format::concatcp!(
+    /// The subscribers not archived, or (`archived`) those archived.
+    pub async fn list_subscribers(
+        &mut self,
+        page: &PageRequest,
+        archived: bool,
+    ) -> StoreResult<Page<Subscriber>> {
+        const LIVE: &str = const_format::concatcp!(
             "SELECT ",
             COLUMNS,
             " FROM subscribers WHERE id > $1 AND archived_at IS NULL ORDER BY id LIMIT $2"
         );
+        const ARCHIVED: &str = const_format::concatcp!(
+            "SELECT ",
+            COLUMNS,
+            " FROM subscribers WHERE id > $1 AND archived_at IS NOT NULL ORDER BY id LIMIT $2"
+        );
+        let sql = if archived { ARCHIVED } else { LIVE };
         let rows: Vec<SubscriberRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())

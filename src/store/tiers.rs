@@ -97,12 +97,21 @@ impl Tx {
         row.map(Tier::try_from).transpose()
     }
 
-    /// The tiers not archived.
-    pub async fn list_tiers(&mut self, page: &PageRequest) -> StoreResult<Page<Tier>> {
-        let sql = const_format::concatcp!(
+    /// The tiers not archived, or (`archived`) those archived.
+    pub async fn list_tiers(
+        &mut self,
+        page: &PageRequest,
+        archived: bool,
+    ) -> StoreResult<Page<Tier>> {
+        const LIVE: &str = const_format::concatcp!(
             TIER_SELECT,
             " WHERE t.id > $1 AND t.archived_at IS NULL ORDER BY t.id LIMIT $2"
         );
+        const ARCHIVED: &str = const_format::concatcp!(
+            TIER_SELECT,
+            " WHERE t.id > $1 AND t.archived_at IS NOT NULL ORDER BY t.id LIMIT $2"
+        );
+        let sql = if archived { ARCHIVED } else { LIVE };
         let rows: Vec<TierRow> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(page.after())
             .bind(page.fetch_limit())

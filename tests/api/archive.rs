@@ -1,6 +1,6 @@
 //! Archiving apis, tiers and subscribers through the admin API (`DELETE`): refused while a live
-//! subscription depends on them, kept for their history, out of the lists, closed to new tiers
-//! and subscriptions, and restored by creating them again.
+//! subscription depends on them, kept for their history, out of the lists (listed with
+//! `?archived=true`), closed to new tiers and subscriptions, and restored by creating them again.
 
 use crate::helpers::{ADMIN_TOKEN, TestApp, assert_error, on_both_databases};
 use crate::tiers::pro_tier;
@@ -115,6 +115,14 @@ async fn an_archived_row_takes_nothing_new_until_it_is_created_again(app: TestAp
     let (status, _) = delete(&app, "/v1/tiers/weather-pro").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!listed(&app, "/v1/tiers", "slug", "weather-pro").await);
+    assert!(listed(&app, "/v1/tiers?archived=true", "slug", "weather-pro").await);
+    let answer = app.get("/v1/tiers?archived=maybe").await;
+    assert_error(
+        &answer,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("archived"),
+    );
     let (status, shown) = app.get("/v1/tiers/weather-pro").await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert!(shown["archived_at"].is_string(), "{shown}");
@@ -139,6 +147,7 @@ async fn an_archived_row_takes_nothing_new_until_it_is_created_again(app: TestAp
     let (status, _) = delete(&app, "/v1/apis/weather").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!listed(&app, "/v1/apis", "slug", "weather").await);
+    assert!(listed(&app, "/v1/apis?archived=true", "slug", "weather").await);
     let mut basic = pro_tier("1.00");
     basic["slug"] = json!("weather-basic");
     let answer = app.post("/v1/tiers", &basic).await;
@@ -152,6 +161,7 @@ async fn an_archived_row_takes_nothing_new_until_it_is_created_again(app: TestAp
     let (status, _) = delete(&app, "/v1/subscribers/acme").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!listed(&app, "/v1/subscribers", "external_id", "acme").await);
+    assert!(listed(&app, "/v1/subscribers?archived=true", "external_id", "acme").await);
 
     // Created again, each comes back: listed, not archived, and taking subscriptions. The api's
     // old route is `forecast`'s now, so it comes back without it.
@@ -175,6 +185,7 @@ async fn an_archived_row_takes_nothing_new_until_it_is_created_again(app: TestAp
         assert!(row.get("archived_at").is_none(), "{path}: {row}");
     }
     assert!(listed(&app, "/v1/tiers", "slug", "weather-pro").await);
+    assert!(!listed(&app, "/v1/tiers?archived=true", "slug", "weather-pro").await);
     let (status, answer) = app.post("/v1/subscriptions", &subscription).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
