@@ -77,7 +77,7 @@ impl From<Subscription> for SubscriptionView {
         (status = 201, description = "Created", body = WithStripe<SubscriptionView>),
         (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: the external_id exists otherwise, or a consumer key is taken", body = ErrorBody),
+        (status = 409, description = "`conflict`: the external_id exists otherwise, or a consumer key is taken · `archived`: its tier, the tier's api or its subscriber is archived", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
@@ -208,7 +208,7 @@ struct ChangeTierRequest {
         (status = 201, description = "Moved", body = WithStripe<SubscriptionView>),
         (status = 200, description = "It is on that tier's newest version already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
-        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 409, description = "`conflict` · `archived`: the tier, its api or the subscriber is archived", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]

@@ -82,7 +82,7 @@ impl From<Tier> for TierView {
         (status = 201, description = "Created, or a new version made", body = WithStripe<TierView>),
         (status = 200, description = "Its newest version has this definition already", body = WithStripe<TierView>),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`conflict`: the tier belongs to another api", body = ErrorBody),
+        (status = 409, description = "`conflict`: the tier belongs to another api · `archived`: its api is archived", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
@@ -194,6 +194,7 @@ async fn versions(
         (status = 201, description = "A new version made", body = WithStripe<TierView>),
         (status = 200, description = "The patch changed nothing", body = WithStripe<TierView>),
         (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
+        (status = 409, description = "`archived`: the tier's api is archived", body = ErrorBody),
         (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
     ),
