@@ -414,6 +414,15 @@ impl AccessBook {
         })
     }
 
+    /// A subscription's hard quota as the book holds it: `(used, limit, resets at)`, for the
+    /// console's gauges.
+    pub fn quota_of(&self, subscription_id: &str, now: i64) -> Option<(u64, u64, i64)> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let quota = entries.get(subscription_id)?.quota.as_ref()?;
+        let used = if now >= quota.period_end { 0 } else { quota.used };
+        Some((used, quota.limit, quota.period_end))
+    }
+
     /// May `consumer` call `api` now?
     pub fn decide(
         &self,

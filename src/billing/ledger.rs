@@ -14,7 +14,7 @@ use super::run::{Reconciliation, RunReport, SubscriptionError};
 use crate::domain::money::Currency;
 use crate::pricing::{Invoice, LineKind};
 use crate::store::{BilledLine, Store};
-use crate::stripe::{Stripe, StripeError, UsageItem};
+use crate::stripe::{Stripe, UsageItem};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -93,29 +93,7 @@ pub(super) async fn bring_in_line(
     closing: bool,
     report: &mut RunReport,
 ) -> Result<(), SubscriptionError> {
-    let mut tx = store.begin_read().await?;
-    let mirror = tx
-        .stripe_subscription(subscription_id)
-        .await?
-        .ok_or_else(|| {
-            StripeError::Missing(format!(
-                "subscription `{subscription_id}` has no Stripe Subscription"
-            ))
-        })?;
-    let subscriber = tx
-        .find_subscription(subscription_id)
-        .await?
-        .map(|s| s.subscriber_id)
-        .unwrap_or_default();
-    let customer = tx
-        .stripe_object("customer", &subscriber, &mirror.account)
-        .await?
-        .ok_or_else(|| {
-            StripeError::Missing(format!(
-                "subscription `{subscription_id}` has no Stripe Customer"
-            ))
-        })?;
-    drop(tx);
+    let (mirror, customer) = crate::stripe::customer_of(store, subscription_id).await?;
     let target = Target {
         store,
         writes,

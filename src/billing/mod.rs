@@ -4,6 +4,7 @@
 mod commits;
 mod ledger;
 mod preview;
+pub mod revenue;
 mod run;
 pub mod schedule;
 

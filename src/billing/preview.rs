@@ -54,14 +54,7 @@ pub async fn preview(
         .ok_or_else(|| {
             crate::store::StoreError::Corrupt("subscription without its tier version".into())
         })?;
-    let tier = &version.spec;
-    let started_at = from_ms(subscription.started_at);
-    let anchor = started_at.date_naive();
-    let period = match period_start {
-        None => pricing::period_containing(anchor, tier.period(), now)?,
-        Some(start) => chosen_period(anchor, tier.period(), start, now)?,
-    };
-    let rated = rated_period(&subscription, period, started_at)?;
+    let period = period_of(&subscription, version.spec.period(), period_start, now)?;
     let rows = tx
         .usage_hours(
             &subscription.id,
@@ -86,7 +79,35 @@ pub async fn preview(
         };
         versions.push((spec, from_ms));
     }
-    let spans = tier_spans(&versions, &rated, period)?;
+    rate(&subscription, &versions, period, &rows)
+}
+
+/// The period of `subscription` that holds `now`, or the one starting on `period_start`; `length`
+/// is its current tier's period.
+pub(super) fn period_of(
+    subscription: &Subscription,
+    length: crate::domain::tier::BillingPeriod,
+    period_start: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> Result<Period, BillingError> {
+    let anchor = from_ms(subscription.started_at).date_naive();
+    match period_start {
+        None => Ok(pricing::period_containing(anchor, length, now)?),
+        Some(start) => chosen_period(anchor, length, start, now),
+    }
+}
+
+/// Rates one period of a subscription: `versions` are the tier versions it has been on with
+/// when it moved to each, oldest first; `rows` its hourly usage within the period.
+pub(super) fn rate(
+    subscription: &Subscription,
+    versions: &[(crate::domain::tier::TierSpec, i64)],
+    period: Period,
+    rows: &[UsageRow],
+) -> Result<InvoicePreview, BillingError> {
+    let started_at = from_ms(subscription.started_at);
+    let rated = rated_period(subscription, period, started_at)?;
+    let spans = tier_spans(versions, &rated, period)?;
     let mut parts = Vec::with_capacity(spans.len());
     for (index, span) in spans.iter().enumerate() {
         // An hour's calls go with the tier the subscription was on when the hour began; hours
@@ -101,23 +122,22 @@ pub async fn preview(
         } else {
             span.to.timestamp_millis()
         };
-        let hours: Vec<UsageRow> = rows
+        let hours: Vec<&UsageRow> = rows
             .iter()
             .filter(|row| row.hour >= from && row.hour < to)
-            .cloned()
             .collect();
         parts.push(RatedPart {
             tier: &versions[span.version].0,
             period: span.rated,
-            usage: PeriodUsage::from_days(daily(&hours))?,
+            usage: PeriodUsage::from_days(daily(hours))?,
         });
     }
     let invoice = pricing::rate_parts(&parts)?;
-    let usage = PeriodUsage::from_days(daily(&rows))?;
+    let usage = PeriodUsage::from_days(daily(rows.iter()))?;
     Ok(InvoicePreview {
-        subscription: subscription.id,
-        external_id: subscription.external_id,
-        tier: subscription.tier,
+        subscription: subscription.id.clone(),
+        external_id: subscription.external_id.clone(),
+        tier: subscription.tier.clone(),
         tier_version: subscription.tier_version,
         active_from: rated.active_from(),
         active_to: rated.active_to(),
@@ -247,7 +267,7 @@ fn rated_period(
 }
 
 /// Hourly rows summed by UTC day.
-fn daily(rows: &[UsageRow]) -> Vec<DailyUsage> {
+fn daily<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Vec<DailyUsage> {
     let mut days: BTreeMap<NaiveDate, DailyUsage> = BTreeMap::new();
     for row in rows {
         let day = from_ms(row.hour).date_naive();

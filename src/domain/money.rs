@@ -46,6 +46,29 @@ impl Currency {
         Decimal::new(minor, self.minor_unit_digits())
     }
 
+    /// An amount as a person reads it: the currency's symbol, thousands grouped, rounded to the
+    /// minor unit (`$1,234.50`, `-€3.00`, `¥120`).
+    pub fn display(self, amount: Decimal) -> String {
+        let digits = self.minor_unit_digits();
+        let rounded = self.round(amount);
+        let text = format!("{:.*}", digits as usize, rounded.abs());
+        let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+        for (index, digit) in whole.chars().enumerate() {
+            if index > 0 && (whole.len() - index) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        let sign = if rounded.is_sign_negative() && !rounded.is_zero() { "-" } else { "" };
+        let symbol = self.0.symbol().symbol;
+        if fraction.is_empty() {
+            format!("{sign}{symbol}{grouped}")
+        } else {
+            format!("{sign}{symbol}{grouped}.{fraction}")
+        }
+    }
+
     pub fn code(self) -> String {
         self.0.code().to_ascii_lowercase()
     }

@@ -3,6 +3,7 @@
 mod apis;
 mod authorize;
 mod billing;
+mod console;
 pub mod error;
 mod events;
 pub mod ext_authz;
@@ -13,6 +14,8 @@ mod mirror;
 pub mod openapi;
 pub mod otlp_grpc;
 mod patch;
+mod portal;
+mod revenue;
 pub mod serve;
 mod strict;
 mod subscribers;
@@ -89,6 +92,8 @@ pub fn routes(events_max_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(gateways::router())
         .merge(authorize::router())
         .merge(billing::router())
+        .merge(revenue::router())
+        .merge(portal::router())
         .merge(webhooks::router())
 }
 
@@ -104,6 +109,7 @@ pub fn router(state: AppState) -> Router {
     // The document is made from static annotations, so rendering it cannot fail.
     let rendered = serde_json::to_vec(&document).unwrap_or_default();
     routes
+        .merge(console::router())
         .layer(Extension(openapi::Document(rendered.into())))
         .fallback(|| async {
             error::ApiError::new(

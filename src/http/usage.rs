@@ -41,7 +41,7 @@ struct SeriesQuery {
 }
 
 /// `from` and `to` as documented: an RFC 3339 time or a day.
-fn time_or_day() -> utoipa::openapi::schema::Schema {
+pub(super) fn time_or_day() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::KnownFormat;
     use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, SchemaFormat, Type};
     let string = |format| {
@@ -80,19 +80,21 @@ struct Series {
 
 /// One hour's or day's usage.
 #[derive(Serialize, Default, utoipa::ToSchema)]
-struct Bucket {
+pub(super) struct Bucket {
     #[schema(format = DateTime)]
-    start: String,
-    billable_calls: i64,
+    pub start: String,
+    #[serde(skip)]
+    pub start_ms: i64,
+    pub billable_calls: i64,
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String)]
-    billable_units: Decimal,
-    failed_calls: i64,
-    total_calls: i64,
+    pub billable_units: Decimal,
+    pub failed_calls: i64,
+    pub total_calls: i64,
 }
 
 /// `from`/`to` as RFC 3339 times or plain dates (midnight UTC).
-fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_millis());
     }
@@ -158,11 +160,25 @@ async fn series(
         .await?
         .ok_or_else(|| ApiError::not_found("subscription", &key))?;
     let rows = tx.usage_hours(&subscription.id, from, to).await?;
+    Ok(Json(Series {
+        subscription: subscription.id,
+        external_id: subscription.external_id,
+        granularity,
+        from: timestamp(from),
+        to: timestamp(to),
+        data: buckets(rows, step),
+    }))
+}
+
+/// Hourly rows summed into buckets of `step` milliseconds, oldest first; buckets without calls
+/// are left out.
+pub(super) fn buckets(rows: Vec<UsageRow>, step: i64) -> Vec<Bucket> {
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     for row in rows {
         let start = floor_to(row.hour, step);
         let bucket = buckets.entry(start).or_insert_with(|| Bucket {
             start: timestamp(start),
+            start_ms: start,
             ..Bucket::default()
         });
         bucket.billable_calls += row.billable_calls;
@@ -170,14 +186,7 @@ async fn series(
         bucket.failed_calls += row.failed_calls;
         bucket.total_calls += row.total_calls;
     }
-    Ok(Json(Series {
-        subscription: subscription.id,
-        external_id: subscription.external_id,
-        granularity,
-        from: timestamp(from),
-        to: timestamp(to),
-        data: buckets.into_values().collect(),
-    }))
+    buckets.into_values().collect()
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

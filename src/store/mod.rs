@@ -5,10 +5,12 @@ mod access;
 mod apis;
 mod archive;
 mod billing;
+mod console;
 mod directory;
 mod gateways;
 mod invoices;
 mod metering;
+mod revenue;
 mod migrate;
 mod stripe;
 mod subscribers;
@@ -20,10 +22,12 @@ pub use access::{AccessRow, PaymentState};
 pub use apis::{Api, ApiRoutes};
 pub use archive::{Archivable, LiveSubscriptions};
 pub use billing::{BilledLine, Claim, JobRun};
+pub use console::{ConsoleSession, PortalLink};
 pub use directory::{ApiPolicyRow, ConsumerRow, GatewayKeyRow};
 pub use gateways::Gateway;
 pub use invoices::StoredInvoice;
 pub use metering::{StoredRecord, UsageIncrement, UsageRow};
+pub use revenue::LedgerLine;
 pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};
 pub use subscribers::Subscriber;
 pub use subscriptions::Subscription;
@@ -369,6 +373,11 @@ impl<T> Page<T> {
 }
 
 impl PageRequest {
+    /// The first `limit` rows.
+    pub fn first(limit: u32) -> Self {
+        Self { after: None, limit }
+    }
+
     pub(crate) fn fetch_limit(&self) -> i64 {
         i64::from(self.limit) + 1
     }

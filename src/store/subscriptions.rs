@@ -89,33 +89,32 @@ impl Tx {
         Ok(Page::from_rows(items, page.limit))
     }
 
+    /// Every subscription, canceled ones too, without their consumer keys: for reports over all.
+    pub async fn all_subscriptions(&mut self) -> StoreResult<Vec<Subscription>> {
+        let sql = const_format::concatcp!(SELECT, " ORDER BY s.id");
+        let rows: Vec<SubscriptionRow> =
+            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        rows.into_iter()
+            .map(|row| without_keys(row, Vec::new(), Vec::new()))
+            .collect()
+    }
+
+    /// The tier history of every subscription: `(subscription, version id, from)`, by subscription
+    /// and then oldest first.
+    pub async fn all_tier_history(&mut self) -> StoreResult<Vec<(String, String, i64)>> {
+        let sql = "SELECT subscription_id, tier_version_id, from_ms FROM subscription_tiers \
+                   ORDER BY subscription_id, from_ms";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?))
+    }
+
     async fn with_keys(&mut self, row: SubscriptionRow) -> StoreResult<Subscription> {
-        let status = SubscriptionStatus::parse(&row.status).ok_or_else(|| {
-            super::StoreError::Corrupt(format!("subscriptions.status: `{}`", row.status))
-        })?;
         let (consumer_keys, consumer_key_prefixes) = self
             .live_consumer_keys(&row.id)
             .await?
             .into_iter()
             .map(|key| (key.hash, key.prefix))
             .unzip();
-        Ok(Subscription {
-            id: row.id,
-            external_id: row.external_id,
-            subscriber_id: row.subscriber_id,
-            subscriber: row.subscriber,
-            tier_version_id: row.tier_version_id,
-            tier: row.tier,
-            tier_version: row.tier_version,
-            status,
-            consumer_keys,
-            consumer_key_prefixes,
-            started_at: row.started_at,
-            canceled_at: row.canceled_at,
-            cancel_at_period_end: row.cancel_at_period_end,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
+        without_keys(row, consumer_keys, consumer_key_prefixes)
     }
 
     async fn live_consumer_keys(&mut self, subscription_id: &str) -> StoreResult<Vec<StoredKey>> {
@@ -281,4 +280,31 @@ impl Tx {
         }
         Ok(())
     }
+}
+
+fn without_keys(
+    row: SubscriptionRow,
+    consumer_keys: Vec<String>,
+    consumer_key_prefixes: Vec<String>,
+) -> StoreResult<Subscription> {
+    let status = SubscriptionStatus::parse(&row.status).ok_or_else(|| {
+        super::StoreError::Corrupt(format!("subscriptions.status: `{}`", row.status))
+    })?;
+    Ok(Subscription {
+        id: row.id,
+        external_id: row.external_id,
+        subscriber_id: row.subscriber_id,
+        subscriber: row.subscriber,
+        tier_version_id: row.tier_version_id,
+        tier: row.tier,
+        tier_version: row.tier_version,
+        status,
+        consumer_keys,
+        consumer_key_prefixes,
+        started_at: row.started_at,
+        canceled_at: row.canceled_at,
+        cancel_at_period_end: row.cancel_at_period_end,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
 }

@@ -133,6 +133,14 @@ impl Tx {
         row.map(TierVersion::try_from).transpose()
     }
 
+    /// Every version of every tier.
+    pub async fn all_tier_versions(&mut self) -> StoreResult<Vec<TierVersion>> {
+        let sql = "SELECT id, tier_id, version, spec, created_at FROM tier_versions ORDER BY id";
+        let rows: Vec<VersionRow> =
+            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+        rows.into_iter().map(TierVersion::try_from).collect()
+    }
+
     /// Every version of a tier, oldest first.
     pub async fn list_tier_versions(&mut self, tier_id: &str) -> StoreResult<Vec<TierVersion>> {
         let sql = "SELECT id, tier_id, version, spec, created_at FROM tier_versions \

@@ -8,6 +8,8 @@ pub mod intents;
 mod mirror;
 mod params;
 mod payment_method;
+mod portal;
+pub(crate) use portal::customer_of;
 mod usage;
 pub mod webhook;
 

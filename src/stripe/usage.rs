@@ -22,7 +22,7 @@ pub struct UsageItem<'a> {
 }
 
 impl Stripe {
-    fn request<R: StripeRequest>(
+    pub(super) fn request<R: StripeRequest>(
         request: &R,
         key: &str,
         account: &str,

@@ -24,6 +24,7 @@ mod operating;
 mod otlp;
 mod preview;
 mod races;
+mod revenue;
 mod real_gateways;
 mod serve;
 mod stripe_errors;
