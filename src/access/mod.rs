@@ -419,7 +419,11 @@ impl AccessBook {
     pub fn quota_of(&self, subscription_id: &str, now: i64) -> Option<(u64, u64, i64)> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let quota = entries.get(subscription_id)?.quota.as_ref()?;
-        let used = if now >= quota.period_end { 0 } else { quota.used };
+        let used = if now >= quota.period_end {
+            0
+        } else {
+            quota.used
+        };
         Some((used, quota.limit, quota.period_end))
     }
 

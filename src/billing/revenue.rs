@@ -201,7 +201,10 @@ impl Amounts {
             }
         }
         for line in lines {
-            amounts.add(ledger_kind(&line.line), currency.from_minor(line.amount_minor))?;
+            amounts.add(
+                ledger_kind(&line.line),
+                currency.from_minor(line.amount_minor),
+            )?;
             if line.late {
                 count(&mut amounts.late_lines);
             }
@@ -235,15 +238,29 @@ impl Figures {
         Ok(())
     }
 
-    fn add_invoice(&mut self, invoice: &StoredInvoice, currency: Currency) -> Result<(), BillingError> {
+    fn add_invoice(
+        &mut self,
+        invoice: &StoredInvoice,
+        currency: Currency,
+    ) -> Result<(), BillingError> {
         count(&mut self.invoices.count);
         match invoice.status.as_str() {
-            "paid" => add(&mut self.invoices.paid, currency.from_minor(invoice.amount_paid)),
-            "open" if invoice.payment_failed_at.is_some() => {
-                add(&mut self.invoices.failed, currency.from_minor(invoice.amount_due))
-            }
-            "open" => add(&mut self.invoices.open, currency.from_minor(invoice.amount_due)),
-            "uncollectible" => add(&mut self.invoices.failed, currency.from_minor(invoice.amount_due)),
+            "paid" => add(
+                &mut self.invoices.paid,
+                currency.from_minor(invoice.amount_paid),
+            ),
+            "open" if invoice.payment_failed_at.is_some() => add(
+                &mut self.invoices.failed,
+                currency.from_minor(invoice.amount_due),
+            ),
+            "open" => add(
+                &mut self.invoices.open,
+                currency.from_minor(invoice.amount_due),
+            ),
+            "uncollectible" => add(
+                &mut self.invoices.failed,
+                currency.from_minor(invoice.amount_due),
+            ),
             _ => Ok(()),
         }
     }
@@ -356,8 +373,14 @@ pub async fn revenue(
                 own.as_slice()
             }
         };
-        let hours = rows_of.get(subscription.id.as_str()).copied().unwrap_or(&[]);
-        let (start, end) = (period.start().timestamp_millis(), period.end().timestamp_millis());
+        let hours = rows_of
+            .get(subscription.id.as_str())
+            .copied()
+            .unwrap_or(&[]);
+        let (start, end) = (
+            period.start().timestamp_millis(),
+            period.end().timestamp_millis(),
+        );
         let first = hours.partition_point(|row| row.hour < start);
         let last = hours.partition_point(|row| row.hour < end);
         let invoice = match rate(subscription, history, period, &hours[first..last]) {
@@ -448,9 +471,8 @@ pub async fn revenue(
         }
     }
     for (key, amount) in recurring {
-        let currency = Currency::try_from(key.0.clone()).map_err(|e| {
-            BillingError::Store(crate::store::StoreError::Corrupt(e))
-        })?;
+        let currency = Currency::try_from(key.0.clone())
+            .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
         figures.entry(key).or_default().monthly_recurring = currency.round(amount);
     }
 

@@ -60,7 +60,11 @@ impl Currency {
             }
             grouped.push(digit);
         }
-        let sign = if rounded.is_sign_negative() && !rounded.is_zero() { "-" } else { "" };
+        let sign = if rounded.is_sign_negative() && !rounded.is_zero() {
+            "-"
+        } else {
+            ""
+        };
         let symbol = self.0.symbol().symbol;
         if fraction.is_empty() {
             format!("{sign}{symbol}{grouped}")

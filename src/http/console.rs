@@ -8,6 +8,9 @@
 //! is refused. The portal is opened by a signed link (see [`super::portal`]) and reads one
 //! subscription only.
 
+// A page refused is the response that says so: it is returned as it is, not boxed.
+#![allow(clippy::result_large_err)]
+
 use super::AppState;
 use super::portal::{self, OpenError, Refused};
 use super::usage::{Bucket, buckets};
@@ -65,7 +68,12 @@ struct Assets;
 
 async fn asset(Path(file): Path<String>) -> Response {
     let Some(found) = Assets::get(&file) else {
-        return message(StatusCode::NOT_FOUND, "Not found", "not_found", "No such file.");
+        return message(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "not_found",
+            "No such file.",
+        );
     };
     let kind = if file.ends_with(".css") {
         "text/css; charset=utf-8"
@@ -147,7 +155,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, tls: bool) -> HeaderValue {
     let secure = if tls { "; Secure" } else { "" };
-    let text = format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}");
+    let text = format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
 }
 
@@ -177,9 +187,16 @@ impl FromRequestParts<AppState> for Session {
             return Err(to_sign_in());
         };
         let id_hash = crate::auth::hash_secret(id);
-        let found = async { state.store.begin_read().await?.console_session(&id_hash).await }
-            .await
-            .map_err(fault)?;
+        let found = async {
+            state
+                .store
+                .begin_read()
+                .await?
+                .console_session(&id_hash)
+                .await
+        }
+        .await
+        .map_err(fault)?;
         match found {
             Some(session) => Ok(Session {
                 id_hash,
@@ -233,7 +250,13 @@ fn sign_in_form(headers: &HeaderMap, status: StatusCode, error: Option<String>) 
     );
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SIGN_IN_COOKIE, &csrf, "/console", 900, portal::is_tls(headers)),
+        set_cookie(
+            SIGN_IN_COOKIE,
+            &csrf,
+            "/console",
+            900,
+            portal::is_tls(headers),
+        ),
     );
     response
 }
@@ -423,25 +446,30 @@ async fn overview(session: Session, State(state): State<AppState>) -> Response {
         ("This month", this_month, next_month),
         ("Last month", last_month, this_month),
     ] {
-        let report = |group| revenue::revenue(&state.store, from_ms(from), from_ms(to), Some(group), now, live);
+        let report = |group| {
+            revenue::revenue(
+                &state.store,
+                from_ms(from),
+                from_ms(to),
+                Some(group),
+                now,
+                live,
+            )
+        };
         let (by_api, by_tier) = match (report(GroupBy::Api).await, report(GroupBy::Tier).await) {
             (Ok(a), Ok(t)) => (a, t),
             (Err(error), _) | (_, Err(error)) => return fault(error),
         };
-        let label = format!("{label}: periods starting {} to {}", day(from), day(to - DAY_MS));
+        let label = format!(
+            "{label}: periods starting {} to {}",
+            day(from),
+            day(to - DAY_MS)
+        );
         months.push(month_view(label, &by_api, &by_tier));
     }
     let to = crate::domain::time::floor_to(now.timestamp_millis(), DAY_MS) + DAY_MS;
     let from = to - 30 * DAY_MS;
-    let totals = async {
-        state
-            .store
-            .begin_read()
-            .await?
-            .usage_by_day(from, to)
-            .await
-    }
-    .await;
+    let totals = async { state.store.begin_read().await?.usage_by_day(from, to).await }.await;
     let totals = match totals {
         Ok(totals) => totals,
         Err(error) => return fault(error),
@@ -549,7 +577,10 @@ async fn subscriptions(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let q = query.get("q").map(|q| q.trim().to_lowercase()).unwrap_or_default();
+    let q = query
+        .get("q")
+        .map(|q| q.trim().to_lowercase())
+        .unwrap_or_default();
     let status = query.get("status").map(String::as_str).unwrap_or("");
     let loaded = async {
         let mut tx = state.store.begin_read().await?;
@@ -583,10 +614,7 @@ async fn subscriptions(
             subscriber: s.subscriber.clone(),
             tier: s.tier.clone(),
             status: s.status.as_str(),
-            payment: latest
-                .get(&s.id)
-                .cloned()
-                .unwrap_or_else(|| "none".into()),
+            payment: latest.get(&s.id).cloned().unwrap_or_else(|| "none".into()),
             quota: gauge(&state, &s.id),
             started: day(s.started_at),
         })
@@ -1220,8 +1248,7 @@ async fn gateways(session: Session, State(state): State<AppState>) -> Response {
                 .ingest_stats(&gateway.id, state.ingest_stats.replica())
                 .await?;
             let mine = state.ingest_stats.of(&gateway.id);
-            let stats =
-                crate::metering::stats::GatewayStats::merge(others.into_iter().chain(mine));
+            let stats = crate::metering::stats::GatewayStats::merge(others.into_iter().chain(mine));
             rows.push(GatewayRow {
                 state: if gateway.revoked_at.is_some() {
                     "revoked"
@@ -1229,9 +1256,7 @@ async fn gateways(session: Session, State(state): State<AppState>) -> Response {
                     "live"
                 },
                 name: gateway.name,
-                last: stats
-                    .last_sent_at
-                    .map_or_else(|| "never".into(), minute),
+                last: stats.last_sent_at.map_or_else(|| "never".into(), minute),
                 accepted: stats.accepted,
                 duplicates: stats.duplicates,
                 rejected: stats.rejected.values().sum(),

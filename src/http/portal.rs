@@ -99,7 +99,10 @@ pub(super) fn validity(text: Option<&str>, field: &str) -> Result<std::time::Dur
     let duration = humantime::parse_duration(text)
         .map_err(|e| bad(format!("`{text}` is not a duration such as 24h or 7d: {e}")))?;
     if duration.is_zero() || duration > MOST_VALIDITY {
-        return Err(bad(format!("must be more than 0s and at most {}d", MOST_VALIDITY.as_secs() / 86_400)));
+        return Err(bad(format!(
+            "must be more than 0s and at most {}d",
+            MOST_VALIDITY.as_secs() / 86_400
+        )));
     }
     Ok(duration)
 }
@@ -177,7 +180,10 @@ pub(super) async fn open_link(state: &AppState, token: &str) -> Result<PortalLin
         return Err(OpenError::Refused(Refused::Invalid));
     };
     let key = signing_key(state).await?;
-    if signature(&key, id, expires_at)?.verify_slice(&signed).is_err() {
+    if signature(&key, id, expires_at)?
+        .verify_slice(&signed)
+        .is_err()
+    {
         return Err(OpenError::Refused(Refused::Invalid));
     }
     let link = state.store.begin_read().await?.portal_link(id).await?;
@@ -323,5 +329,9 @@ pub(super) async fn revoke_link(
         .await?
         .ok_or_else(|| ApiError::not_found("portal link", link))?;
     tx.commit().await?;
-    Ok(LinkView::new(stored, &found.external_id, crate::store::now_ms()))
+    Ok(LinkView::new(
+        stored,
+        &found.external_id,
+        crate::store::now_ms(),
+    ))
 }

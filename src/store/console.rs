@@ -47,7 +47,7 @@ impl Tx {
             .bind(expires_at)
             .execute(conn)
             .await?
-        .rows_affected());
+            .rows_affected());
         Ok(())
     }
 
@@ -83,7 +83,7 @@ impl Tx {
             .bind(link.expires_at)
             .execute(conn)
             .await?
-        .rows_affected());
+            .rows_affected());
         Ok(())
     }
 
@@ -127,13 +127,14 @@ impl Tx {
 
     /// A setting, made with `make` by whoever reads it first; every replica gets the same value.
     pub async fn setting_or_insert(&mut self, name: &str, make: String) -> StoreResult<String> {
-        let sql = "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+        let sql =
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(name)
             .bind(&make)
             .execute(conn)
             .await?
-        .rows_affected());
+            .rows_affected());
         Ok(self.setting(name).await?.unwrap_or(make))
     }
 }

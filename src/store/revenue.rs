@@ -27,7 +27,11 @@ impl Tx {
     }
 
     /// The ledger's lines of periods starting in `from..to`.
-    pub async fn billed_lines_between(&mut self, from: i64, to: i64) -> StoreResult<Vec<LedgerLine>> {
+    pub async fn billed_lines_between(
+        &mut self,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<LedgerLine>> {
         let sql = "SELECT subscription_id, period_start, line, amount_minor, late <> 0 AS late \
                    FROM billed_lines WHERE period_start >= $1 AND period_start < $2 \
                    ORDER BY subscription_id, period_start, line";
@@ -41,11 +45,17 @@ impl Tx {
     /// How far each subscription's periods are closed: `(subscription, closed until)`.
     pub async fn all_closed_until(&mut self) -> StoreResult<Vec<(String, i64)>> {
         let sql = "SELECT subscription_id, closed_until FROM billing_cursors";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?))
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .fetch_all(conn)
+            .await?))
     }
 
     /// The invoices whose period starts in `from..to`.
-    pub async fn invoices_between(&mut self, from: i64, to: i64) -> StoreResult<Vec<StoredInvoice>> {
+    pub async fn invoices_between(
+        &mut self,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<StoredInvoice>> {
         let sql = "SELECT stripe_id, subscription_id, status, currency, total, amount_due, \
                    amount_paid, period_start, period_end, number, hosted_invoice_url, \
                    payment_failed_at, event_created FROM invoices \
@@ -78,6 +88,8 @@ impl Tx {
                    ELSE i.status END FROM invoices i \
                    WHERE NOT EXISTS (SELECT 1 FROM invoices n WHERE n.subscription_id = i.subscription_id \
                    AND (COALESCE(n.period_start, 0), n.stripe_id) > (COALESCE(i.period_start, 0), i.stripe_id))";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?))
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .fetch_all(conn)
+            .await?))
     }
 }

@@ -104,7 +104,9 @@ impl Tx {
     pub async fn all_tier_history(&mut self) -> StoreResult<Vec<(String, String, i64)>> {
         let sql = "SELECT subscription_id, tier_version_id, from_ms FROM subscription_tiers \
                    ORDER BY subscription_id, from_ms";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?))
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .fetch_all(conn)
+            .await?))
     }
 
     async fn with_keys(&mut self, row: SubscriptionRow) -> StoreResult<Subscription> {

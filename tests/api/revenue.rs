@@ -15,7 +15,12 @@ on_both_backends!(
 );
 
 fn decimal(value: &Value) -> Decimal {
-    Decimal::from_str(value.as_str().unwrap_or_else(|| panic!("not a decimal: {value}"))).unwrap()
+    Decimal::from_str(
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a decimal: {value}")),
+    )
+    .unwrap()
 }
 
 fn midnight(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
@@ -53,8 +58,17 @@ async fn revenue_reconciles_with_the_previews_and_the_ledger(backend: Backend) {
     app.backdate_subscription(started).await;
     // acme-1: 12 calls in its first month and 3 today; acme-2: 4 and 1.
     for (consumer, first_month, now) in [("k1", 12_i64, 3_usize), ("k2", 4, 1)] {
-        let ids: Vec<String> = (0..first_month).map(|i| format!("{consumer}-m{i}")).collect();
-        calls_at(&app, &key, consumer, &ids, started + chrono::Duration::days(5)).await;
+        let ids: Vec<String> = (0..first_month)
+            .map(|i| format!("{consumer}-m{i}"))
+            .collect();
+        calls_at(
+            &app,
+            &key,
+            consumer,
+            &ids,
+            started + chrono::Duration::days(5),
+        )
+        .await;
         let today_ids: Vec<String> = (0..now).map(|i| format!("{consumer}-t{i}")).collect();
         let refs: Vec<&str> = today_ids.iter().map(String::as_str).collect();
         calls(&app, &key, consumer, &refs).await;
@@ -62,20 +76,32 @@ async fn revenue_reconciles_with_the_previews_and_the_ledger(backend: Backend) {
     let runner = Runner::new(&app, &stripe).await;
     let report = runner.job("r").run_day(today()).await.unwrap();
     assert!(report.failures.is_empty(), "{report:?}");
-    assert_eq!((report.cycles_closed, report.items_created), (2, 4), "{report:?}");
+    assert_eq!(
+        (report.cycles_closed, report.items_created),
+        (2, 4),
+        "{report:?}"
+    );
 
     let from = started.date_naive();
     let to = today() + Days::new(1);
     let (status, revenue) = app
-        .get(&format!("/v1/revenue?from={from}&to={to}&group_by=subscription"))
+        .get(&format!(
+            "/v1/revenue?from={from}&to={to}&group_by=subscription"
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{revenue}");
     let usd = &revenue["currencies"][0];
     assert_eq!(usd["currency"], "usd", "{revenue}");
     assert_eq!(revenue["currencies"].as_array().unwrap().len(), 1);
-    assert_eq!((usd["closed_periods"].as_u64(), usd["open_periods"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (usd["closed_periods"].as_u64(), usd["open_periods"].as_u64()),
+        (Some(2), Some(2))
+    );
     // $25 a month and $0.50 a call: 31.00 and 27.00 closed, 26.50 and 25.50 open.
-    assert_eq!(decimal(&usd["billed"]["total"]), Decimal::from_str("58.00").unwrap());
+    assert_eq!(
+        decimal(&usd["billed"]["total"]),
+        Decimal::from_str("58.00").unwrap()
+    );
     assert_eq!(decimal(&usd["billed"]["fixed_fees"]), Decimal::from(50));
     assert_eq!(decimal(&usd["billed"]["usage"]), Decimal::from(8));
     assert_eq!(decimal(&usd["open"]["total"]), Decimal::from(52));
@@ -109,7 +135,12 @@ async fn revenue_reconciles_with_the_previews_and_the_ledger(backend: Backend) {
     );
 
     // The groups add up to the totals.
-    for field in ["/billed/total", "/open/total", "/rated_closed", "/monthly_recurring"] {
+    for field in [
+        "/billed/total",
+        "/open/total",
+        "/rated_closed",
+        "/monthly_recurring",
+    ] {
         let total = decimal(usd.pointer(field).unwrap());
         assert_eq!(group_sum(&revenue, field), total, "{field}");
     }
@@ -131,9 +162,16 @@ async fn revenue_reconciles_with_the_previews_and_the_ledger(backend: Backend) {
     // A span with no period start bills nothing; the recurring fees are today's all the same.
     let (_, empty) = app.get("/v1/revenue?from=2001-01-01&to=2001-02-01").await;
     let usd = &empty["currencies"][0];
-    assert_eq!((usd["closed_periods"].as_u64(), usd["open_periods"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (usd["closed_periods"].as_u64(), usd["open_periods"].as_u64()),
+        (Some(0), Some(0))
+    );
     assert_eq!(decimal(&usd["billed"]["total"]), Decimal::ZERO, "{empty}");
-    assert_eq!(decimal(&usd["monthly_recurring"]), Decimal::from(50), "{empty}");
+    assert_eq!(
+        decimal(&usd["monthly_recurring"]),
+        Decimal::from(50),
+        "{empty}"
+    );
     // Bad input names its field.
     assert_error(
         &app.get("/v1/revenue?group_by=planet").await,
@@ -167,13 +205,19 @@ async fn in_ledger_mode_an_ended_period_is_billed_as_rated(backend: Backend) {
     calls_at(&app, &key, "k1", &ids, started + chrono::Duration::days(2)).await;
     let from = started.date_naive();
     let (status, revenue) = app
-        .get(&format!("/v1/revenue?from={from}&to={}&group_by=api", today() + Days::new(1)))
+        .get(&format!(
+            "/v1/revenue?from={from}&to={}&group_by=api",
+            today() + Days::new(1)
+        ))
         .await;
     assert_eq!(status, StatusCode::OK, "{revenue}");
     let usd = &revenue["currencies"][0];
     let rated = preview_total(&app, "acme-1", Some(from)).await;
     assert_eq!(rated, Decimal::from_str("28.50").unwrap());
     assert_eq!(decimal(&usd["billed"]["total"]), rated);
-    assert_eq!(decimal(&usd["open"]["total"]), preview_total(&app, "acme-1", None).await);
+    assert_eq!(
+        decimal(&usd["open"]["total"]),
+        preview_total(&app, "acme-1", None).await
+    );
     assert_eq!(usd["groups"][0]["key"], "weather");
 }
