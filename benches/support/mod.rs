@@ -5,6 +5,8 @@
 //! Included by each such bench with `mod support;`; a bench uses only part of it.
 #![allow(dead_code)]
 
+pub mod seed;
+
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use sqlx::postgres::PgConnection;

@@ -151,6 +151,32 @@ pub(super) fn rate(
     })
 }
 
+/// Rates one period from its usage totals, when they are all the rating needs: the subscription
+/// was on one tier version for the whole period and that tier gives no SLA credit (which reads
+/// the usage day by day). `None` otherwise: rate it from its hours with [`rate`].
+pub(super) fn rate_totals(
+    subscription: &Subscription,
+    versions: &[(crate::domain::tier::TierSpec, i64)],
+    period: Period,
+    totals: PeriodUsage,
+) -> Result<Option<crate::pricing::Invoice>, BillingError> {
+    let rated = rated_period(subscription, period, from_ms(subscription.started_at))?;
+    let spans = tier_spans(versions, &rated, period)?;
+    let [span] = spans.as_slice() else {
+        return Ok(None);
+    };
+    let tier = &versions[span.version].0;
+    if tier.sla_credit.is_some() {
+        return Ok(None);
+    }
+    let part = RatedPart {
+        tier,
+        period: span.rated,
+        usage: totals,
+    };
+    Ok(Some(pricing::rate_parts(&[part])?))
+}
+
 /// The part of the rated span the subscription spent on one tier version.
 struct TierSpan {
     /// Index into the versions.

@@ -8,13 +8,13 @@
 //! price, so they come from the rating in both modes. All of it is read in one transaction.
 
 use super::BillingError;
-use super::preview::rate;
+use super::preview::{rate, rate_totals};
 use crate::domain::money::Currency;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tier::{FeeInterval, Interval, TierSpec};
 use crate::domain::time::from_ms;
-use crate::pricing::{self, Invoice, LineKind, Period, PricingError};
-use crate::store::{LedgerLine, Store, StoredInvoice, Subscription, UsageRow};
+use crate::pricing::{self, Invoice, LineKind, Period, PeriodUsage, PricingError};
+use crate::store::{LedgerLine, Store, StoredInvoice, Subscription};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -305,6 +305,21 @@ pub async fn revenue(
     now: DateTime<Utc>,
     live: bool,
 ) -> Result<Revenue, BillingError> {
+    let mut reports = revenue_by(store, from, to, &[group_by], now, live).await?;
+    reports
+        .pop()
+        .ok_or(BillingError::Pricing(PricingError::NoParts))
+}
+
+/// As [`revenue`], one report per grouping, all from one reading and one rating.
+pub async fn revenue_by(
+    store: &Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    groupings: &[Option<GroupBy>],
+    now: DateTime<Utc>,
+    live: bool,
+) -> Result<Vec<Revenue>, BillingError> {
     let mut tx = store.begin_read().await?;
     let subscriptions = tx.all_subscriptions().await?;
     let versions: HashMap<String, TierSpec> = tx
@@ -337,11 +352,17 @@ pub async fn revenue(
             periods.push((index, period));
         }
     }
-    let usage_from = periods.iter().map(|(_, p)| p.start()).min().unwrap_or(from);
-    let usage_to = periods.iter().map(|(_, p)| p.end()).max().unwrap_or(to);
-    let rows = tx
-        .usage_hours_between(usage_from.timestamp_millis(), usage_to.timestamp_millis())
-        .await?;
+    let spans: Vec<(&str, i64, i64)> = periods
+        .iter()
+        .map(|(index, p)| {
+            (
+                subscriptions[*index].id.as_str(),
+                p.start().timestamp_millis(),
+                p.end().timestamp_millis(),
+            )
+        })
+        .collect();
+    let totals = tx.usage_totals(&spans).await?;
     let ledger = tx
         .billed_lines_between(from.timestamp_millis(), to.timestamp_millis())
         .await?;
@@ -351,10 +372,6 @@ pub async fn revenue(
         .await?;
     drop(tx);
 
-    let mut rows_of: HashMap<&str, &[UsageRow]> = HashMap::new();
-    for chunk in rows.chunk_by(|a, b| a.subscription_id == b.subscription_id) {
-        rows_of.insert(&chunk[0].subscription_id, chunk);
-    }
     let mut ledger_of: HashMap<(&str, i64), Vec<&LedgerLine>> = HashMap::new();
     for line in &ledger {
         ledger_of
@@ -363,7 +380,7 @@ pub async fn revenue(
             .push(line);
     }
     let mut rated = Vec::with_capacity(periods.len());
-    for (index, period) in periods {
+    for (position, (index, period)) in periods.into_iter().enumerate() {
         let subscription = &subscriptions[index];
         let own;
         let history = match histories.get(&subscription.id) {
@@ -373,18 +390,33 @@ pub async fn revenue(
                 own.as_slice()
             }
         };
-        let hours = rows_of
-            .get(subscription.id.as_str())
-            .copied()
-            .unwrap_or(&[]);
         let (start, end) = (
             period.start().timestamp_millis(),
             period.end().timestamp_millis(),
         );
-        let first = hours.partition_point(|row| row.hour < start);
-        let last = hours.partition_point(|row| row.hour < end);
-        let invoice = match rate(subscription, history, period, &hours[first..last]) {
-            Ok(preview) => preview.invoice,
+        let found = &totals[position];
+        let usage = PeriodUsage {
+            billable_calls: u64::try_from(found.billable_calls).unwrap_or(0),
+            billable_units: found.billable_units,
+            failed_calls: u64::try_from(found.failed_calls).unwrap_or(0),
+            total_calls: u64::try_from(found.total_calls).unwrap_or(0),
+            days: Vec::new(),
+        };
+        let invoice = match rate_totals(subscription, history, period, usage) {
+            Ok(Some(invoice)) => invoice,
+            // A tier change inside the period, or an SLA credit: rated from its hours.
+            Ok(None) => {
+                let hours = store
+                    .begin_read()
+                    .await?
+                    .usage_hours(&subscription.id, start, end)
+                    .await?;
+                match rate(subscription, history, period, &hours) {
+                    Ok(preview) => preview.invoice,
+                    Err(BillingError::NotActive { .. }) => continue,
+                    Err(other) => return Err(other),
+                }
+            }
             Err(BillingError::NotActive { .. }) => continue,
             Err(other) => return Err(other),
         };
@@ -402,108 +434,112 @@ pub async fn revenue(
         });
     }
 
-    let key_of = |subscription: &Subscription| -> Result<String, BillingError> {
-        Ok(match group_by {
-            None => String::new(),
-            Some(GroupBy::Api) => current(subscription)?.api.to_string(),
-            Some(GroupBy::Tier) => subscription.tier.clone(),
-            Some(GroupBy::Subscriber) => subscription.subscriber.clone(),
-            Some(GroupBy::Subscription) => subscription.external_id.clone(),
-        })
-    };
-    let mut figures: BTreeMap<(String, String), Figures> = BTreeMap::new();
-    for period in &rated {
-        let subscription = &subscriptions[period.subscription];
-        let currency = period.invoice.currency;
-        let entry = figures
-            .entry((currency.code(), key_of(subscription)?))
-            .or_default();
-        if period.closed {
-            count(&mut entry.closed_periods);
-            let billed = if live {
-                let start = period.invoice.period_start.timestamp_millis();
-                let lines = ledger_of
-                    .get(&(subscription.id.as_str(), start))
-                    .map_or(&[][..], Vec::as_slice);
-                Amounts::of_ledger(&period.invoice, lines, currency)?
-            } else {
-                Amounts::of_rating(&period.invoice)?
-            };
-            add(&mut entry.rated_closed, period.invoice.total)?;
-            let difference = billed
-                .total
-                .checked_sub(period.invoice.total)
-                .ok_or(BillingError::Pricing(PricingError::Overflow))?;
-            add(&mut entry.unreconciled, difference)?;
-            entry.billed.add_all(&billed)?;
-        } else {
-            count(&mut entry.open_periods);
-            entry.open.add_all(&Amounts::of_rating(&period.invoice)?)?;
-        }
-    }
-    let by_id: HashMap<&str, &Subscription> =
-        subscriptions.iter().map(|s| (s.id.as_str(), s)).collect();
-    for invoice in &invoices {
-        let (Some(subscription), Ok(currency)) = (
-            by_id.get(invoice.subscription_id.as_str()),
-            Currency::try_from(invoice.currency.clone()),
-        ) else {
-            continue;
+    let mut reports = Vec::with_capacity(groupings.len());
+    for &group_by in groupings {
+        let key_of = |subscription: &Subscription| -> Result<String, BillingError> {
+            Ok(match group_by {
+                None => String::new(),
+                Some(GroupBy::Api) => current(subscription)?.api.to_string(),
+                Some(GroupBy::Tier) => subscription.tier.clone(),
+                Some(GroupBy::Subscriber) => subscription.subscriber.clone(),
+                Some(GroupBy::Subscription) => subscription.external_id.clone(),
+            })
         };
-        figures
-            .entry((currency.code(), key_of(subscription)?))
-            .or_default()
-            .add_invoice(invoice, currency)?;
-    }
-    let mut recurring: BTreeMap<(String, String), Decimal> = BTreeMap::new();
-    for subscription in &subscriptions {
-        let live_now = subscription.status != SubscriptionStatus::Canceled
-            && subscription.canceled_at.is_none_or(|at| from_ms(at) > now)
-            && from_ms(subscription.started_at) <= now;
-        if !live_now {
-            continue;
-        }
-        let spec = current(subscription)?;
-        let key = (spec.currency.code(), key_of(subscription)?);
-        count(&mut figures.entry(key.clone()).or_default().live_subscriptions);
-        if let Some(amount) = monthly(spec) {
-            add(recurring.entry(key).or_default(), amount)?;
-        }
-    }
-    for (key, amount) in recurring {
-        let currency = Currency::try_from(key.0.clone())
-            .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
-        figures.entry(key).or_default().monthly_recurring = currency.round(amount);
-    }
-
-    let mut currencies: Vec<CurrencyRevenue> = Vec::new();
-    for ((code, key), group) in figures {
-        if currencies.last().is_none_or(|c| c.currency.code() != code) {
-            let currency = Currency::try_from(code.clone())
-                .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
-            currencies.push(CurrencyRevenue {
-                currency,
-                figures: Figures::default(),
-                groups: Vec::new(),
-            });
-        }
-        if let Some(entry) = currencies.last_mut() {
-            entry.figures.add_all(&group)?;
-            if group_by.is_some() {
-                entry.groups.push(Group {
-                    key,
-                    figures: group,
-                });
+        let mut figures: BTreeMap<(String, String), Figures> = BTreeMap::new();
+        for period in &rated {
+            let subscription = &subscriptions[period.subscription];
+            let currency = period.invoice.currency;
+            let entry = figures
+                .entry((currency.code(), key_of(subscription)?))
+                .or_default();
+            if period.closed {
+                count(&mut entry.closed_periods);
+                let billed = if live {
+                    let start = period.invoice.period_start.timestamp_millis();
+                    let lines = ledger_of
+                        .get(&(subscription.id.as_str(), start))
+                        .map_or(&[][..], Vec::as_slice);
+                    Amounts::of_ledger(&period.invoice, lines, currency)?
+                } else {
+                    Amounts::of_rating(&period.invoice)?
+                };
+                add(&mut entry.rated_closed, period.invoice.total)?;
+                let difference = billed
+                    .total
+                    .checked_sub(period.invoice.total)
+                    .ok_or(BillingError::Pricing(PricingError::Overflow))?;
+                add(&mut entry.unreconciled, difference)?;
+                entry.billed.add_all(&billed)?;
+            } else {
+                count(&mut entry.open_periods);
+                entry.open.add_all(&Amounts::of_rating(&period.invoice)?)?;
             }
         }
+        let by_id: HashMap<&str, &Subscription> =
+            subscriptions.iter().map(|s| (s.id.as_str(), s)).collect();
+        for invoice in &invoices {
+            let (Some(subscription), Ok(currency)) = (
+                by_id.get(invoice.subscription_id.as_str()),
+                Currency::try_from(invoice.currency.clone()),
+            ) else {
+                continue;
+            };
+            figures
+                .entry((currency.code(), key_of(subscription)?))
+                .or_default()
+                .add_invoice(invoice, currency)?;
+        }
+        let mut recurring: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+        for subscription in &subscriptions {
+            let live_now = subscription.status != SubscriptionStatus::Canceled
+                && subscription.canceled_at.is_none_or(|at| from_ms(at) > now)
+                && from_ms(subscription.started_at) <= now;
+            if !live_now {
+                continue;
+            }
+            let spec = current(subscription)?;
+            let key = (spec.currency.code(), key_of(subscription)?);
+            count(&mut figures.entry(key.clone()).or_default().live_subscriptions);
+            if let Some(amount) = monthly(spec) {
+                add(recurring.entry(key).or_default(), amount)?;
+            }
+        }
+        for (key, amount) in recurring {
+            let currency = Currency::try_from(key.0.clone())
+                .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
+            figures.entry(key).or_default().monthly_recurring = currency.round(amount);
+        }
+
+        let mut currencies: Vec<CurrencyRevenue> = Vec::new();
+        for ((code, key), group) in figures {
+            if currencies.last().is_none_or(|c| c.currency.code() != code) {
+                let currency = Currency::try_from(code.clone())
+                    .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
+                currencies.push(CurrencyRevenue {
+                    currency,
+                    figures: Figures::default(),
+                    groups: Vec::new(),
+                });
+            }
+            if let Some(entry) = currencies.last_mut() {
+                entry.figures.add_all(&group)?;
+                if group_by.is_some() {
+                    entry.groups.push(Group {
+                        key,
+                        figures: group,
+                    });
+                }
+            }
+        }
+        reports.push(Revenue {
+            from,
+            to,
+            as_of: now,
+            group_by,
+            currencies,
+        });
     }
-    Ok(Revenue {
-        from,
-        to,
-        as_of: now,
-        group_by,
-        currencies,
-    })
+    Ok(reports)
 }
 
 /// The periods of `subscription` that start in `from..to` and have begun by `now`.

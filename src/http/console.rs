@@ -446,19 +446,23 @@ async fn overview(session: Session, State(state): State<AppState>) -> Response {
         ("This month", this_month, next_month),
         ("Last month", last_month, this_month),
     ] {
-        let report = |group| {
-            revenue::revenue(
-                &state.store,
-                from_ms(from),
-                from_ms(to),
-                Some(group),
-                now,
-                live,
-            )
-        };
-        let (by_api, by_tier) = match (report(GroupBy::Api).await, report(GroupBy::Tier).await) {
-            (Ok(a), Ok(t)) => (a, t),
-            (Err(error), _) | (_, Err(error)) => return fault(error),
+        let groupings = [Some(GroupBy::Api), Some(GroupBy::Tier)];
+        let reports = revenue::revenue_by(
+            &state.store,
+            from_ms(from),
+            from_ms(to),
+            &groupings,
+            now,
+            live,
+        )
+        .await;
+        let (by_api, by_tier) = match reports.map(|r| {
+            let mut r = r.into_iter();
+            (r.next(), r.next())
+        }) {
+            Ok((Some(by_api), Some(by_tier))) => (by_api, by_tier),
+            Ok(_) => return fault("a revenue report is missing"),
+            Err(error) => return fault(error),
         };
         let label = format!(
             "{label}: periods starting {} to {}",

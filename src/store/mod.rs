@@ -27,7 +27,7 @@ pub use directory::{ApiPolicyRow, ConsumerRow, GatewayKeyRow};
 pub use gateways::Gateway;
 pub use invoices::StoredInvoice;
 pub use metering::{StoredRecord, UsageIncrement, UsageRow};
-pub use revenue::LedgerLine;
+pub use revenue::{LedgerLine, UsageTotals};
 pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};
 pub use subscribers::Subscriber;
 pub use subscriptions::Subscription;

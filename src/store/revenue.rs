@@ -1,7 +1,8 @@
-//! What the revenue report reads in bulk: every subscription's usage, billed lines, billing
-//! cursor and invoices over a span, each in one query.
+//! What the revenue report reads in bulk: every period's usage totals, billed lines, billing
+//! cursors and invoices, each in one query.
 
-use super::{StoreResult, StoredInvoice, Tx, UsageRow, on_tx};
+use super::{StoreResult, StoredInvoice, Tx, on_tx};
+use rust_decimal::Decimal;
 
 /// One billed line of the ledger, with where it belongs.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -13,17 +14,69 @@ pub struct LedgerLine {
     pub late: bool,
 }
 
+/// A subscription's usage over a span of whole days, from `usage_daily`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    pub billable_calls: i64,
+    pub billable_units: Decimal,
+    pub failed_calls: i64,
+    pub total_calls: i64,
+}
+
 impl Tx {
-    /// Every subscription's hourly rows with `from <= hour < to`, by subscription, oldest first.
-    pub async fn usage_hours_between(&mut self, from: i64, to: i64) -> StoreResult<Vec<UsageRow>> {
-        let sql = "SELECT subscription_id, hour, billable_calls, billable_units_whole, \
-                   billable_units_micros, failed_calls, total_calls, revision FROM usage_hourly \
-                   WHERE hour >= $1 AND hour < $2 ORDER BY subscription_id, hour";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
-            .bind(from)
-            .bind(to)
-            .fetch_all(conn)
-            .await?))
+    /// The usage of each `(subscription, from, to)`, summed over the days `from <= day < to`
+    /// (midnights, in Unix ms), in the order asked; a span without usage is all zeros.
+    pub async fn usage_totals(
+        &mut self,
+        spans: &[(&str, i64, i64)],
+    ) -> StoreResult<Vec<UsageTotals>> {
+        let mut totals = vec![UsageTotals::default(); spans.len()];
+        if spans.is_empty() {
+            return Ok(totals);
+        }
+        type Sums = (i64, i64, i64, i64, i64, i64);
+        let rows: Vec<Sums> = match self {
+            Tx::Sqlite(tx) => {
+                let spans = serde_json::to_string(
+                    &spans.iter().map(|(s, f, t)| (s, f, t)).collect::<Vec<_>>(),
+                )
+                .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
+                let sql = "SELECT CAST(j.key AS BIGINT), CAST(SUM(u.billable_calls) AS BIGINT), \
+                           CAST(SUM(u.billable_units_whole) AS BIGINT), \
+                           CAST(SUM(u.billable_units_micros) AS BIGINT), CAST(SUM(u.failed_calls) AS BIGINT), \
+                           CAST(SUM(u.total_calls) AS BIGINT) \
+                           FROM json_each($1) j JOIN usage_daily u \
+                           ON u.subscription_id = json_extract(j.value, '$[0]') \
+                           AND u.day >= json_extract(j.value, '$[1]') AND u.day < json_extract(j.value, '$[2]') \
+                           GROUP BY j.key";
+                sqlx::query_as(sql).bind(spans).fetch_all(&mut **tx).await?
+            }
+            Tx::Postgres(tx) => {
+                let sql = "SELECT p.i - 1, SUM(u.billable_calls)::int8, SUM(u.billable_units_whole)::int8, \
+                           SUM(u.billable_units_micros)::int8, SUM(u.failed_calls)::int8, SUM(u.total_calls)::int8 \
+                           FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS p(s, f, t, i) \
+                           JOIN usage_daily u ON u.subscription_id = p.s AND u.day >= p.f AND u.day < p.t \
+                           GROUP BY p.i";
+                sqlx::query_as(sql)
+                    .bind(spans.iter().map(|s| s.0).collect::<Vec<_>>())
+                    .bind(spans.iter().map(|s| s.1).collect::<Vec<_>>())
+                    .bind(spans.iter().map(|s| s.2).collect::<Vec<_>>())
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        };
+        for (index, calls, whole, micros, failed, total) in rows {
+            let Some(slot) = usize::try_from(index).ok().and_then(|i| totals.get_mut(i)) else {
+                continue;
+            };
+            *slot = UsageTotals {
+                billable_calls: calls,
+                billable_units: Decimal::from(whole) + Decimal::new(micros, 6),
+                failed_calls: failed,
+                total_calls: total,
+            };
+        }
+        Ok(totals)
     }
 
     /// The ledger's lines of periods starting in `from..to`.

@@ -12,6 +12,7 @@ use std::str::FromStr;
 on_both_backends!(
     revenue_reconciles_with_the_previews_and_the_ledger,
     in_ledger_mode_an_ended_period_is_billed_as_rated,
+    the_daily_table_is_the_sum_of_its_hours,
 );
 
 fn decimal(value: &Value) -> Decimal {
@@ -220,4 +221,43 @@ async fn in_ledger_mode_an_ended_period_is_billed_as_rated(backend: Backend) {
         preview_total(&app, "acme-1", None).await
     );
     assert_eq!(usd["groups"][0]["key"], "weather");
+}
+
+async fn the_daily_table_is_the_sum_of_its_hours(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let key = crate::events::metered_setup(&app).await;
+    // Fractions that carry into whole units, in several batches: an hour's row is made, then
+    // changed twice; three hours of one day and one of another.
+    let day = midnight(today() - Days::new(2));
+    app.backdate_subscription(day).await;
+    for batch in 0..3 {
+        let records: Vec<Value> = (0..4)
+            .map(|i| {
+                let at = day + chrono::Duration::hours(if i == 3 { 30 } else { i });
+                serde_json::json!({"id": format!("b{batch}-{i}"), "consumer": "k1", "api": "weather",
+                    "timestamp": at.to_rfc3339(), "status": 200, "units": "0.7"})
+            })
+            .collect();
+        let (status, answer) =
+            crate::events::post_events(&app, &key, Value::Array(records).to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(answer["accepted"], 4, "{answer}");
+    }
+    assert_eq!(app.count_rows("usage_hourly").await, 4);
+    assert_eq!(app.count_rows("usage_daily").await, 2);
+    let differs = "billable_calls <> (SELECT SUM(h.billable_calls) FROM usage_hourly h \
+        WHERE h.subscription_id = d.subscription_id AND (h.hour / 86400000) * 86400000 = d.day) \
+        OR billable_units_whole * 1000000 + billable_units_micros <> (SELECT SUM(h.billable_units_whole * 1000000 \
+        + h.billable_units_micros) FROM usage_hourly h \
+        WHERE h.subscription_id = d.subscription_id AND (h.hour / 86400000) * 86400000 = d.day) \
+        OR billable_units_micros < 0 OR billable_units_micros >= 1000000";
+    assert_eq!(app.count_where("usage_daily d", differs).await, 0);
+    // The first day: three hours of three records of 0.7 units.
+    let first = format!(
+        "day = {} AND billable_calls = 9 AND billable_units_whole = 6 AND billable_units_micros = 300000",
+        day.timestamp_millis()
+    );
+    assert_eq!(app.count_where("usage_daily d", &first).await, 1);
 }
