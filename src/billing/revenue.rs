@@ -18,7 +18,7 @@ use crate::store::{LedgerLine, Store, StoredInvoice, Subscription};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// How the figures are grouped, besides the total per currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -305,21 +305,27 @@ pub async fn revenue(
     now: DateTime<Utc>,
     live: bool,
 ) -> Result<Revenue, BillingError> {
-    let mut reports = revenue_by(store, from, to, &[group_by], now, live).await?;
+    let mut reports = revenue_by(store, &[(from, to)], &[group_by], now, live).await?;
     reports
         .pop()
         .ok_or(BillingError::Pricing(PricingError::NoParts))
 }
 
-/// As [`revenue`], one report per grouping, all from one reading and one rating.
+/// As [`revenue`], one report per span and grouping (span by span, each with every grouping),
+/// all from one reading and one rating of the periods starting in any of the spans.
 pub async fn revenue_by(
     store: &Store,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    spans_asked: &[(DateTime<Utc>, DateTime<Utc>)],
     groupings: &[Option<GroupBy>],
     now: DateTime<Utc>,
     live: bool,
 ) -> Result<Vec<Revenue>, BillingError> {
+    let (Some(from), Some(to)) = (
+        spans_asked.iter().map(|s| s.0).min(),
+        spans_asked.iter().map(|s| s.1).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
     let mut tx = store.begin_read().await?;
     let subscriptions = tx.all_subscriptions().await?;
     let versions: HashMap<String, TierSpec> = tx
@@ -434,23 +440,22 @@ pub async fn revenue_by(
         });
     }
 
-    let mut reports = Vec::with_capacity(groupings.len());
-    for &group_by in groupings {
-        let key_of = |subscription: &Subscription| -> Result<String, BillingError> {
-            Ok(match group_by {
-                None => String::new(),
-                Some(GroupBy::Api) => current(subscription)?.api.to_string(),
-                Some(GroupBy::Tier) => subscription.tier.clone(),
-                Some(GroupBy::Subscriber) => subscription.subscriber.clone(),
-                Some(GroupBy::Subscription) => subscription.external_id.clone(),
-            })
-        };
-        let mut figures: BTreeMap<(String, String), Figures> = BTreeMap::new();
-        for period in &rated {
+    let mut reports = Vec::with_capacity(spans_asked.len() * groupings.len());
+    for (&(from, to), &group_by) in spans_asked
+        .iter()
+        .flat_map(|span| groupings.iter().map(move |g| (span, g)))
+    {
+        let within = |start: i64| start >= from.timestamp_millis() && start < to.timestamp_millis();
+        let key_of = |subscription| group_key(group_by, subscription, current(subscription)?);
+        let mut figures: HashMap<(Currency, &str), Figures> = HashMap::new();
+        for period in rated
+            .iter()
+            .filter(|p| within(p.invoice.period_start.timestamp_millis()))
+        {
             let subscription = &subscriptions[period.subscription];
             let currency = period.invoice.currency;
             let entry = figures
-                .entry((currency.code(), key_of(subscription)?))
+                .entry((currency, key_of(subscription)?))
                 .or_default();
             if period.closed {
                 count(&mut entry.closed_periods);
@@ -477,7 +482,10 @@ pub async fn revenue_by(
         }
         let by_id: HashMap<&str, &Subscription> =
             subscriptions.iter().map(|s| (s.id.as_str(), s)).collect();
-        for invoice in &invoices {
+        for invoice in invoices
+            .iter()
+            .filter(|i| i.period_start.is_some_and(within))
+        {
             let (Some(subscription), Ok(currency)) = (
                 by_id.get(invoice.subscription_id.as_str()),
                 Currency::try_from(invoice.currency.clone()),
@@ -485,11 +493,11 @@ pub async fn revenue_by(
                 continue;
             };
             figures
-                .entry((currency.code(), key_of(subscription)?))
+                .entry((currency, key_of(subscription)?))
                 .or_default()
                 .add_invoice(invoice, currency)?;
         }
-        let mut recurring: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+        let mut recurring: HashMap<(Currency, &str), Decimal> = HashMap::new();
         for subscription in &subscriptions {
             let live_now = subscription.status != SubscriptionStatus::Canceled
                 && subscription.canceled_at.is_none_or(|at| from_ms(at) > now)
@@ -498,23 +506,25 @@ pub async fn revenue_by(
                 continue;
             }
             let spec = current(subscription)?;
-            let key = (spec.currency.code(), key_of(subscription)?);
-            count(&mut figures.entry(key.clone()).or_default().live_subscriptions);
+            let key = (spec.currency, key_of(subscription)?);
+            count(&mut figures.entry(key).or_default().live_subscriptions);
             if let Some(amount) = monthly(spec) {
                 add(recurring.entry(key).or_default(), amount)?;
             }
         }
         for (key, amount) in recurring {
-            let currency = Currency::try_from(key.0.clone())
-                .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
-            figures.entry(key).or_default().monthly_recurring = currency.round(amount);
+            figures.entry(key).or_default().monthly_recurring = key.0.round(amount);
         }
 
+        // By currency code, then by key.
+        let mut figures: Vec<((String, &str), Currency, Figures)> = figures
+            .into_iter()
+            .map(|((currency, key), group)| ((currency.code(), key), currency, group))
+            .collect();
+        figures.sort_by(|a, b| a.0.cmp(&b.0));
         let mut currencies: Vec<CurrencyRevenue> = Vec::new();
-        for ((code, key), group) in figures {
+        for ((code, key), currency, group) in figures {
             if currencies.last().is_none_or(|c| c.currency.code() != code) {
-                let currency = Currency::try_from(code.clone())
-                    .map_err(|e| BillingError::Store(crate::store::StoreError::Corrupt(e)))?;
                 currencies.push(CurrencyRevenue {
                     currency,
                     figures: Figures::default(),
@@ -525,7 +535,7 @@ pub async fn revenue_by(
                 entry.figures.add_all(&group)?;
                 if group_by.is_some() {
                     entry.groups.push(Group {
-                        key,
+                        key: key.to_owned(),
                         figures: group,
                     });
                 }
@@ -540,6 +550,21 @@ pub async fn revenue_by(
         });
     }
     Ok(reports)
+}
+
+/// The key a subscription's figures go under.
+fn group_key<'a>(
+    group_by: Option<GroupBy>,
+    subscription: &'a Subscription,
+    current: &'a TierSpec,
+) -> Result<&'a str, BillingError> {
+    Ok(match group_by {
+        None => "",
+        Some(GroupBy::Api) => current.api.as_str(),
+        Some(GroupBy::Tier) => subscription.tier.as_str(),
+        Some(GroupBy::Subscriber) => subscription.subscriber.as_str(),
+        Some(GroupBy::Subscription) => subscription.external_id.as_str(),
+    })
 }
 
 /// The periods of `subscription` that start in `from..to` and have begun by `now`.

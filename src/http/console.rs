@@ -441,43 +441,44 @@ async fn overview(session: Session, State(state): State<AppState>) -> Response {
     let (this_month, next_month) = super::revenue::month_around(now);
     let (last_month, _) = super::revenue::month_around(from_ms(this_month - DAY_MS));
     let live = state.stripe.is_live();
-    let mut months = Vec::new();
-    for (label, from, to) in [
+    let months_asked = [
         ("This month", this_month, next_month),
         ("Last month", last_month, this_month),
-    ] {
-        let groupings = [Some(GroupBy::Api), Some(GroupBy::Tier)];
-        let reports = revenue::revenue_by(
-            &state.store,
-            from_ms(from),
-            from_ms(to),
-            &groupings,
-            now,
-            live,
-        )
-        .await;
-        let (by_api, by_tier) = match reports.map(|r| {
-            let mut r = r.into_iter();
-            (r.next(), r.next())
-        }) {
-            Ok((Some(by_api), Some(by_tier))) => (by_api, by_tier),
-            Ok(_) => return fault("a revenue report is missing"),
-            Err(error) => return fault(error),
-        };
-        let label = format!(
-            "{label}: periods starting {} to {}",
-            day(from),
-            day(to - DAY_MS)
-        );
-        months.push(month_view(label, &by_api, &by_tier));
-    }
+    ];
+    let spans: Vec<_> = months_asked
+        .iter()
+        .map(|(_, from, to)| (from_ms(*from), from_ms(*to)))
+        .collect();
+    let groupings = [Some(GroupBy::Api), Some(GroupBy::Tier)];
     let to = crate::domain::time::floor_to(now.timestamp_millis(), DAY_MS) + DAY_MS;
     let from = to - 30 * DAY_MS;
-    let totals = async { state.store.begin_read().await?.usage_by_day(from, to).await }.await;
+    // The trend is its own reading, on a connection of its own, side by side with the revenue.
+    let trend = async { state.store.begin_read().await?.usage_by_day(from, to).await };
+    let (reports, totals) = tokio::join!(
+        revenue::revenue_by(&state.store, &spans, &groupings, now, live),
+        trend
+    );
+    let reports = match reports {
+        Ok(reports) => reports,
+        Err(error) => return fault(error),
+    };
     let totals = match totals {
         Ok(totals) => totals,
         Err(error) => return fault(error),
     };
+    let mut reports = reports.into_iter();
+    let mut months = Vec::new();
+    for (label, month_from, month_to) in months_asked {
+        let (Some(by_api), Some(by_tier)) = (reports.next(), reports.next()) else {
+            return fault("a revenue report is missing");
+        };
+        let label = format!(
+            "{label}: periods starting {} to {}",
+            day(month_from),
+            day(month_to - DAY_MS)
+        );
+        months.push(month_view(label, &by_api, &by_tier));
+    }
     let points: Vec<(i64, i64)> = totals.into_iter().collect();
     page(
         StatusCode::OK,

@@ -45,7 +45,7 @@ impl Tx {
                            CAST(SUM(u.billable_units_whole) AS BIGINT), \
                            CAST(SUM(u.billable_units_micros) AS BIGINT), CAST(SUM(u.failed_calls) AS BIGINT), \
                            CAST(SUM(u.total_calls) AS BIGINT) \
-                           FROM json_each($1) j JOIN usage_daily u \
+                           FROM json_each($1) j CROSS JOIN usage_daily u \
                            ON u.subscription_id = json_extract(j.value, '$[0]') \
                            AND u.day >= json_extract(j.value, '$[1]') AND u.day < json_extract(j.value, '$[2]') \
                            GROUP BY j.key";
@@ -120,12 +120,11 @@ impl Tx {
             .await?))
     }
 
-    /// Billable calls of all subscriptions by UTC day with `from <= hour < to`:
-    /// `(day start, calls)`, oldest first, days without calls left out.
+    /// Billable calls of all subscriptions by UTC day for the days `from <= day < to`
+    /// (midnights): `(day start, calls)`, oldest first, days without calls left out.
     pub async fn usage_by_day(&mut self, from: i64, to: i64) -> StoreResult<Vec<(i64, i64)>> {
-        let sql = "SELECT (hour / 86400000) * 86400000 AS day, \
-                   CAST(SUM(billable_calls) AS BIGINT) FROM usage_hourly \
-                   WHERE hour >= $1 AND hour < $2 GROUP BY (hour / 86400000) ORDER BY day";
+        let sql = "SELECT day, CAST(SUM(billable_calls) AS BIGINT) FROM usage_daily \
+                   WHERE day >= $1 AND day < $2 GROUP BY day ORDER BY day";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(from)
             .bind(to)

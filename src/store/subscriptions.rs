@@ -89,11 +89,11 @@ impl Tx {
         Ok(Page::from_rows(items, page.limit))
     }
 
-    /// Every subscription, canceled ones too, without their consumer keys: for reports over all.
+    /// Every subscription, canceled ones too, without their consumer keys and in no order: for
+    /// reports over all.
     pub async fn all_subscriptions(&mut self) -> StoreResult<Vec<Subscription>> {
-        let sql = const_format::concatcp!(SELECT, " ORDER BY s.id");
         let rows: Vec<SubscriptionRow> =
-            on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
+            on_tx!(self, |conn| sqlx::query_as(SELECT).fetch_all(conn).await?);
         rows.into_iter()
             .map(|row| without_keys(row, Vec::new(), Vec::new()))
             .collect()
