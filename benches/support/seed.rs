@@ -183,6 +183,15 @@ impl Seeder {
             "UPDATE usage_revision SET value = {last} WHERE id = 1"
         ))
         .await?;
+        // The provider's day totals, which tollbooth's writer keeps beside the hours it writes.
+        self.execute("DELETE FROM usage_days".into()).await?;
+        self.execute(
+            "INSERT INTO usage_days (day, billable_calls, failed_calls, total_calls) \
+             SELECT day, SUM(billable_calls), SUM(failed_calls), SUM(total_calls) \
+             FROM usage_daily GROUP BY day"
+                .into(),
+        )
+        .await?;
         self.execute("COMMIT".into()).await?;
         Ok(())
     }

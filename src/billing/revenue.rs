@@ -14,7 +14,7 @@ use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tier::{FeeInterval, Interval, TierSpec};
 use crate::domain::time::from_ms;
 use crate::pricing::{self, Invoice, LineKind, Period, PeriodUsage, PricingError};
-use crate::store::{LedgerLine, Store, StoredInvoice, Subscription};
+use crate::store::{LedgerLine, Store, StoredInvoice, Subscription, UsageTotals};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -368,7 +368,9 @@ pub async fn revenue_by(
             )
         })
         .collect();
-    let totals = tx.usage_totals(&spans).await?;
+    let mut found = tx
+        .period_totals(from.timestamp_millis(), to.timestamp_millis())
+        .await?;
     let ledger = tx
         .billed_lines_between(from.timestamp_millis(), to.timestamp_millis())
         .await?;
@@ -377,7 +379,22 @@ pub async fn revenue_by(
         .invoices_between(from.timestamp_millis(), to.timestamp_millis())
         .await?;
     drop(tx);
-
+    // The periods asked for the first time: their rows made once, and kept from then on.
+    let missing: Vec<(&str, i64, i64)> = spans
+        .iter()
+        .zip(totals_of(&spans, &found))
+        .filter(|(_, found)| found.is_none())
+        .map(|(span, _)| *span)
+        .collect();
+    if !missing.is_empty() {
+        let mut tx = store.begin().await?;
+        tx.fill_period_totals(&missing).await?;
+        found = tx
+            .period_totals(from.timestamp_millis(), to.timestamp_millis())
+            .await?;
+        tx.commit().await?;
+    }
+    let totals = totals_of(&spans, &found);
     let mut ledger_of: HashMap<(&str, i64), Vec<&LedgerLine>> = HashMap::new();
     for line in &ledger {
         ledger_of
@@ -400,7 +417,12 @@ pub async fn revenue_by(
             period.start().timestamp_millis(),
             period.end().timestamp_millis(),
         );
-        let found = &totals[position];
+        let found = totals[position].ok_or_else(|| {
+            crate::store::StoreError::Corrupt(format!(
+                "the usage of {}'s period from {start} was not made",
+                subscription.id
+            ))
+        })?;
         let usage = PeriodUsage {
             billable_calls: u64::try_from(found.billable_calls).unwrap_or(0),
             billable_units: found.billable_units,
@@ -550,6 +572,21 @@ pub async fn revenue_by(
         });
     }
     Ok(reports)
+}
+
+/// The totals of each `(subscription, start, end)` period among the rows `found`, in order.
+fn totals_of<'a>(
+    periods: &[(&str, i64, i64)],
+    found: &'a [(String, i64, i64, UsageTotals)],
+) -> Vec<Option<&'a UsageTotals>> {
+    let by_period: HashMap<(&str, i64, i64), &UsageTotals> = found
+        .iter()
+        .map(|(subscription, start, end, totals)| ((subscription.as_str(), *start, *end), totals))
+        .collect();
+    periods
+        .iter()
+        .map(|period| by_period.get(period).copied())
+        .collect()
 }
 
 /// The key a subscription's figures go under.

@@ -712,32 +712,35 @@ async fn usage_view(
         .map(|b| (b.start_ms, b.billable_calls))
         .collect();
     let chart = chart(&points, from, to, step, "billable calls");
-    let preview = match crate::billing::preview(&state.store, &subscription.id, None, now).await {
-        Ok(preview) => Some(preview_view(&preview.invoice)),
+    let rated_at = |at| crate::billing::preview(&state.store, &subscription.id, None, at);
+    let open = match rated_at(now).await {
+        Ok(preview) => Some(preview),
         Err(crate::billing::BillingError::NotActive { .. }) => None,
         Err(error) => return Err(fault(error)),
     };
+    let preview = open.as_ref().map(|p| preview_view(&p.invoice));
+    // Back from the open period, one period at a time, to the first.
     let mut past = Vec::new();
-    let mut at = now;
+    let mut period = open;
     for _ in 0..PAST_PERIODS {
-        let current = match crate::billing::preview(&state.store, &subscription.id, None, at).await
-        {
-            Ok(found) => found.invoice,
-            Err(crate::billing::BillingError::NotActive { .. }) => break,
-            Err(crate::billing::BillingError::Pricing(_)) => break,
-            Err(error) => return Err(fault(error)),
-        };
-        let start = current.period_start;
-        if start.timestamp_millis() <= subscription.started_at - DAY_MS {
+        let Some(rated) = period else {
             break;
+        };
+        if rated.invoice.period_end <= now {
+            past.push(past_period(state, subscription, &rated, closed_until, &invoices).await?);
         }
-        if current.period_end <= now {
-            past.push(past_period(state, subscription, &current, closed_until, &invoices).await?);
-        }
-        at = start - chrono::Duration::milliseconds(1);
+        let at = rated.invoice.period_start - chrono::Duration::milliseconds(1);
         if at.timestamp_millis() < subscription.started_at {
             break;
         }
+        period = match rated_at(at).await {
+            Ok(found) => Some(found),
+            Err(
+                crate::billing::BillingError::NotActive { .. }
+                | crate::billing::BillingError::Pricing(_),
+            ) => None,
+            Err(error) => return Err(fault(error)),
+        };
     }
     Ok(UsageView {
         granularity,
@@ -775,10 +778,11 @@ fn preview_view(invoice: &crate::pricing::Invoice) -> PreviewView {
 async fn past_period(
     state: &AppState,
     subscription: &Subscription,
-    invoice: &crate::pricing::Invoice,
+    rated: &crate::billing::InvoicePreview,
     closed_until: Option<i64>,
     invoices: &[crate::store::StoredInvoice],
 ) -> Result<PastPeriod, Response> {
+    let invoice = &rated.invoice;
     let currency: Currency = invoice.currency;
     let start = invoice.period_start.timestamp_millis();
     let end = invoice.period_end.timestamp_millis();
@@ -814,15 +818,6 @@ async fn past_period(
     } else {
         Some(invoice.total)
     };
-    let calls = crate::billing::preview(
-        &state.store,
-        &subscription.id,
-        Some(invoice.period_start.date_naive()),
-        Utc::now(),
-    )
-    .await
-    .map(|p| p.usage.billable_calls)
-    .unwrap_or(0);
     let stripe = invoices
         .iter()
         .find(|i| i.period_start == Some(start) || i.period_end == Some(end));
@@ -832,7 +827,7 @@ async fn past_period(
             invoice.period_start.date_naive(),
             invoice.period_end.date_naive()
         ),
-        calls,
+        calls: rated.usage.billable_calls,
         rated: currency.display(invoice.total),
         billed: billed.map_or_else(|| "not closed yet".into(), |b| currency.display(b)),
         differs: billed.is_some_and(|b| b != invoice.total),

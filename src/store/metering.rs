@@ -232,6 +232,60 @@ impl Tx {
                     .await?;
             }
         }
+        self.add_day_totals(increments).await
+    }
+
+    /// Adds a batch's calls to the provider's totals by UTC day (`usage_days`): one row per day
+    /// the batch touches, in the transaction of its hours.
+    async fn add_day_totals(&mut self, increments: &[UsageIncrement]) -> StoreResult<()> {
+        const DAY_MS: i64 = 86_400_000;
+        let mut days: std::collections::BTreeMap<i64, [i64; 3]> = Default::default();
+        for inc in increments {
+            let sums = days
+                .entry(inc.hour.div_euclid(DAY_MS) * DAY_MS)
+                .or_default();
+            for (sum, add) in
+                sums.iter_mut()
+                    .zip([inc.billable_calls, inc.failed_calls, inc.total_calls])
+            {
+                *sum = sum.checked_add(add).ok_or_else(|| {
+                    StoreError::Corrupt("a batch's calls of one day do not fit".into())
+                })?;
+            }
+        }
+        const UPSERT: &str = " ON CONFLICT (day) DO UPDATE SET \
+             billable_calls = usage_days.billable_calls + excluded.billable_calls, \
+             failed_calls = usage_days.failed_calls + excluded.failed_calls, \
+             total_calls = usage_days.total_calls + excluded.total_calls";
+        const COLUMNS: &str =
+            "INSERT INTO usage_days (day, billable_calls, failed_calls, total_calls)";
+        match self {
+            Tx::Sqlite(tx) => {
+                let days: Vec<_> = days.into_iter().collect();
+                for chunk in days.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let sql =
+                        sqlite_values_sql(&format!("{COLUMNS} VALUES "), 4, chunk.len(), UPSERT);
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (day, [calls, failed, total]) in chunk {
+                        query = query.bind(day).bind(calls).bind(failed).bind(total);
+                    }
+                    query.execute(&mut **tx).await?;
+                }
+            }
+            Tx::Postgres(tx) => {
+                let sql = format!(
+                    "{COLUMNS} SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[]){UPSERT}"
+                );
+                let column = |i: usize| days.values().map(|sums| sums[i]).collect::<Vec<_>>();
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(days.keys().copied().collect::<Vec<_>>())
+                    .bind(column(0))
+                    .bind(column(1))
+                    .bind(column(2))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
         Ok(())
     }
 

@@ -137,6 +137,22 @@ macro_rules! on_tx {
 }
 pub(crate) use on_tx;
 
+/// The rows of a SQLite query read as one JSON array: `row` is a `json_array` of the columns and
+/// `from` the rest of the query (` FROM … WHERE …`). SQLite's driver hands rows over one at a time,
+/// which for thousands of rows costs more than reading them. `T` reads one array of the columns in
+/// their order.
+async fn sqlite_json_rows<T: serde::de::DeserializeOwned>(
+    conn: &mut sqlx::SqliteConnection,
+    row: &str,
+    from: &str,
+) -> StoreResult<Vec<T>> {
+    let sql = format!("SELECT json_group_array({row}){from}");
+    let text: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_one(conn)
+        .await?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{from}: {e}")))
+}
+
 /// Opens a SQLite pool. Processes that start together on a fresh file (replicas, a `catalog
 /// apply` job) can find it locked while the first one sets WAL mode, which SQLite answers with
 /// "database is locked" at once rather than waiting out the busy timeout: such an open is tried

@@ -14,7 +14,7 @@ pub struct LedgerLine {
     pub late: bool,
 }
 
-/// A subscription's usage over a span of whole days, from `usage_daily`.
+/// A subscription's usage over one billing period, from `usage_periods`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageTotals {
     pub billable_calls: i64,
@@ -24,59 +24,100 @@ pub struct UsageTotals {
 }
 
 impl Tx {
-    /// The usage of each `(subscription, from, to)`, summed over the days `from <= day < to`
-    /// (midnights, in Unix ms), in the order asked; a span without usage is all zeros.
-    pub async fn usage_totals(
+    /// The rows of `usage_periods` whose period starts in `from..to`: `(subscription, period
+    /// start, period end, totals)`. A period without its row is not made yet (see
+    /// [`Tx::fill_period_totals`]).
+    pub async fn period_totals(
         &mut self,
-        spans: &[(&str, i64, i64)],
-    ) -> StoreResult<Vec<UsageTotals>> {
-        let mut totals = vec![UsageTotals::default(); spans.len()];
-        if spans.is_empty() {
-            return Ok(totals);
-        }
-        type Sums = (i64, i64, i64, i64, i64, i64);
-        let rows: Vec<Sums> = match self {
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<(String, i64, i64, UsageTotals)>> {
+        type Row = (String, i64, i64, i64, i64, i64, i64, i64);
+        const COLUMNS: &str = "subscription_id, period_start, period_end, billable_calls, \
+             billable_units_whole, billable_units_micros, failed_calls, total_calls";
+        // Numbers, not text: written into the query as they are.
+        let from_where =
+            format!(" FROM usage_periods WHERE period_start >= {from} AND period_start < {to}");
+        let rows: Vec<Row> = match self {
             Tx::Sqlite(tx) => {
-                let spans = serde_json::to_string(
-                    &spans.iter().map(|(s, f, t)| (s, f, t)).collect::<Vec<_>>(),
-                )
-                .map_err(|e| super::StoreError::Corrupt(e.to_string()))?;
-                let sql = "SELECT CAST(j.key AS BIGINT), CAST(SUM(u.billable_calls) AS BIGINT), \
-                           CAST(SUM(u.billable_units_whole) AS BIGINT), \
-                           CAST(SUM(u.billable_units_micros) AS BIGINT), CAST(SUM(u.failed_calls) AS BIGINT), \
-                           CAST(SUM(u.total_calls) AS BIGINT) \
-                           FROM json_each($1) j CROSS JOIN usage_daily u \
-                           ON u.subscription_id = json_extract(j.value, '$[0]') \
-                           AND u.day >= json_extract(j.value, '$[1]') AND u.day < json_extract(j.value, '$[2]') \
-                           GROUP BY j.key";
-                sqlx::query_as(sql).bind(spans).fetch_all(&mut **tx).await?
+                let row = format!("json_array({COLUMNS})");
+                super::sqlite_json_rows(tx, &row, &from_where).await?
             }
             Tx::Postgres(tx) => {
-                let sql = "SELECT p.i - 1, SUM(u.billable_calls)::int8, SUM(u.billable_units_whole)::int8, \
-                           SUM(u.billable_units_micros)::int8, SUM(u.failed_calls)::int8, SUM(u.total_calls)::int8 \
-                           FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS p(s, f, t, i) \
-                           JOIN usage_daily u ON u.subscription_id = p.s AND u.day >= p.f AND u.day < p.t \
-                           GROUP BY p.i";
-                sqlx::query_as(sql)
-                    .bind(spans.iter().map(|s| s.0).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.1).collect::<Vec<_>>())
-                    .bind(spans.iter().map(|s| s.2).collect::<Vec<_>>())
+                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS}{from_where}")))
                     .fetch_all(&mut **tx)
                     .await?
             }
         };
-        for (index, calls, whole, micros, failed, total) in rows {
-            let Some(slot) = usize::try_from(index).ok().and_then(|i| totals.get_mut(i)) else {
-                continue;
-            };
-            *slot = UsageTotals {
-                billable_calls: calls,
-                billable_units: Decimal::from(whole) + Decimal::new(micros, 6),
-                failed_calls: failed,
-                total_calls: total,
-            };
+        Ok(rows
+            .into_iter()
+            .map(
+                |(subscription, start, end, calls, whole, micros, failed, total)| {
+                    let totals = UsageTotals {
+                        billable_calls: calls,
+                        billable_units: Decimal::from(whole) + Decimal::new(micros, 6),
+                        failed_calls: failed,
+                        total_calls: total,
+                    };
+                    (subscription, start, end, totals)
+                },
+            )
+            .collect())
+    }
+
+    /// Makes the `usage_periods` rows of `periods` that are missing, each the sum of its days in
+    /// `usage_daily`. Called in a unit of work from [`super::Store::begin`]: it first holds the
+    /// lock every writer of `usage_hourly` takes (`usage_revision`; SQLite's one write lock), so
+    /// no hour written beside it can miss the row, and from its commit on the triggers keep it.
+    pub async fn fill_period_totals(&mut self, periods: &[(&str, i64, i64)]) -> StoreResult<()> {
+        if periods.is_empty() {
+            return Ok(());
         }
-        Ok(totals)
+        const INTO: &str = "INTO usage_periods (subscription_id, period_end, period_start, \
+             billable_calls, billable_units_whole, billable_units_micros, failed_calls, total_calls)";
+        match self {
+            Tx::Sqlite(tx) => {
+                let sql = format!(
+                    "INSERT OR IGNORE {INTO} SELECT json_extract(j.value, '$[0]'), \
+                     json_extract(j.value, '$[2]'), json_extract(j.value, '$[1]'), \
+                     COALESCE(SUM(u.billable_calls), 0), \
+                     COALESCE(SUM(u.billable_units_whole), 0) + COALESCE(SUM(u.billable_units_micros), 0) / 1000000, \
+                     COALESCE(SUM(u.billable_units_micros), 0) % 1000000, \
+                     COALESCE(SUM(u.failed_calls), 0), COALESCE(SUM(u.total_calls), 0) \
+                     FROM json_each($1) j LEFT JOIN usage_daily u \
+                     ON u.subscription_id = json_extract(j.value, '$[0]') \
+                     AND u.day >= json_extract(j.value, '$[1]') AND u.day < json_extract(j.value, '$[2]') \
+                     GROUP BY j.key"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json_periods(periods)?)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Tx::Postgres(tx) => {
+                sqlx::query("SELECT value FROM usage_revision WHERE id = 1 FOR UPDATE")
+                    .execute(&mut **tx)
+                    .await?;
+                let sql = format!(
+                    "INSERT {INTO} SELECT a.s, a.t, a.f, COALESCE(SUM(u.billable_calls), 0)::int8, \
+                     (COALESCE(SUM(u.billable_units_whole), 0) \
+                       + div(COALESCE(SUM(u.billable_units_micros), 0), 1000000))::int8, \
+                     mod(COALESCE(SUM(u.billable_units_micros), 0), 1000000)::int8, \
+                     COALESCE(SUM(u.failed_calls), 0)::int8, COALESCE(SUM(u.total_calls), 0)::int8 \
+                     FROM unnest($1::text[], $2::int8[], $3::int8[]) AS a(s, f, t) \
+                     LEFT JOIN usage_daily u ON u.subscription_id = a.s AND u.day >= a.f AND u.day < a.t \
+                     GROUP BY a.s, a.f, a.t ON CONFLICT DO NOTHING"
+                );
+                let (subscriptions, starts, ends) = columns(periods);
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(subscriptions)
+                    .bind(starts)
+                    .bind(ends)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// The ledger's lines of periods starting in `from..to`.
@@ -123,8 +164,8 @@ impl Tx {
     /// Billable calls of all subscriptions by UTC day for the days `from <= day < to`
     /// (midnights): `(day start, calls)`, oldest first, days without calls left out.
     pub async fn usage_by_day(&mut self, from: i64, to: i64) -> StoreResult<Vec<(i64, i64)>> {
-        let sql = "SELECT day, CAST(SUM(billable_calls) AS BIGINT) FROM usage_daily \
-                   WHERE day >= $1 AND day < $2 GROUP BY day ORDER BY day";
+        let sql = "SELECT day, billable_calls FROM usage_days \
+                   WHERE day >= $1 AND day < $2 AND billable_calls <> 0 ORDER BY day";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(from)
             .bind(to)
@@ -144,4 +185,24 @@ impl Tx {
             .fetch_all(conn)
             .await?))
     }
+}
+
+/// Periods as SQLite's `json_each` reads them: `[[subscription, from, to], …]`.
+fn json_periods(periods: &[(&str, i64, i64)]) -> StoreResult<String> {
+    serde_json::to_string(periods).map_err(|e| super::StoreError::Corrupt(e.to_string()))
+}
+
+/// Periods as PostgreSQL's `unnest` reads them: one array per column.
+fn columns<'a>(periods: &[(&'a str, i64, i64)]) -> (Vec<&'a str>, Vec<i64>, Vec<i64>) {
+    let mut columns = (
+        Vec::with_capacity(periods.len()),
+        Vec::with_capacity(periods.len()),
+        Vec::with_capacity(periods.len()),
+    );
+    for &(subscription, from, to) in periods {
+        columns.0.push(subscription);
+        columns.1.push(from);
+        columns.2.push(to);
+    }
+    columns
 }

@@ -27,7 +27,8 @@ pub struct Subscription {
     pub updated_at: i64,
 }
 
-#[derive(sqlx::FromRow)]
+/// Also read from a JSON array of its fields in order (see [`super::sqlite_json_rows`]).
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct SubscriptionRow {
     id: String,
     external_id: String,
@@ -44,13 +45,23 @@ struct SubscriptionRow {
     updated_at: i64,
 }
 
-const SELECT: &str = "SELECT s.id, s.external_id, s.subscriber_id, b.external_id AS subscriber, \
-     s.tier_version_id, t.slug AS tier, v.version AS tier_version, s.status, s.started_at, \
-     s.canceled_at, s.cancel_at_period_end <> 0 AS cancel_at_period_end, s.created_at, s.updated_at \
-     FROM subscriptions s \
+const FROM: &str = " FROM subscriptions s \
      JOIN subscribers b ON b.id = s.subscriber_id \
      JOIN tier_versions v ON v.id = s.tier_version_id \
      JOIN tiers t ON t.id = v.tier_id";
+
+const SELECT: &str = const_format::concatcp!(
+    "SELECT s.id, s.external_id, s.subscriber_id, b.external_id AS subscriber, \
+     s.tier_version_id, t.slug AS tier, v.version AS tier_version, s.status, s.started_at, \
+     s.canceled_at, s.cancel_at_period_end <> 0 AS cancel_at_period_end, s.created_at, s.updated_at",
+    FROM
+);
+
+/// [`SubscriptionRow`]'s fields as one SQLite JSON array.
+const JSON_ROW: &str = "json_array(s.id, s.external_id, s.subscriber_id, b.external_id, \
+     s.tier_version_id, t.slug, v.version, s.status, s.started_at, s.canceled_at, \
+     json(CASE WHEN s.cancel_at_period_end <> 0 THEN 'true' ELSE 'false' END), s.created_at, \
+     s.updated_at)";
 
 impl Tx {
     /// Finds a subscription by its id or its external id.
@@ -92,8 +103,10 @@ impl Tx {
     /// Every subscription, canceled ones too, without their consumer keys and in no order: for
     /// reports over all.
     pub async fn all_subscriptions(&mut self) -> StoreResult<Vec<Subscription>> {
-        let rows: Vec<SubscriptionRow> =
-            on_tx!(self, |conn| sqlx::query_as(SELECT).fetch_all(conn).await?);
+        let rows: Vec<SubscriptionRow> = match self {
+            Tx::Sqlite(tx) => super::sqlite_json_rows(tx, JSON_ROW, FROM).await?,
+            Tx::Postgres(tx) => sqlx::query_as(SELECT).fetch_all(&mut **tx).await?,
+        };
         rows.into_iter()
             .map(|row| without_keys(row, Vec::new(), Vec::new()))
             .collect()
@@ -102,11 +115,20 @@ impl Tx {
     /// The tier history of every subscription: `(subscription, version id, from)`, by subscription
     /// and then oldest first.
     pub async fn all_tier_history(&mut self) -> StoreResult<Vec<(String, String, i64)>> {
-        let sql = "SELECT subscription_id, tier_version_id, from_ms FROM subscription_tiers \
-                   ORDER BY subscription_id, from_ms";
-        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
-            .fetch_all(conn)
-            .await?))
+        match self {
+            Tx::Sqlite(tx) => {
+                let row = "json_array(subscription_id, tier_version_id, from_ms)";
+                let mut rows: Vec<(String, String, i64)> =
+                    super::sqlite_json_rows(tx, row, " FROM subscription_tiers").await?;
+                rows.sort_unstable_by(|a, b| (&a.0, a.2).cmp(&(&b.0, b.2)));
+                Ok(rows)
+            }
+            Tx::Postgres(tx) => {
+                let sql = "SELECT subscription_id, tier_version_id, from_ms FROM subscription_tiers \
+                           ORDER BY subscription_id, from_ms";
+                Ok(sqlx::query_as(sql).fetch_all(&mut **tx).await?)
+            }
+        }
     }
 
     async fn with_keys(&mut self, row: SubscriptionRow) -> StoreResult<Subscription> {

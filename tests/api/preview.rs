@@ -246,6 +246,21 @@ async fn a_tier_change_mid_period_rates_each_part_on_its_own_tier(app: TestApp) 
         preview["lines"].as_array().unwrap().last().unwrap()["amount"],
         "0.04"
     );
+    // The revenue report rates a period with a tier change inside it from its hours, as the
+    // preview does, not from the period's totals.
+    let (status, revenue) = app
+        .get(&format!(
+            "/v1/revenue?from={}&to={}",
+            started.date_naive(),
+            today + Duration::days(1)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revenue}");
+    let usd = &revenue["currencies"][0];
+    assert_eq!(usd["open_periods"], 1, "{revenue}");
+    let amount =
+        |value: &Value| <Decimal as std::str::FromStr>::from_str(value.as_str().unwrap()).unwrap();
+    assert_eq!(amount(&usd["open"]["total"]), amount(&preview["total"]));
 
     let other_currency = app
         .post("/v1/tiers", &{

@@ -12,7 +12,7 @@ use std::str::FromStr;
 on_both_backends!(
     revenue_reconciles_with_the_previews_and_the_ledger,
     in_ledger_mode_an_ended_period_is_billed_as_rated,
-    the_daily_table_is_the_sum_of_its_hours,
+    the_day_and_period_tables_are_the_sums_of_their_hours,
 );
 
 fn decimal(value: &Value) -> Decimal {
@@ -223,41 +223,98 @@ async fn in_ledger_mode_an_ended_period_is_billed_as_rated(backend: Backend) {
     assert_eq!(usd["groups"][0]["key"], "weather");
 }
 
-async fn the_daily_table_is_the_sum_of_its_hours(backend: Backend) {
+async fn the_day_and_period_tables_are_the_sums_of_their_hours(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
     let key = crate::events::metered_setup(&app).await;
-    // Fractions that carry into whole units, in several batches: an hour's row is made, then
-    // changed twice; three hours of one day and one of another.
     let day = midnight(today() - Days::new(2));
     app.backdate_subscription(day).await;
-    for batch in 0..3 {
-        let records: Vec<Value> = (0..4)
-            .map(|i| {
-                let at = day + chrono::Duration::hours(if i == 3 { 30 } else { i });
-                serde_json::json!({"id": format!("b{batch}-{i}"), "consumer": "k1", "api": "weather",
+    // Records of 0.7 units (fractions that carry into whole units), one per hour given.
+    let batch = |name: &'static str, hours: &'static [i64]| {
+        let records: Vec<Value> = hours
+            .iter()
+            .enumerate()
+            .map(|(i, hour)| {
+                let at = day + chrono::Duration::hours(*hour);
+                serde_json::json!({"id": format!("{name}-{i}"), "consumer": "k1", "api": "weather",
                     "timestamp": at.to_rfc3339(), "status": 200, "units": "0.7"})
             })
             .collect();
-        let (status, answer) =
-            crate::events::post_events(&app, &key, Value::Array(records).to_string()).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-        assert_eq!(answer["accepted"], 4, "{answer}");
+        let (app, key) = (&app, &key);
+        async move {
+            let (status, answer) =
+                crate::events::post_events(app, key, Value::Array(records).to_string()).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+            assert_eq!(answer["accepted"], hours.len(), "{answer}");
+        }
+    };
+    // An hour's row is made, then changed twice; three hours of one day and one of another.
+    for name in ["b0", "b1", "b2"] {
+        batch(name, &[0, 1, 2, 30]).await;
     }
     assert_eq!(app.count_rows("usage_hourly").await, 4);
     assert_eq!(app.count_rows("usage_daily").await, 2);
-    let differs = "billable_calls <> (SELECT SUM(h.billable_calls) FROM usage_hourly h \
-        WHERE h.subscription_id = d.subscription_id AND (h.hour / 86400000) * 86400000 = d.day) \
-        OR billable_units_whole * 1000000 + billable_units_micros <> (SELECT SUM(h.billable_units_whole * 1000000 \
-        + h.billable_units_micros) FROM usage_hourly h \
-        WHERE h.subscription_id = d.subscription_id AND (h.hour / 86400000) * 86400000 = d.day) \
-        OR billable_units_micros < 0 OR billable_units_micros >= 1000000";
-    assert_eq!(app.count_where("usage_daily d", differs).await, 0);
+    let hours_of = |filter: &str, column: &str| {
+        format!(
+            "(SELECT SUM({column}) FROM usage_hourly h WHERE h.subscription_id = d.subscription_id AND {filter})"
+        )
+    };
+    let differs = |filter: &str| {
+        format!(
+            "billable_calls <> {} OR billable_units_whole * 1000000 + billable_units_micros <> {} \
+             OR failed_calls <> {} OR total_calls <> {} \
+             OR billable_units_micros < 0 OR billable_units_micros >= 1000000",
+            hours_of(filter, "h.billable_calls"),
+            hours_of(
+                filter,
+                "h.billable_units_whole * 1000000 + h.billable_units_micros"
+            ),
+            hours_of(filter, "h.failed_calls"),
+            hours_of(filter, "h.total_calls"),
+        )
+    };
+    let daily = differs("(h.hour / 86400000) * 86400000 = d.day");
+    assert_eq!(app.count_where("usage_daily d", &daily).await, 0);
     // The first day: three hours of three records of 0.7 units.
     let first = format!(
         "day = {} AND billable_calls = 9 AND billable_units_whole = 6 AND billable_units_micros = 300000",
         day.timestamp_millis()
     );
     assert_eq!(app.count_where("usage_daily d", &first).await, 1);
+
+    // The report makes the row of the period it rates; the hours written after it keep it,
+    // changed hours and new ones alike.
+    let span = format!(
+        "/v1/revenue?from={}&to={}",
+        day.date_naive(),
+        today() + Days::new(1)
+    );
+    let open = |report: &Value| decimal(&report["currencies"][0]["open"]["total"]);
+    let (status, before) = app.get(&span).await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    assert_eq!(
+        open(&before),
+        preview_total(&app, "acme-weather", None).await
+    );
+    assert_eq!(app.count_rows("usage_periods").await, 1);
+    batch("b3", &[1, 40, 41]).await;
+    let period = differs("h.hour >= d.period_start AND h.hour < d.period_end");
+    assert_eq!(app.count_where("usage_periods d", &period).await, 0);
+    let whole = format!(
+        "period_start = {} AND billable_calls = 15 AND billable_units_whole = 10 AND billable_units_micros = 500000",
+        day.timestamp_millis()
+    );
+    assert_eq!(app.count_where("usage_periods d", &whole).await, 1);
+    let (_, after) = app.get(&span).await;
+    assert_eq!(
+        open(&after),
+        preview_total(&app, "acme-weather", None).await
+    );
+
+    // The provider's calls by day, for the console's trend.
+    let by_day = "billable_calls <> (SELECT SUM(u.billable_calls) FROM usage_daily u WHERE u.day = d.day) \
+        OR total_calls <> (SELECT SUM(u.total_calls) FROM usage_daily u WHERE u.day = d.day)";
+    assert_eq!(app.count_rows("usage_days").await, 2);
+    assert_eq!(app.count_where("usage_days d", by_day).await, 0);
 }
