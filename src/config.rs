@@ -87,6 +87,8 @@ pub struct Settings {
     pub notify_max_attempts: NonZeroU32,
     /// The first back-off after a failed delivery; each further one doubles.
     pub notify_retry_base: HumanDuration,
+    /// How long one delivery may take before it counts as failed.
+    pub notify_timeout: HumanDuration,
 }
 
 /// The defaults, as the file and environment would write them.
@@ -115,6 +117,7 @@ struct Defaults {
     stripe_retry_base: &'static str,
     notify_max_attempts: u32,
     notify_retry_base: &'static str,
+    notify_timeout: &'static str,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -141,11 +144,12 @@ const DEFAULTS: Defaults = Defaults {
     stripe_retry_base: "500ms",
     notify_max_attempts: 8,
     notify_retry_base: "1s",
+    notify_timeout: "10s",
 };
 
 /// Every setting, with its default and meaning as `--help` shows them (README's table says more).
 /// Each is read from `TOLLBOOTH_<NAME>`, the Stripe ones from their own names, or from the file.
-const SETTINGS: [(&str, &str, &str); 33] = [
+const SETTINGS: [(&str, &str, &str); 34] = [
     (
         "database_url",
         "sqlite://tollbooth.db",
@@ -291,6 +295,11 @@ const SETTINGS: [(&str, &str, &str); 33] = [
         "1s",
         "first back-off after a failed notification",
     ),
+    (
+        "notify_timeout",
+        "10s",
+        "how long one notification's delivery may take",
+    ),
 ];
 
 /// The settings' environment variables, defaults and meanings, for `--help`.
@@ -417,6 +426,7 @@ impl Settings {
             secret: self.notify_secret.clone()?,
             max_attempts: self.notify_max_attempts.get(),
             retry_base: self.notify_retry_base.0,
+            timeout: self.notify_timeout.0,
         })
     }
 

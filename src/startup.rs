@@ -90,7 +90,7 @@ impl Application {
             .await
             .context("loading the consumer directory")?;
         let refresh = directory.spawn_refresh(settings.replica_refresh.0);
-        let notifier = Notifier::start(settings.notify());
+        let notifier = Notifier::start(store.clone(), settings.notify());
         let access = AccessBook::load(
             store.clone(),
             settings.payment_grace.0,

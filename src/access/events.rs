@@ -1,6 +1,7 @@
 //! What each Stripe event does to payment state. Every type tollbooth subscribes to is named in
 //! one match; state is taken from the event's object and its time, never from arrival order.
 
+use crate::notify::Notifier;
 use crate::store::{PaymentState, Store, StoreResult, StoredInvoice, Tx};
 use crate::stripe::webhook::{EventType, StripeEvent};
 
@@ -48,6 +49,7 @@ type Changed = Vec<(String, &'static str)>;
 /// Records a verified event once and applies it, in one transaction.
 pub async fn apply_event(
     store: &Store,
+    notifier: &Notifier,
     event: &StripeEvent,
     payload: &str,
 ) -> StoreResult<Applied> {
@@ -71,6 +73,9 @@ pub async fn apply_event(
         tracing::info!(event = %event.id, kind = %event.type_name, "Stripe event about an object tollbooth does not know");
     }
     tx.set_event_outcome(&event.id, outcome.as_str()).await?;
+    if outcome == EventOutcome::Applied {
+        notify(&mut tx, notifier, event, &changed).await?;
+    }
     tx.commit().await?;
     Ok(Applied {
         outcome,
@@ -78,6 +83,33 @@ pub async fn apply_event(
         close,
         stripe_owed,
     })
+}
+
+/// Tells the provider what the event changed, in the event's transaction.
+async fn notify(
+    tx: &mut Tx,
+    notifier: &Notifier,
+    event: &StripeEvent,
+    changed: &[(String, &'static str)],
+) -> StoreResult<()> {
+    let invoice = match event.kind {
+        EventType::InvoicePaid => Some("invoice.paid"),
+        EventType::InvoicePaymentFailed => Some("invoice.payment_failed"),
+        _ => None,
+    };
+    for (subscription, status) in changed {
+        let data = serde_json::json!({ "subscription": subscription, "status": status,
+                                       "stripe_event": event.id });
+        notifier
+            .write(tx, "subscription.status_changed", subscription, data)
+            .await?;
+        if let Some(kind) = invoice {
+            let data = serde_json::json!({ "subscription": subscription, "invoice": event.object["id"],
+                    "amount_due": event.object["amount_due"], "currency": event.object["currency"] });
+            notifier.write(tx, kind, subscription, data).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Checkout (setup mode) done: the link goes, and the payment method it saved is to be adopted.

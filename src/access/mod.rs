@@ -364,8 +364,9 @@ impl AccessBook {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         for increment in increments {
             if let Some((limit, period_end)) = count(&mut entries, increment) {
-                self.notifier.notify(
+                self.notifier.notify_after(
                     "quota.reached",
+                    increment.subscription_id.clone(),
                     serde_json::json!({
                         "subscription": increment.subscription_id,
                         "limit": limit,

@@ -11,6 +11,7 @@ pub mod extract;
 mod gateways;
 pub mod health;
 mod mirror;
+mod notifications;
 pub mod openapi;
 pub mod otlp_grpc;
 mod patch;
@@ -90,6 +91,7 @@ pub fn routes(events_max_bytes: usize) -> OpenApiRouter<AppState> {
         .merge(subscribers::router())
         .merge(subscriptions::router())
         .merge(gateways::router())
+        .merge(notifications::router())
         .merge(authorize::router())
         .merge(billing::router())
         .merge(revenue::router())

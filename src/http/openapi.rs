@@ -41,6 +41,7 @@ pub const GATEWAY: &str = "gateway_key";
         (name = "access", description = "The gateway's access decision"),
         (name = "billing", description = "Invoice previews and billing runs (admin)"),
         (name = "stripe", description = "Stripe webhooks"),
+        (name = "notifications", description = "Notifications to the provider and their delivery (admin)"),
         (name = "ops", description = "Health, readiness, metrics and this document"),
     )
 )]

@@ -150,14 +150,20 @@ async fn cancel(
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) =
         crate::catalog::cancel_subscription(&mut tx, &id, request.at == CancelAt::Now).await?;
-    tx.commit().await?;
     if outcome != crate::catalog::Outcome::Unchanged {
-        state.notifier.notify(
-            "subscription.status_changed",
-            serde_json::json!({ "subscription": subscription.id, "status": subscription.status,
-                                "cancel_at_period_end": subscription.cancel_at_period_end }),
-        );
+        state
+            .notifier
+            .write(
+                &mut tx,
+                "subscription.status_changed",
+                &subscription.id,
+                serde_json::json!({ "subscription": subscription.id, "status": subscription.status,
+                                    "cancel_at_period_end": subscription.cancel_at_period_end }),
+            )
+            .await?;
     }
+    tx.commit().await?;
+    state.notifier.wake();
     state.directory.catch_up().await?;
     state.access.catch_up().await?;
     if request.at == CancelAt::Now && outcome != crate::catalog::Outcome::Unchanged {

@@ -5,12 +5,11 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::body_bytes;
 use crate::access::{EventOutcome, apply_event};
-use crate::stripe::webhook::{EventType, StripeEvent};
+use crate::stripe::webhook::StripeEvent;
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -72,12 +71,12 @@ async fn receive(
         )
     })?;
     let payload = String::from_utf8_lossy(&body);
-    let applied = apply_event(&state.store, &event, &payload).await?;
+    let applied = apply_event(&state.store, &state.notifier, &event, &payload).await?;
     let outcome = applied.outcome;
     if outcome == EventOutcome::Applied {
         state.access.catch_up().await?;
         state.directory.catch_up().await?;
-        notify(&state, &event, &applied.changed);
+        state.notifier.wake();
         if let Some((subscription, period_end)) = applied.close {
             close_in_background(&state, subscription, period_end);
         }
@@ -93,28 +92,6 @@ async fn receive(
         received: true,
         outcome: outcome.as_str().to_owned(),
     }))
-}
-
-/// Tells the provider what the event changed.
-fn notify(state: &AppState, event: &StripeEvent, changed: &[(String, &'static str)]) {
-    for (subscription, status) in changed {
-        state.notifier.notify(
-            "subscription.status_changed",
-            json!({ "subscription": subscription, "status": status, "stripe_event": event.id }),
-        );
-        let invoice = match event.kind {
-            EventType::InvoicePaid => Some("invoice.paid"),
-            EventType::InvoicePaymentFailed => Some("invoice.payment_failed"),
-            _ => None,
-        };
-        if let Some(kind) = invoice {
-            state.notifier.notify(
-                kind,
-                json!({ "subscription": subscription, "invoice": event.object["id"],
-                        "amount_due": event.object["amount_due"], "currency": event.object["currency"] }),
-            );
-        }
-    }
 }
 
 /// Closes a renewed subscription's period while its invoice is a draft, without holding up the

@@ -20,6 +20,7 @@ mod formats;
 mod forward_auth;
 mod hardening;
 mod health;
+mod notifications;
 mod openapi;
 mod operating;
 mod otlp;
