@@ -215,7 +215,8 @@ fn prepare_one(
 }
 
 /// Deletes the raw records of calls older than the retention window, a slice at a time so that
-/// ingestion is never blocked for long. Aggregates are kept. Answers how many were deleted.
+/// ingestion is never blocked for long, and the notifications delivered before it. Aggregates
+/// are kept, and notifications not delivered. Answers how many records were deleted.
 pub async fn purge_expired(
     store: &crate::store::Store,
     retention: std::time::Duration,
@@ -238,6 +239,7 @@ pub async fn purge_expired(
     let mut tx = store.begin().await?;
     tx.purge_catalog_changes(now_ms - crate::domain::time::DAY_MS)
         .await?;
+    tx.purge_delivered_notifications(before).await?;
     tx.commit().await?;
     Ok(deleted)
 }

@@ -128,6 +128,16 @@ impl Tx {
         Ok(())
     }
 
+    /// Deletes the notifications delivered before `before`; pending and parked ones stay.
+    pub async fn purge_delivered_notifications(&mut self, before: i64) -> StoreResult<u64> {
+        let sql = "DELETE FROM notifications WHERE status = 'delivered' AND delivered_at < $1";
+        Ok(on_tx!(self, |conn| sqlx::query(sql)
+            .bind(before)
+            .execute(conn)
+            .await?
+            .rows_affected()))
+    }
+
     /// The notifications, oldest first, of one status or all.
     pub async fn list_notifications(
         &mut self,

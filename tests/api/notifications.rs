@@ -247,6 +247,23 @@ async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(back
     );
     assert!(listed(&app, "failed").await.is_empty());
 
+    // The daily purge deletes delivered notifications past the retention window (35 days).
+    let store = tollbooth::store::Store::connect(&app.database_url)
+        .await
+        .unwrap();
+    let retention = Duration::from_secs(35 * 86_400);
+    let now = tollbooth::store::now_ms();
+    let day = 86_400_000;
+    tollbooth::metering::purge_expired(&store, retention, now + 34 * day)
+        .await
+        .unwrap();
+    assert_eq!(listed(&app, "delivered").await.len(), 1);
+    tollbooth::metering::purge_expired(&store, retention, now + 36 * day)
+        .await
+        .unwrap();
+    assert!(listed(&app, "delivered").await.is_empty());
+    store.close().await;
+
     assert_error(
         &app.get("/v1/notifications?status=lost").await,
         StatusCode::UNPROCESSABLE_ENTITY,
