@@ -70,7 +70,11 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (api, outcome) = put_api(&mut tx, &spec, Mode::Create).await?;
+    if let Some(kind) = super::put_event(outcome, "api.created", "api.updated") {
+        super::catalog_event(&state, &mut tx, kind, "", ApiView::from(api.clone())).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     state.directory.catch_up().await?;
     Ok((put_status(outcome), Json(ApiView::from(api))))
 }
@@ -138,8 +142,12 @@ async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("api", &id))?;
     let spec: ApiSpec = super::patch::merged(&api.spec, &patch, &["slug"])?;
-    let (api, _) = put_api(&mut tx, &spec, Mode::Apply).await?;
+    let (api, outcome) = put_api(&mut tx, &spec, Mode::Apply).await?;
+    if let Some(kind) = super::put_event(outcome, "api.created", "api.updated") {
+        super::catalog_event(&state, &mut tx, kind, "", ApiView::from(api.clone())).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     state.directory.catch_up().await?;
     Ok(Json(ApiView::from(api)))
 }
@@ -162,8 +170,23 @@ async fn archive(
     Path(id): Path<String>,
 ) -> Result<Json<ApiView>, ApiError> {
     let mut tx = state.store.begin().await?;
+    let live = tx
+        .find_api(&id)
+        .await?
+        .is_some_and(|a| a.archived_at.is_none());
     let api = archive_api(&mut tx, &id).await?;
+    if live {
+        super::catalog_event(
+            &state,
+            &mut tx,
+            "api.deleted",
+            "",
+            ApiView::from(api.clone()),
+        )
+        .await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     state.directory.catch_up().await?;
     Ok(Json(ApiView::from(api)))
 }

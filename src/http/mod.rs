@@ -199,6 +199,35 @@ impl<T> ListBody<T> {
     }
 }
 
+/// Writes the catalog event `kind` (`api.created`, …) in `tx`: `view` is the object as the admin
+/// API shows it (without its Stripe mirror's state). Catalog events are of no subscription (all
+/// in one order) unless `subscription` names one.
+async fn catalog_event(
+    state: &AppState,
+    tx: &mut crate::store::Tx,
+    kind: &'static str,
+    subscription: &str,
+    view: impl Serialize,
+) -> Result<(), error::ApiError> {
+    let data = serde_json::to_value(view)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("a catalog event: {e}")))?;
+    state.notifier.write(tx, kind, subscription, data).await?;
+    Ok(())
+}
+
+/// The event of a put: `created` or `updated` as it went, none when nothing changed.
+fn put_event(
+    outcome: crate::catalog::Outcome,
+    created: &'static str,
+    updated: &'static str,
+) -> Option<&'static str> {
+    match outcome {
+        crate::catalog::Outcome::Created => Some(created),
+        crate::catalog::Outcome::Updated => Some(updated),
+        crate::catalog::Outcome::Unchanged => None,
+    }
+}
+
 /// Stored Unix milliseconds as RFC 3339 in UTC.
 fn timestamp(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

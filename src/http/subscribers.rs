@@ -70,7 +70,12 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Create).await?;
+    if let Some(kind) = super::put_event(outcome, "subscriber.created", "subscriber.updated") {
+        let view = SubscriberView::from(subscriber.clone());
+        super::catalog_event(&state, &mut tx, kind, "", view).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     if let Err(error) = mirror::settle(&state, &subscriber.id).await {
         return Err(error.with_saved(with_stripe(&state, subscriber).await?));
     }
@@ -158,8 +163,13 @@ async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("subscriber", &id))?;
     let spec: SubscriberSpec = super::patch::merged(&subscriber.spec, &patch, &["external_id"])?;
-    let (subscriber, _) = put_subscriber(&mut tx, &spec, Mode::Apply).await?;
+    let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Apply).await?;
+    if let Some(kind) = super::put_event(outcome, "subscriber.created", "subscriber.updated") {
+        let view = SubscriberView::from(subscriber.clone());
+        super::catalog_event(&state, &mut tx, kind, "", view).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     if let Err(error) = mirror::settle(&state, &subscriber.id).await {
         return Err(error.with_saved(with_stripe(&state, subscriber).await?));
     }
@@ -184,7 +194,16 @@ async fn archive(
     Path(id): Path<String>,
 ) -> Result<Json<WithStripe<SubscriberView>>, ApiError> {
     let mut tx = state.store.begin().await?;
+    let live = tx
+        .find_subscriber(&id)
+        .await?
+        .is_some_and(|s| s.archived_at.is_none());
     let subscriber = archive_subscriber(&mut tx, &id).await?;
+    if live {
+        let view = SubscriberView::from(subscriber.clone());
+        super::catalog_event(&state, &mut tx, "subscriber.deleted", "", view).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     Ok(Json(with_stripe(&state, subscriber).await?))
 }

@@ -88,7 +88,12 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
+    if let Some(kind) = super::put_event(outcome, "subscription.created", "subscription.updated") {
+        let view = SubscriptionView::from(subscription.clone());
+        super::catalog_event(&state, &mut tx, kind, &subscription.id, view).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     state.directory.catch_up().await?;
     state.access.catch_up().await?;
     if let Err(error) = mirror::settle(&state, &subscription.id).await {
@@ -226,7 +231,12 @@ async fn change_tier(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
+    if let Some(kind) = super::put_event(outcome, "subscription.updated", "subscription.updated") {
+        let view = SubscriptionView::from(subscription.clone());
+        super::catalog_event(&state, &mut tx, kind, &subscription.id, view).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     state.access.catch_up().await?;
     if let Err(error) = mirror::settle(&state, &subscription.id).await {
         return Err(error.with_saved(with_stripe(&state, subscription).await?));

@@ -93,7 +93,11 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
+    if let Some(kind) = super::put_event(outcome, "tier.created", "tier.updated") {
+        super::catalog_event(&state, &mut tx, kind, "", TierView::from(tier.clone())).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     if let Err(error) = mirror::settle(&state, &tier.id).await {
         return Err(error.with_saved(with_stripe(&state, tier).await?));
     }
@@ -212,7 +216,11 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("tier", &id))?;
     let spec: TierSpec = super::patch::merged(&tier.latest.spec, &patch, &["slug", "api"])?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
+    if let Some(kind) = super::put_event(outcome, "tier.created", "tier.updated") {
+        super::catalog_event(&state, &mut tx, kind, "", TierView::from(tier.clone())).await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     if let Err(error) = mirror::settle(&state, &tier.id).await {
         return Err(error.with_saved(with_stripe(&state, tier).await?));
     }
@@ -237,7 +245,22 @@ async fn archive(
     Path(id): Path<String>,
 ) -> Result<Json<WithStripe<TierView>>, ApiError> {
     let mut tx = state.store.begin().await?;
+    let live = tx
+        .find_tier(&id)
+        .await?
+        .is_some_and(|t| t.archived_at.is_none());
     let tier = archive_tier(&mut tx, &id).await?;
+    if live {
+        super::catalog_event(
+            &state,
+            &mut tx,
+            "tier.deleted",
+            "",
+            TierView::from(tier.clone()),
+        )
+        .await?;
+    }
     tx.commit().await?;
+    state.notifier.wake();
     Ok(Json(with_stripe(&state, tier).await?))
 }

@@ -12,16 +12,28 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 on_both_databases!(notifications_made_before_a_sigkill_are_delivered_after_the_restart);
 on_both_backends!(
     a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand,
     two_replicas_deliver_each_notification_once_and_in_order,
+    catalog_changes_are_notified_with_the_object_as_the_admin_api_shows_it,
 );
 
 const SECRET: &str = "ntf_provider_secret";
+const STATUS_CHANGED: &str = "subscription.status_changed";
+
+/// Takes the catalog events that setting up a test makes (`count` of them), answering 204.
+async fn take_catalog_events(provider: &MockServer, count: u64) {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(count)
+        .with_priority(10)
+        .mount(provider)
+        .await;
+}
 
 fn notify_to(provider: &MockServer) -> impl FnOnce(&mut tollbooth::config::Settings) {
     let url = format!("{}/hooks/tollbooth", provider.uri());
@@ -42,11 +54,15 @@ async fn cancel(app: &TestApp, subscription: &str, at: &str) {
     assert!(status.is_success(), "{answer}");
 }
 
-/// The bodies the provider received, by notification id, each with how often it came.
+/// The status changes the provider received (not the catalog events), by notification id, each
+/// with how often it came.
 async fn received(provider: &MockServer) -> BTreeMap<String, (Value, usize)> {
     let mut by_id: BTreeMap<String, (Value, usize)> = BTreeMap::new();
     for request in provider.received_requests().await.unwrap() {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
+        if body["type"] != STATUS_CHANGED {
+            continue;
+        }
         let id = body["id"].as_str().unwrap().to_owned();
         by_id.entry(id).or_insert((body, 0)).1 += 1;
     }
@@ -175,7 +191,9 @@ async fn notifications_made_before_a_sigkill_are_delivered_after_the_restart(mut
 
 async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(backend: Backend) {
     let provider = MockServer::start().await;
+    let status_changed = || body_partial_json(json!({ "type": STATUS_CHANGED }));
     Mock::given(method("POST"))
+        .and(status_changed())
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(2)
         .expect(2)
@@ -183,11 +201,14 @@ async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(back
         .mount(&provider)
         .await;
     Mock::given(method("POST"))
+        .and(status_changed())
         .respond_with(ResponseTemplate::new(204))
         .expect(1)
         .with_priority(2)
         .mount(&provider)
         .await;
+    // An api, two tiers, a subscriber and a subscription.
+    take_catalog_events(&provider, 5).await;
     let configure = notify_to(&provider);
     let Some(app) = spawn_app_with(backend, |s| {
         configure(s);
@@ -216,10 +237,11 @@ async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(back
         "{parked}"
     );
     assert_eq!(parked["type"], "subscription.status_changed");
-    let id = parked["id"].as_str().unwrap();
+    let id = parked["id"].as_str().unwrap().to_owned();
+    let id = id.as_str();
     // Parked stays parked: nothing more is sent on its own.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(provider.received_requests().await.unwrap().len(), 2);
+    assert_eq!(received(&provider).await[id].1, 2);
 
     let (status, retried) = app
         .post(&format!("/v1/notifications/{id}/retry"), &json!({}))
@@ -231,9 +253,14 @@ async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(back
         got.get(id).is_some_and(|(_, times)| *times == 3)
     })
     .await;
+    let ours = |list: Vec<Value>| -> Vec<Value> {
+        list.into_iter()
+            .filter(|n| n["type"] == STATUS_CHANGED)
+            .collect()
+    };
     let mut delivered = Vec::new();
     for _ in 0..100 {
-        delivered = listed(&app, "delivered").await;
+        delivered = ours(listed(&app, "delivered").await);
         if !delivered.is_empty() {
             break;
         }
@@ -257,7 +284,7 @@ async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(back
     tollbooth::metering::purge_expired(&store, retention, now + 34 * day)
         .await
         .unwrap();
-    assert_eq!(listed(&app, "delivered").await.len(), 1);
+    assert_eq!(listed(&app, "delivered").await.len(), 1 + 5);
     tollbooth::metering::purge_expired(&store, retention, now + 36 * day)
         .await
         .unwrap();
@@ -285,7 +312,9 @@ async fn a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand(back
 async fn two_replicas_deliver_each_notification_once_and_in_order(backend: Backend) {
     let provider = MockServer::start().await;
     // The first delivery fails once: what follows it for the same subscription waits for it.
+    let status_changed = || body_partial_json(json!({ "type": STATUS_CHANGED }));
     Mock::given(method("POST"))
+        .and(status_changed())
         .respond_with(ResponseTemplate::new(500))
         .up_to_n_times(1)
         .expect(1)
@@ -293,11 +322,14 @@ async fn two_replicas_deliver_each_notification_once_and_in_order(backend: Backe
         .mount(&provider)
         .await;
     Mock::given(method("POST"))
+        .and(status_changed())
         .respond_with(ResponseTemplate::new(204).set_delay(Duration::from_millis(20)))
         .expect(12)
         .with_priority(2)
         .mount(&provider)
         .await;
+    // An api, two tiers, six subscribers and six subscriptions.
+    take_catalog_events(&provider, 15).await;
     let Some(first) = spawn_app_with(backend, notify_to(&provider)).await else {
         return;
     };
@@ -337,7 +369,7 @@ async fn two_replicas_deliver_each_notification_once_and_in_order(backend: Backe
     for request in provider.received_requests().await.unwrap() {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         let id = body["id"].as_str().unwrap().to_owned();
-        if !delivered_ids.insert(id) {
+        if body["type"] != STATUS_CHANGED || !delivered_ids.insert(id) {
             continue;
         }
         seen.entry(body["data"]["subscription"].as_str().unwrap().to_owned())
@@ -348,5 +380,105 @@ async fn two_replicas_deliver_each_notification_once_and_in_order(backend: Backe
     for (subscription, order) in &seen {
         assert_eq!(order, &[false, true], "{subscription}: {seen:?}");
     }
-    assert_eq!(listed(&first, "delivered").await.len(), 12);
+    // The catalog events go one after another (in the order made), and may still be under way.
+    let mut delivered = 0;
+    for _ in 0..400 {
+        delivered = listed(&first, "delivered").await.len();
+        if delivered == 12 + 15 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered, 12 + 15);
+}
+
+async fn catalog_changes_are_notified_with_the_object_as_the_admin_api_shows_it(backend: Backend) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(7)
+        .mount(&provider)
+        .await;
+    let Some(app) = spawn_app_with(backend, notify_to(&provider)).await else {
+        return;
+    };
+    // An api, two tiers, a subscriber and a subscription (and a gateway, which is not told).
+    setup(&app, 1).await;
+    let request = app
+        .client
+        .patch(app.url("/v1/apis/weather"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"name": "Weather"}"#);
+    let (status, patched) = app.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    // The same again changes nothing and tells nothing; so does archiving twice.
+    let (status, _) = app
+        .post(
+            "/v1/subscribers",
+            &json!({"external_id": "acme1", "name": "Acme", "email": "billing@acme.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..2 {
+        let request = app
+            .client
+            .delete(app.url("/v1/tiers/weather-daily"))
+            .bearer_auth(ADMIN_TOKEN);
+        let (status, archived) = app.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{archived}");
+    }
+    for _ in 0..400 {
+        if provider.received_requests().await.unwrap().len() >= 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bodies: Vec<Value> = Vec::new();
+    for request in provider.received_requests().await.unwrap() {
+        bodies.push(serde_json::from_slice(&request.body).unwrap());
+    }
+    assert_eq!(bodies.len(), 7, "each change told once: {bodies:?}");
+    let kinds = |bodies: &[Value]| -> Vec<String> {
+        bodies
+            .iter()
+            .map(|b| b["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Catalog events of no subscription arrive in the order made.
+    let catalog: Vec<Value> = bodies
+        .iter()
+        .filter(|b| b["type"] != "subscription.created")
+        .cloned()
+        .collect();
+    assert_eq!(
+        kinds(&catalog),
+        [
+            "api.created",
+            "tier.created",
+            "tier.created",
+            "subscriber.created",
+            "api.updated",
+            "tier.deleted"
+        ]
+    );
+    let by_kind = |kind: &str| {
+        bodies
+            .iter()
+            .filter(|b| b["type"] == kind)
+            .map(|b| b["data"].clone())
+            .collect::<Vec<_>>()
+    };
+    // The object as the admin API shows it.
+    let (_, api) = app.get("/v1/apis/weather").await;
+    assert_eq!(by_kind("api.updated"), [api]);
+    assert_eq!(patched["name"], "Weather");
+    let (_, subscription) = app.get("/v1/subscriptions/acme-1").await;
+    let created = &by_kind("subscription.created")[0];
+    for field in ["id", "external_id", "subscriber", "tier", "status"] {
+        assert_eq!(created[field], subscription[field], "{field}");
+    }
+    assert_eq!(by_kind("tier.deleted")[0]["slug"], "weather-daily");
+    assert!(by_kind("tier.deleted")[0]["archived_at"].is_string());
 }
