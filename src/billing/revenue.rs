@@ -368,7 +368,7 @@ pub async fn revenue_by(
             )
         })
         .collect();
-    let mut found = tx
+    let found = tx
         .period_totals(from.timestamp_millis(), to.timestamp_millis())
         .await?;
     let ledger = tx
@@ -380,21 +380,22 @@ pub async fn revenue_by(
         .await?;
     drop(tx);
     // The periods asked for the first time: their rows made once, and kept from then on.
+    let mut totals = totals_of(&spans, &found);
     let missing: Vec<(&str, i64, i64)> = spans
         .iter()
-        .zip(totals_of(&spans, &found))
+        .zip(&totals)
         .filter(|(_, found)| found.is_none())
         .map(|(span, _)| *span)
         .collect();
     if !missing.is_empty() {
         let mut tx = store.begin().await?;
         tx.fill_period_totals(&missing).await?;
-        found = tx
+        let found = tx
             .period_totals(from.timestamp_millis(), to.timestamp_millis())
             .await?;
         tx.commit().await?;
+        totals = totals_of(&spans, &found);
     }
-    let totals = totals_of(&spans, &found);
     let mut ledger_of: HashMap<(&str, i64), Vec<&LedgerLine>> = HashMap::new();
     for line in &ledger {
         ledger_of
@@ -417,7 +418,7 @@ pub async fn revenue_by(
             period.start().timestamp_millis(),
             period.end().timestamp_millis(),
         );
-        let found = totals[position].ok_or_else(|| {
+        let found = totals[position].take().ok_or_else(|| {
             crate::store::StoreError::Corrupt(format!(
                 "the usage of {}'s period from {start} was not made",
                 subscription.id
@@ -575,17 +576,17 @@ pub async fn revenue_by(
 }
 
 /// The totals of each `(subscription, start, end)` period among the rows `found`, in order.
-fn totals_of<'a>(
+fn totals_of(
     periods: &[(&str, i64, i64)],
-    found: &'a [(String, i64, i64, UsageTotals)],
-) -> Vec<Option<&'a UsageTotals>> {
+    found: &[(String, i64, i64, UsageTotals)],
+) -> Vec<Option<UsageTotals>> {
     let by_period: HashMap<(&str, i64, i64), &UsageTotals> = found
         .iter()
         .map(|(subscription, start, end, totals)| ((subscription.as_str(), *start, *end), totals))
         .collect();
     periods
         .iter()
-        .map(|period| by_period.get(period).copied())
+        .map(|period| by_period.get(period).map(|totals| (*totals).clone()))
         .collect()
 }
 

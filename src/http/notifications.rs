@@ -5,7 +5,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, KeyOrId, PageParams, Pagination, Path, Query};
 use super::{AppState, ListBody, timestamp};
 use crate::domain::FieldError;
-use crate::store::StoredNotification;
+use crate::store::{Page, StoredNotification};
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -141,21 +141,16 @@ async fn list(
         .await?
         .list_notifications(status.map(DeliveryStatus::as_str), &page)
         .await?;
-    let next_after = page
-        .has_more
-        .then(|| page.items.last().map(|n| n.id.clone()))
-        .flatten();
-    let has_more = page.has_more;
-    let data = page
-        .items
-        .into_iter()
-        .map(NotificationView::new)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(ListBody {
-        data,
-        has_more,
-        next_after,
-    }))
+    // Read first (a stored row may not read), then paged as every list is.
+    let views = Page {
+        items: page
+            .items
+            .into_iter()
+            .map(NotificationView::new)
+            .collect::<Result<Vec<_>, _>>()?,
+        has_more: page.has_more,
+    };
+    Ok(Json(ListBody::from_page(views, |n| &n.id, |n| n)))
 }
 
 /// Sends a notification again, whatever its status, with a fresh count of attempts and the same
