@@ -166,7 +166,7 @@ impl Cli {
                 })?;
                 let store = open_store(&settings).await?;
                 if dry_run {
-                    let report = apply_file_with(&store, &catalog, options)
+                    let report = apply_file_with(&store, &catalog, options, None)
                         .await
                         .with_context(|| format!("{} would not apply", file.display()))?;
                     print!("{report}");
@@ -180,7 +180,13 @@ impl Cli {
                     );
                     return Ok(());
                 }
-                let report = apply_file_with(&store, &catalog, options)
+                // Its catalog events go to the outbox; a serving tollbooth delivers them.
+                let notifier = crate::notify::Notifier::outbox(store.clone(), settings.notify());
+                let events = crate::catalog::CatalogEvents {
+                    notifier: &notifier,
+                    render: &crate::http::catalog_view,
+                };
+                let report = apply_file_with(&store, &catalog, options, Some(&events))
                     .await
                     .with_context(|| format!("{} was not applied", file.display()))?;
                 print!("{report}");

@@ -89,6 +89,9 @@ pub struct Settings {
     pub notify_retry_base: HumanDuration,
     /// How long one delivery may take before it counts as failed.
     pub notify_timeout: HumanDuration,
+    /// Catalog changes are committed only once the provider's endpoint accepted their
+    /// notification, and refused when it did not.
+    pub notify_blocking: bool,
 }
 
 /// The defaults, as the file and environment would write them.
@@ -118,6 +121,7 @@ struct Defaults {
     notify_max_attempts: u32,
     notify_retry_base: &'static str,
     notify_timeout: &'static str,
+    notify_blocking: bool,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -145,11 +149,12 @@ const DEFAULTS: Defaults = Defaults {
     notify_max_attempts: 8,
     notify_retry_base: "1s",
     notify_timeout: "10s",
+    notify_blocking: false,
 };
 
 /// Every setting, with its default and meaning as `--help` shows them (README's table says more).
 /// Each is read from `TOLLBOOTH_<NAME>`, the Stripe ones from their own names, or from the file.
-const SETTINGS: [(&str, &str, &str); 34] = [
+const SETTINGS: [(&str, &str, &str); 35] = [
     (
         "database_url",
         "sqlite://tollbooth.db",
@@ -300,6 +305,11 @@ const SETTINGS: [(&str, &str, &str); 34] = [
         "10s",
         "how long one notification's delivery may take",
     ),
+    (
+        "notify_blocking",
+        "false",
+        "catalog changes wait for the provider to accept their notification",
+    ),
 ];
 
 /// The settings' environment variables, defaults and meanings, for `--help`.
@@ -404,6 +414,11 @@ impl Settings {
                 "notify_secret: must be set with notify_url, to sign the notifications (TOLLBOOTH_NOTIFY_SECRET)".into(),
             ));
         }
+        if self.notify_blocking && self.notify_url.is_none() {
+            return Err(ConfigError(
+                "notify_blocking: needs notify_url, the endpoint that must accept each catalog change (TOLLBOOTH_NOTIFY_URL)".into(),
+            ));
+        }
         if self.events_max_records == 0 || self.ingest_batch_records == 0 {
             return Err(ConfigError(
                 "events_max_records and ingest_batch_records must be at least 1".into(),
@@ -427,6 +442,7 @@ impl Settings {
             max_attempts: self.notify_max_attempts.get(),
             retry_base: self.notify_retry_base.0,
             timeout: self.notify_timeout.0,
+            blocking: self.notify_blocking,
         })
     }
 

@@ -95,7 +95,6 @@ impl Application {
             store.clone(),
             settings.payment_grace.0,
             settings.decision_hold.0,
-            notifier.clone(),
             settings.unmirrored_access == crate::config::UnmirroredAccess::Refuse
                 && settings.stripe_secret_key.is_some(),
         )
@@ -121,6 +120,13 @@ impl Application {
                 writers,
             },
             Arc::new(move |increments| counts.record_usage(increments)),
+            Some(crate::metering::thresholds::Thresholds {
+                notifier: notifier.clone(),
+                watch_of: {
+                    let book = access.clone();
+                    Arc::new(move |id| book.watch_of(id))
+                },
+            }),
         );
         let stripe =
             crate::stripe::Stripe::from_settings(settings).context("configuring Stripe")?;

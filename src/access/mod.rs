@@ -9,6 +9,7 @@ pub use events::{Applied, EventOutcome, apply_event};
 
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::metering::directory::DirectoryView;
+use crate::metering::thresholds::Watch;
 use crate::store::{AccessRow, Store, StoreResult, Tx, UsageIncrement, now_ms};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -47,6 +48,8 @@ struct Entry {
     quota: Option<Quota>,
     /// Paid, with no Stripe Subscription yet, under `TOLLBOOTH_UNMIRRORED_ACCESS=refuse`.
     not_billable_yet: bool,
+    /// Its tier's hard quota and alerts, which the ingestion commit notifies.
+    watch: Option<Arc<Watch>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,12 @@ async fn entry_of(
     refuse_unmirrored: bool,
 ) -> StoreResult<(String, Entry)> {
     let not_billable_yet = refuse_unmirrored && !row.mirrored && !row.tier.is_free();
+    let watch = Watch::wanted(&row.tier).then(|| {
+        Arc::new(Watch {
+            tier: row.tier.clone(),
+            started_at: row.started_at,
+        })
+    });
     let quota = match row.tier.quota.and_then(|q| q.hard_limit) {
         Some(limit) => {
             let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
@@ -106,22 +115,22 @@ async fn entry_of(
             past_due_since: row.past_due_since,
             quota,
             not_billable_yet,
+            watch,
         },
     ))
 }
 
-/// Counts one increment against the quota it falls in; answers `(limit, period end)` when this
-/// increment reached the limit.
-fn count(entries: &mut HashMap<String, Entry>, increment: &UsageIncrement) -> Option<(u64, i64)> {
-    let quota = entries
+/// Counts one increment against the quota it falls in.
+fn count(entries: &mut HashMap<String, Entry>, increment: &UsageIncrement) {
+    if let Some(quota) = entries
         .get_mut(increment.subscription_id.as_str())
         .and_then(|e| e.quota.as_mut())
-        .filter(|quota| (quota.period_start..quota.period_end).contains(&increment.hour))?;
-    let before = quota.used;
-    quota.used = quota
-        .used
-        .saturating_add(u64::try_from(increment.billable_calls).unwrap_or(0));
-    (before < quota.limit && quota.used >= quota.limit).then_some((quota.limit, quota.period_end))
+        .filter(|quota| (quota.period_start..quota.period_end).contains(&increment.hour))
+    {
+        quota.used = quota
+            .used
+            .saturating_add(u64::try_from(increment.billable_calls).unwrap_or(0));
+    }
 }
 
 /// A subscription's calls allowed and not yet recorded, counted by the second they were allowed
@@ -175,7 +184,6 @@ impl Held {
 #[derive(Clone)]
 pub struct AccessBook {
     store: Store,
-    notifier: crate::notify::Notifier,
     grace_ms: i64,
     entries: Arc<RwLock<HashMap<String, Entry>>>,
     /// One read of the database at a time, so an older read never replaces a newer one; it holds
@@ -210,12 +218,10 @@ impl AccessBook {
         store: Store,
         grace: Duration,
         hold: Duration,
-        notifier: crate::notify::Notifier,
         refuse_unmirrored: bool,
     ) -> StoreResult<Self> {
         let book = Self {
             store,
-            notifier,
             grace_ms: i64::try_from(grace.as_millis()).unwrap_or(i64::MAX),
             entries: Arc::default(),
             reading: Arc::default(),
@@ -363,18 +369,14 @@ impl AccessBook {
         self.release_held(increments);
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         for increment in increments {
-            if let Some((limit, period_end)) = count(&mut entries, increment) {
-                self.notifier.notify_after(
-                    "quota.reached",
-                    increment.subscription_id.clone(),
-                    serde_json::json!({
-                        "subscription": increment.subscription_id,
-                        "limit": limit,
-                        "resets_at": crate::domain::time::from_ms(period_end),
-                    }),
-                );
-            }
+            count(&mut entries, increment);
         }
+    }
+
+    /// The hard quota and alerts of a subscription, for the ingestion commit to notify.
+    pub fn watch_of(&self, subscription_id: &str) -> Option<Arc<Watch>> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries.get(subscription_id)?.watch.clone()
     }
 
     /// Committed billable calls take the place of as many held decisions, oldest first.

@@ -1,6 +1,7 @@
 //! The declarative catalog file (`tollbooth catalog apply FILE`): YAML or JSON, applied in one
 //! transaction, so a bad file changes nothing and applying the same file twice changes nothing.
 
+use super::events::{CatalogEvents, Changed, Verb};
 use super::{
     CatalogError, Mode, Outcome, archive_api, archive_subscriber, archive_tier, put_api,
     put_subscriber, put_subscription, put_tier,
@@ -10,6 +11,7 @@ use crate::domain::ids::Key;
 use crate::domain::subscriber::SubscriberSpec;
 use crate::domain::subscription::{HashedKey, SubscriptionSpec, SubscriptionStatus};
 use crate::domain::tier::TierSpec;
+use crate::notify::NotifyError;
 use crate::store::{PageRequest, Store, StoreError, Subscription, Taken, Tx};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,6 +44,9 @@ pub enum FileError {
     /// while this apply ran (it was tried again first; see [`apply_file`]).
     #[error("{entry}: {taken}")]
     Taken { entry: String, taken: Taken },
+    /// Blocking mode: the provider's endpoint did not accept a change's notification.
+    #[error("{entry}: {message}; nothing was applied")]
+    NotAccepted { entry: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -248,7 +253,7 @@ fn exported(subscription: Subscription) -> Result<SubscriptionSpec, StoreError> 
 }
 
 pub async fn apply_file(store: &Store, file: &CatalogFile) -> Result<ApplyReport, FileError> {
-    apply_file_with(store, file, ApplyOptions::default()).await
+    apply_file_with(store, file, ApplyOptions::default(), None).await
 }
 
 /// What applying the file would change, worked out in a transaction that is then rolled back:
@@ -258,7 +263,7 @@ pub async fn dry_run_file(store: &Store, file: &CatalogFile) -> Result<ApplyRepo
         dry_run: true,
         ..ApplyOptions::default()
     };
-    apply_file_with(store, file, options).await
+    apply_file_with(store, file, options, None).await
 }
 
 /// How a file is applied.
@@ -271,14 +276,18 @@ pub struct ApplyOptions {
     pub prune: bool,
 }
 
+/// Applies a file in one transaction; with `events`, the event of each change is written in it
+/// (none on a dry run).
 pub async fn apply_file_with(
     store: &Store,
     file: &CatalogFile,
     options: ApplyOptions,
+    events: Option<&CatalogEvents<'_>>,
 ) -> Result<ApplyReport, FileError> {
+    let events = events.filter(|_| !options.dry_run);
     let mut attempt = 1;
     loop {
-        match apply_once(store, file, options).await {
+        match apply_once(store, file, options, events).await {
             Err(error) if error.is_taken() && attempt < APPLY_ATTEMPTS => {
                 tracing::info!(%error, attempt, "a key of the catalog was taken by a write committed meanwhile; applying the file again");
                 attempt += 1;
@@ -292,35 +301,59 @@ async fn apply_once(
     store: &Store,
     file: &CatalogFile,
     options: ApplyOptions,
+    events: Option<&CatalogEvents<'_>>,
 ) -> Result<ApplyReport, FileError> {
     let mut report = ApplyReport::default();
     let mut tx = store.begin().await?;
+    let told = Told { events };
     for (i, spec) in file.apis.iter().enumerate() {
-        let (_, outcome) = put_api(&mut tx, spec, Mode::Apply)
+        let key = spec.slug.as_str();
+        let (api, outcome) = put_api(&mut tx, spec, Mode::Apply)
             .await
-            .map_err(|e| in_entry("apis", i, spec.slug.as_str(), e))?;
-        report.count("apis", spec.slug.as_str(), outcome);
+            .map_err(|e| in_entry("apis", i, key, e))?;
+        report.count("apis", key, outcome);
+        told.put(&mut tx, outcome, Changed::Api(api), || {
+            format!("apis[{i}] ({key})")
+        })
+        .await?;
     }
     for (i, spec) in file.tiers.iter().enumerate() {
-        let (_, outcome) = put_tier(&mut tx, spec)
+        let key = spec.slug.as_str();
+        let (tier, outcome) = put_tier(&mut tx, spec)
             .await
-            .map_err(|e| in_entry("tiers", i, spec.slug.as_str(), e))?;
-        report.count("tiers", spec.slug.as_str(), outcome);
+            .map_err(|e| in_entry("tiers", i, key, e))?;
+        report.count("tiers", key, outcome);
+        told.put(&mut tx, outcome, Changed::Tier(tier), || {
+            format!("tiers[{i}] ({key})")
+        })
+        .await?;
     }
     for (i, spec) in file.subscribers.iter().enumerate() {
-        let (_, outcome) = put_subscriber(&mut tx, spec, Mode::Apply)
+        let key = spec.external_id.as_str();
+        let (subscriber, outcome) = put_subscriber(&mut tx, spec, Mode::Apply)
             .await
-            .map_err(|e| in_entry("subscribers", i, spec.external_id.as_str(), e))?;
-        report.count("subscribers", spec.external_id.as_str(), outcome);
+            .map_err(|e| in_entry("subscribers", i, key, e))?;
+        report.count("subscribers", key, outcome);
+        let changed = Changed::Subscriber(subscriber);
+        told.put(&mut tx, outcome, changed, || {
+            format!("subscribers[{i}] ({key})")
+        })
+        .await?;
     }
     for (i, spec) in file.subscriptions.iter().enumerate() {
-        let (_, outcome) = put_subscription(&mut tx, spec, Mode::Apply)
+        let key = spec.external_id.as_str();
+        let (subscription, outcome) = put_subscription(&mut tx, spec, Mode::Apply)
             .await
-            .map_err(|e| in_entry("subscriptions", i, spec.external_id.as_str(), e))?;
-        report.count("subscriptions", spec.external_id.as_str(), outcome);
+            .map_err(|e| in_entry("subscriptions", i, key, e))?;
+        report.count("subscriptions", key, outcome);
+        let changed = Changed::Subscription(subscription);
+        told.put(&mut tx, outcome, changed, || {
+            format!("subscriptions[{i}] ({key})")
+        })
+        .await?;
     }
     if options.prune {
-        prune(&mut tx, file, &mut report).await?;
+        prune(&mut tx, file, &mut report, &told).await?;
     }
     if !options.dry_run {
         tx.commit().await?;
@@ -328,8 +361,55 @@ async fn apply_once(
     Ok(report)
 }
 
+/// Writes the events of a file's changes, when it has somewhere to write them.
+struct Told<'a, 'b> {
+    events: Option<&'a CatalogEvents<'b>>,
+}
+
+impl Told<'_, '_> {
+    async fn put(
+        &self,
+        tx: &mut Tx,
+        outcome: Outcome,
+        changed: Changed,
+        entry: impl Fn() -> String,
+    ) -> Result<(), FileError> {
+        match Verb::of(outcome) {
+            Some(verb) => self.tell(tx, verb, changed, entry).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn tell(
+        &self,
+        tx: &mut Tx,
+        verb: Verb,
+        changed: Changed,
+        entry: impl Fn() -> String,
+    ) -> Result<(), FileError> {
+        let Some(events) = self.events else {
+            return Ok(());
+        };
+        events
+            .write(tx, verb, changed)
+            .await
+            .map_err(|error| match error {
+                NotifyError::Store(store) => FileError::Store(store),
+                refused @ NotifyError::NotAccepted { .. } => FileError::NotAccepted {
+                    entry: entry(),
+                    message: refused.to_string(),
+                },
+            })
+    }
+}
+
 /// Archives what the file does not list: subscribers, tiers, then apis.
-async fn prune(tx: &mut Tx, file: &CatalogFile, report: &mut ApplyReport) -> Result<(), FileError> {
+async fn prune(
+    tx: &mut Tx,
+    file: &CatalogFile,
+    report: &mut ApplyReport,
+    told: &Told<'_, '_>,
+) -> Result<(), FileError> {
     let unlisted = |kind: &str, key: &str, error: CatalogError| FileError::Entry {
         entry: format!("{kind} {key} (not in the file, so pruned)"),
         message: error.to_string(),
@@ -342,30 +422,41 @@ async fn prune(tx: &mut Tx, file: &CatalogFile, report: &mut ApplyReport) -> Res
     for subscriber in every!(tx, list_subscribers, false) {
         let key = subscriber.spec.external_id.as_str();
         if !listed.contains(&key) {
-            archive_subscriber(tx, key)
+            let archived = archive_subscriber(tx, key)
                 .await
                 .map_err(|e| unlisted("subscribers", key, e))?;
             report.archived("subscribers", key);
+            let changed = Changed::Subscriber(archived);
+            told.tell(tx, Verb::Deleted, changed, || format!("subscribers {key}"))
+                .await?;
         }
     }
     let listed: Vec<&str> = file.tiers.iter().map(|t| t.slug.as_str()).collect();
     for tier in every!(tx, list_tiers, false) {
         let key = tier.latest.spec.slug.as_str();
         if !listed.contains(&key) {
-            archive_tier(tx, key)
+            let archived = archive_tier(tx, key)
                 .await
                 .map_err(|e| unlisted("tiers", key, e))?;
             report.archived("tiers", key);
+            told.tell(tx, Verb::Deleted, Changed::Tier(archived), || {
+                format!("tiers {key}")
+            })
+            .await?;
         }
     }
     let listed: Vec<&str> = file.apis.iter().map(|a| a.slug.as_str()).collect();
     for api in every!(tx, list_apis, false) {
         let key = api.spec.slug.as_str();
         if !listed.contains(&key) {
-            archive_api(tx, key)
+            let archived = archive_api(tx, key)
                 .await
                 .map_err(|e| unlisted("apis", key, e))?;
             report.archived("apis", key);
+            told.tell(tx, Verb::Deleted, Changed::Api(archived), || {
+                format!("apis {key}")
+            })
+            .await?;
         }
     }
     Ok(())

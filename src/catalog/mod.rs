@@ -2,10 +2,12 @@
 //! `tollbooth catalog apply` create them. Every operation runs inside the caller's unit of work.
 
 mod archive;
+pub mod events;
 pub mod file;
 mod put;
 
 pub use archive::{archive_api, archive_subscriber, archive_tier};
+pub use events::{CatalogEvents, Changed, Verb};
 pub use file::{
     ApplyOptions, ApplyReport, CatalogFile, FileError, apply_file, apply_file_with, dry_run_file,
     export_file,

@@ -1,5 +1,6 @@
 //! Business types that can only be built valid: parsing them is validating them.
 
+pub mod alert;
 pub mod api;
 pub mod field;
 pub mod gateway;

@@ -2,6 +2,7 @@
 //! change of a tier is stored as a new version of it, and rating reads that version.
 
 use super::FieldError;
+use super::alert::Alert;
 use super::ids::Key;
 use super::money::{Amount, Currency, Percent};
 use super::text::Name;
@@ -28,6 +29,9 @@ pub struct TierSpec {
     pub sla_credit: Option<SlaCredit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Quota>,
+    /// Usage and spend thresholds, each notified once per period when reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Alert>,
     /// What a start, an end or a tier change in the middle of a period does to the fixed fee.
     #[serde(default)]
     pub proration: Proration,
@@ -48,6 +52,7 @@ impl TierSpec {
         if let Some(quota) = &self.quota {
             quota.validate().map_err(|e| e.within("quota"))?;
         }
+        super::alert::validate(&self.alerts, self.quota)?;
         Ok(())
     }
 

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// An api as stored.
 #[derive(Serialize, utoipa::ToSchema)]
-struct ApiView {
+pub(super) struct ApiView {
     /// tollbooth's id.
     #[schema(pattern = "^api_[0-9a-f]{32}$")]
     id: String,
@@ -61,6 +61,7 @@ impl From<Api> for ApiView {
         (status = 201, description = "Created", body = ApiView),
         (status = 200, description = "It exists with this definition already", body = ApiView),
         (status = 409, description = "`conflict`: the slug exists with another definition", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -128,6 +129,7 @@ async fn show(
         (status = 404, description = "`not_found`: no such api", body = ErrorBody),
         (status = 409, description = "`conflict`: a route another api has, or a Stripe account its tiers live in", body = ErrorBody),
         (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn update(
@@ -162,6 +164,7 @@ async fn update(
         (status = 200, description = "The api, archived", body = ApiView),
         (status = 404, description = "`not_found`: no such api", body = ErrorBody),
         (status = 409, description = "`in_use`: live subscriptions depend on it (`details.live_subscriptions`, the first in `details.subscriptions`)", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn archive(

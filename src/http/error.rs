@@ -158,6 +158,24 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<crate::notify::NotifyError> for ApiError {
+    fn from(error: crate::notify::NotifyError) -> Self {
+        use crate::notify::NotifyError;
+        match error {
+            NotifyError::Store(store) => store.into(),
+            NotifyError::NotAccepted { kind, ref reason } => {
+                let details = json!({ "notification": kind, "endpoint_answer": reason });
+                Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "notification_not_accepted",
+                    format!("{error}: in blocking mode a change is made only once the provider's endpoint accepts it; nothing was changed"),
+                )
+                .with_details(details)
+            }
+        }
+    }
+}
+
 impl From<crate::billing::BillingError> for ApiError {
     fn from(error: crate::billing::BillingError) -> Self {
         use crate::billing::BillingError;

@@ -211,8 +211,30 @@ async fn catalog_event(
 ) -> Result<(), error::ApiError> {
     let data = serde_json::to_value(view)
         .map_err(|e| crate::store::StoreError::Corrupt(format!("a catalog event: {e}")))?;
-    state.notifier.write(tx, kind, subscription, data).await?;
+    state
+        .notifier
+        .write_change(tx, kind, subscription, data)
+        .await?;
     Ok(())
+}
+
+/// A changed catalog object as the admin API shows it (without its Stripe mirror's state): the
+/// `data` of its catalog event, for `tollbooth catalog apply`.
+pub fn catalog_view(
+    changed: crate::catalog::Changed,
+) -> Result<serde_json::Value, crate::store::StoreError> {
+    use crate::catalog::Changed;
+    let view = match changed {
+        Changed::Api(api) => serde_json::to_value(apis::ApiView::from(api)),
+        Changed::Tier(tier) => serde_json::to_value(tiers::TierView::from(tier)),
+        Changed::Subscriber(subscriber) => {
+            serde_json::to_value(subscribers::SubscriberView::from(subscriber))
+        }
+        Changed::Subscription(subscription) => {
+            serde_json::to_value(subscriptions::SubscriptionView::from(subscription))
+        }
+    };
+    view.map_err(|e| crate::store::StoreError::Corrupt(format!("a catalog event: {e}")))
 }
 
 /// The event of a put: `created` or `updated` as it went, none when nothing changed.

@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A subscriber as stored.
 #[derive(Serialize, utoipa::ToSchema)]
-struct SubscriberView {
+pub(super) struct SubscriberView {
     /// tollbooth's id.
     #[schema(pattern = "^sub_[0-9a-f]{32}$")]
     id: String,
@@ -61,6 +61,7 @@ impl From<Subscriber> for SubscriberView {
         (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriberView>),
         (status = 409, description = "`conflict`: the external_id exists with another definition", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -149,6 +150,7 @@ async fn show(
         (status = 404, description = "`not_found`: no such subscriber", body = ErrorBody),
         (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn update(
@@ -186,6 +188,7 @@ async fn update(
         (status = 200, description = "The subscriber, archived", body = WithStripe<SubscriberView>),
         (status = 404, description = "`not_found`: no such subscriber", body = ErrorBody),
         (status = 409, description = "`in_use`: live subscriptions depend on it (`details.live_subscriptions`, the first in `details.subscriptions`)", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn archive(

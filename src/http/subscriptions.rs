@@ -26,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A subscription as stored.
 #[derive(Serialize, utoipa::ToSchema)]
-struct SubscriptionView {
+pub(super) struct SubscriptionView {
     #[schema(pattern = "^subn_[0-9a-f]{32}$")]
     id: String,
     external_id: String,
@@ -78,7 +78,7 @@ impl From<Subscription> for SubscriptionView {
         (status = 200, description = "It exists with this definition already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the external_id exists otherwise, or a consumer key is taken · `archived`: its tier, the tier's api or its subscriber is archived", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed` · `notification_not_accepted`: blocking mode, the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -143,7 +143,7 @@ enum CancelAt {
         (status = 200, description = "It was so already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
         (status = 409, description = "`conflict`", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed` · `notification_not_accepted`: blocking mode, the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn cancel(
@@ -158,7 +158,7 @@ async fn cancel(
     if outcome != crate::catalog::Outcome::Unchanged {
         state
             .notifier
-            .write(
+            .write_change(
                 &mut tx,
                 "subscription.status_changed",
                 &subscription.id,
@@ -220,7 +220,7 @@ struct ChangeTierRequest {
         (status = 200, description = "It is on that tier's newest version already", body = WithStripe<SubscriptionView>),
         (status = 404, description = "`not_found`: no such subscription", body = ErrorBody),
         (status = 409, description = "`conflict` · `archived`: the tier, its api or the subscriber is archived", body = ErrorBody),
-        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed` · `notification_not_accepted`: blocking mode, the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn change_tier(

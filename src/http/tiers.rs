@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A tier version as stored.
 #[derive(Serialize, utoipa::ToSchema)]
-struct TierView {
+pub(super) struct TierView {
     /// tollbooth's id of the tier.
     #[schema(pattern = "^tier_[0-9a-f]{32}$")]
     id: String,
@@ -84,6 +84,7 @@ impl From<Tier> for TierView {
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the tier belongs to another api · `archived`: its api is archived", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn create(
@@ -201,6 +202,7 @@ async fn versions(
         (status = 409, description = "`archived`: the tier's api is archived", body = ErrorBody),
         (status = 422, description = "`invalid_field`: the field named is not valid", body = ErrorBody),
         (status = 502, description = "`stripe_refused` · `stripe_unavailable` · `stripe_error`: saved, Stripe did not take it; `details.saved` is the object as saved, its `stripe.state` `failed`", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn update(
@@ -237,6 +239,7 @@ async fn update(
         (status = 200, description = "The tier, archived", body = WithStripe<TierView>),
         (status = 404, description = "`not_found`: no such tier", body = ErrorBody),
         (status = 409, description = "`in_use`: live subscriptions depend on it (`details.live_subscriptions`, the first in `details.subscriptions`)", body = ErrorBody),
+        (status = 502, description = "`notification_not_accepted`: blocking mode (`notify_blocking`), the provider's endpoint did not accept the change's notification; nothing changed", body = ErrorBody),
     ),
     security(("admin_token" = [])))]
 async fn archive(

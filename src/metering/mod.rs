@@ -7,6 +7,7 @@ pub mod key;
 mod lenient;
 pub mod record;
 pub mod stats;
+pub mod thresholds;
 pub mod writer;
 
 use crate::store::StoredRecord;

@@ -4,6 +4,7 @@
 //! SQLite has one writer (it allows one write transaction at a time); PostgreSQL may have several,
 //! whose raw-record inserts run side by side.
 
+use super::thresholds::Thresholds;
 use crate::domain::time::{HOUR_MS, floor_to};
 use crate::store::{Store, StoreError, StoredRecord, UsageIncrement, now_ms};
 use crate::telemetry::names;
@@ -60,6 +61,7 @@ impl Ingestor {
         store: Store,
         limits: WriterLimits,
         on_commit: OnCommit,
+        thresholds: Option<Thresholds>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, jobs) = mpsc::unbounded_channel();
         let capacity = usize::try_from(limits.queue_records).unwrap_or(usize::MAX);
@@ -72,6 +74,7 @@ impl Ingestor {
                     jobs.clone(),
                     limits.batch_records,
                     on_commit.clone(),
+                    thresholds.clone(),
                 ))
             })
             .collect();
@@ -129,6 +132,7 @@ async fn run_writer(
     jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
     batch_records: usize,
     on_commit: OnCommit,
+    thresholds: Option<Thresholds>,
 ) {
     loop {
         let (batch, count) = {
@@ -150,7 +154,7 @@ async fn run_writer(
             (batch, count)
         };
         let started = std::time::Instant::now();
-        let result = write_batch(&store, &batch).await;
+        let result = write_batch(&store, &batch, thresholds.as_ref()).await;
         metrics::histogram!(names::INGEST_COMMIT).record(started.elapsed().as_secs_f64());
         metrics::counter!(names::INGEST_RECORDS).increment(u64::try_from(count).unwrap_or(0));
         let outcome = if result.is_ok() {
@@ -160,7 +164,10 @@ async fn run_writer(
         };
         metrics::counter!(names::INGEST_BATCHES, "outcome" => outcome).increment(1);
         match result {
-            Ok((mut fresh, increments)) => {
+            Ok((mut fresh, increments, notified)) => {
+                if notified && let Some(thresholds) = &thresholds {
+                    thresholds.notifier.wake();
+                }
                 on_commit(&increments);
                 for job in batch.into_iter().rev() {
                     let mine = fresh.split_off(fresh.len() - job.records.len());
@@ -178,11 +185,14 @@ async fn run_writer(
     }
 }
 
-/// Writes a batch in one transaction; answers, for every record in order, whether it was new.
+/// Writes a batch in one transaction, with the notifications of the thresholds it reached;
+/// answers, for every record in order, whether it was new, the increments, and whether a
+/// notification was written.
 async fn write_batch(
     store: &Store,
     batch: &[Job],
-) -> Result<(Vec<bool>, Vec<UsageIncrement>), StoreError> {
+    thresholds: Option<&Thresholds>,
+) -> Result<(Vec<bool>, Vec<UsageIncrement>, bool), StoreError> {
     let all: Vec<&StoredRecord> = batch.iter().flat_map(|job| &job.records).collect();
     // The first of several records with one id in the batch is the one that may be new.
     let mut seen = HashSet::with_capacity(all.len());
@@ -214,8 +224,16 @@ async fn write_batch(
             .map(|(r, _)| *r),
     );
     tx.add_usage(&increments).await?;
+    let notified = match thresholds {
+        Some(thresholds) => {
+            thresholds
+                .notify_reached(&mut tx, &increments, now_ms())
+                .await?
+        }
+        None => false,
+    };
     tx.commit().await?;
-    Ok((fresh, increments))
+    Ok((fresh, increments, notified))
 }
 
 /// Sums new records into one increment per subscription and hour.

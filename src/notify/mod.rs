@@ -36,6 +36,20 @@ pub struct NotifySettings {
     pub retry_base: Duration,
     /// How long one delivery may take.
     pub timeout: Duration,
+    /// Catalog changes wait for the provider's endpoint to accept their notification, and are
+    /// refused when it does not (Windows Azure Pack's blocking billing service).
+    pub blocking: bool,
+}
+
+/// Why a notification was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Blocking mode: the provider's endpoint did not accept the notification of a change, so
+    /// the change is not made.
+    #[error("the provider's endpoint did not accept the `{kind}` notification ({reason})")]
+    NotAccepted { kind: &'static str, reason: String },
 }
 
 /// One notification as the provider receives it.
@@ -60,21 +74,36 @@ pub struct Notifier {
 struct Inner {
     store: Store,
     settings: NotifySettings,
+    http: reqwest::Client,
     wake: Notify,
 }
 
 impl Notifier {
     /// Starts the delivery task when a URL is set.
     pub fn start(store: Store, settings: Option<NotifySettings>) -> Self {
+        let notifier = Self::outbox(store, settings);
+        if let Some(inner) = &notifier.inner {
+            tokio::spawn(deliver_forever(inner.clone()));
+        }
+        notifier
+    }
+
+    /// Writes to the outbox without delivering (a command such as `catalog apply`: a serving
+    /// tollbooth delivers what it wrote), except what blocking mode sends before a change.
+    pub fn outbox(store: Store, settings: Option<NotifySettings>) -> Self {
         let Some(settings) = settings else {
             return Self::default();
         };
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .build()
+            .unwrap_or_default();
         let inner = Arc::new(Inner {
             store,
             settings,
+            http,
             wake: Notify::new(),
         });
-        tokio::spawn(deliver_forever(inner.clone()));
         Self { inner: Some(inner) }
     }
 
@@ -87,8 +116,45 @@ impl Notifier {
         subscription: &str,
         data: Value,
     ) -> StoreResult<()> {
-        if self.inner.is_none() {
+        let Some(made) = self.make(kind, data)? else {
             return Ok(());
+        };
+        insert(tx, &made, subscription, None).await
+    }
+
+    /// Writes the notification of a catalog change in `tx`. In blocking mode it is first sent,
+    /// once, and stored as delivered: when the provider's endpoint does not accept it, nothing is
+    /// written and the caller must drop `tx`, so the change is not made.
+    pub async fn write_change(
+        &self,
+        tx: &mut Tx,
+        kind: &'static str,
+        subscription: &str,
+        data: Value,
+    ) -> Result<(), NotifyError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let Some(made) = self.make(kind, data)? else {
+            return Ok(());
+        };
+        if !inner.settings.blocking {
+            return Ok(insert(tx, &made, subscription, None).await?);
+        }
+        if let Some(reason) = post(&inner.http, &inner.settings, &made.body).await {
+            metrics::counter!(names::NOTIFICATIONS, "outcome" => "not_accepted").increment(1);
+            tracing::warn!(id = %made.notification.id, kind, %reason, "blocking mode: the provider did not accept a change's notification; the change is refused");
+            return Err(NotifyError::NotAccepted { kind, reason });
+        }
+        metrics::counter!(names::NOTIFICATIONS, "outcome" => "delivered").increment(1);
+        let delivered = chrono::Utc::now().timestamp_millis();
+        Ok(insert(tx, &made, subscription, Some(delivered)).await?)
+    }
+
+    /// A new notification and its body, when notifications are sent at all.
+    fn make(&self, kind: &'static str, data: Value) -> StoreResult<Option<Made>> {
+        if self.inner.is_none() {
+            return Ok(None);
         }
         let created = chrono::Utc::now();
         let notification = Notification {
@@ -99,14 +165,16 @@ impl Notifier {
         };
         let body = serde_json::to_string(&notification)
             .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
-        tx.insert_notification(
-            &notification.id,
-            kind,
-            subscription,
-            &body,
-            created.timestamp_millis(),
-        )
-        .await
+        Ok(Some(Made {
+            notification,
+            body,
+            created_ms: created.timestamp_millis(),
+        }))
+    }
+
+    /// Whether notifications are written at all (a URL is set).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
     }
 
     /// Tells the delivery task that new notifications are committed.
@@ -115,40 +183,53 @@ impl Notifier {
             inner.wake.notify_one();
         }
     }
+}
 
-    /// Writes a notification in a transaction of its own, in the background, for a change
-    /// already committed elsewhere (a quota reached, counted after the usage's commit): a crash
-    /// between the two commits loses it.
-    pub fn notify_after(&self, kind: &'static str, subscription: String, data: Value) {
-        let Some(inner) = &self.inner else {
-            return;
-        };
-        let notifier = self.clone();
-        let store = inner.store.clone();
-        tokio::spawn(async move {
-            let written = async {
-                let mut tx = store.begin().await?;
-                notifier.write(&mut tx, kind, &subscription, data).await?;
-                tx.commit().await
-            };
-            match written.await {
-                Ok(()) => notifier.wake(),
-                Err(error) => {
-                    metrics::counter!(names::NOTIFICATIONS, "outcome" => "dropped").increment(1);
-                    tracing::error!(%error, kind, "a notification could not be written");
-                }
-            }
-        });
+/// A notification made, with its body as delivered.
+struct Made {
+    notification: Notification,
+    body: String,
+    created_ms: i64,
+}
+
+async fn insert(
+    tx: &mut Tx,
+    made: &Made,
+    subscription: &str,
+    delivered_at: Option<i64>,
+) -> StoreResult<()> {
+    tx.insert_notification(
+        &made.notification.id,
+        made.notification.kind,
+        subscription,
+        &made.body,
+        made.created_ms,
+        delivered_at,
+    )
+    .await
+}
+
+/// Posts a body once, signed; answers why it was not accepted, or `None` when it was.
+async fn post(http: &reqwest::Client, settings: &NotifySettings, body: &str) -> Option<String> {
+    let t = chrono::Utc::now().timestamp();
+    let signature = hex::encode(sign(settings.secret.expose_secret(), t, body.as_bytes()));
+    let sent = http
+        .post(&settings.url)
+        .header("Content-Type", "application/json")
+        .header("Tollbooth-Signature", format!("t={t},v1={signature}"))
+        .body(body.to_owned())
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) => Some(format!("answered {}", response.status())),
+        Err(error) => Some(error.to_string()),
     }
 }
 
 /// Claims what is due, delivers it, and looks again: at once after a full claim, else when woken
 /// or after a while.
 async fn deliver_forever(inner: Arc<Inner>) {
-    let http = reqwest::Client::builder()
-        .timeout(inner.settings.timeout)
-        .build()
-        .unwrap_or_default();
     loop {
         let claimed = match claim(&inner.store, claim_hold(&inner.settings)).await {
             Ok(claimed) => claimed,
@@ -161,8 +242,8 @@ async fn deliver_forever(inner: Arc<Inner>) {
         let full = claimed.len() as i64 >= IN_FLIGHT;
         let mut soonest = POLL;
         let attempts = claimed.into_iter().map(|notification| {
-            let (http, inner) = (&http, &inner);
-            async move { attempt(http, inner, notification).await }
+            let inner = &inner;
+            async move { attempt(inner, notification).await }
         });
         for retry in futures::future::join_all(attempts)
             .await
@@ -204,30 +285,9 @@ async fn claim(store: &Store, hold: Duration) -> StoreResult<Vec<ClaimedNotifica
 
 /// Posts one claimed notification once and records the outcome; answers the wait before its
 /// next attempt when it is to be tried again.
-async fn attempt(
-    http: &reqwest::Client,
-    inner: &Inner,
-    notification: ClaimedNotification,
-) -> Option<Duration> {
+async fn attempt(inner: &Inner, notification: ClaimedNotification) -> Option<Duration> {
     let settings = &inner.settings;
-    let t = chrono::Utc::now().timestamp();
-    let signature = hex::encode(sign(
-        settings.secret.expose_secret(),
-        t,
-        notification.body.as_bytes(),
-    ));
-    let sent = http
-        .post(&settings.url)
-        .header("Content-Type", "application/json")
-        .header("Tollbooth-Signature", format!("t={t},v1={signature}"))
-        .body(notification.body.clone())
-        .send()
-        .await;
-    let error = match sent {
-        Ok(response) if response.status().is_success() => None,
-        Ok(response) => Some(format!("answered {}", response.status())),
-        Err(error) => Some(error.to_string()),
-    };
+    let error = post(&inner.http, settings, &notification.body).await;
     let attempt = u32::try_from(notification.attempts)
         .unwrap_or(u32::MAX)
         .saturating_add(1);

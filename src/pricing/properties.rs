@@ -81,6 +81,7 @@ fn plain(usage: UsagePricing) -> TierSpec {
         volume_discount: None,
         sla_credit: None,
         quota: None,
+        alerts: Vec::new(),
         proration: Proration::ByDay,
     }
 }

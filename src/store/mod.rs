@@ -16,6 +16,7 @@ mod revenue;
 mod stripe;
 mod subscribers;
 mod subscriptions;
+mod thresholds;
 mod tiers;
 mod unique;
 
@@ -33,6 +34,7 @@ pub use revenue::{LedgerLine, UsageTotals};
 pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};
 pub use subscribers::Subscriber;
 pub use subscriptions::Subscription;
+pub use thresholds::PeriodUsageSum;
 pub use tiers::{Tier, TierVersion};
 pub use unique::{Taken, UniqueRule};
 

@@ -35,7 +35,8 @@ const COLUMNS: &str = "SELECT id, kind, subscription_id, body, created_at, statu
                        next_attempt_at, last_error, delivered_at FROM notifications";
 
 impl Tx {
-    /// Adds a notification to the outbox, due now.
+    /// Adds a notification to the outbox: due now, or already `delivered_at` (sent before its
+    /// change committed, in blocking mode).
     pub async fn insert_notification(
         &mut self,
         id: &str,
@@ -43,15 +44,24 @@ impl Tx {
         subscription_id: &str,
         body: &str,
         created_at: i64,
+        delivered_at: Option<i64>,
     ) -> StoreResult<()> {
         let sql = "INSERT INTO notifications (id, kind, subscription_id, body, created_at, status, \
-                   attempts, next_attempt_at, claimed_until) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $5, 0)";
+                   attempts, next_attempt_at, claimed_until, delivered_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $5, 0, $8)";
+        let (status, attempts) = match delivered_at {
+            Some(_) => ("delivered", 1_i64),
+            None => ("pending", 0),
+        };
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(kind)
             .bind(subscription_id)
             .bind(body)
             .bind(created_at)
+            .bind(status)
+            .bind(attempts)
+            .bind(delivered_at)
             .execute(conn)
             .await?
             .rows_affected());

@@ -188,12 +188,12 @@ impl Tx {
 }
 
 /// Periods as SQLite's `json_each` reads them: `[[subscription, from, to], …]`.
-fn json_periods(periods: &[(&str, i64, i64)]) -> StoreResult<String> {
+pub(super) fn json_periods(periods: &[(&str, i64, i64)]) -> StoreResult<String> {
     serde_json::to_string(periods).map_err(|e| super::StoreError::Corrupt(e.to_string()))
 }
 
 /// Periods as PostgreSQL's `unnest` reads them: one array per column.
-fn columns<'a>(periods: &[(&'a str, i64, i64)]) -> (Vec<&'a str>, Vec<i64>, Vec<i64>) {
+pub(super) fn columns<'a>(periods: &[(&'a str, i64, i64)]) -> (Vec<&'a str>, Vec<i64>, Vec<i64>) {
     let mut columns = (
         Vec::with_capacity(periods.len()),
         Vec::with_capacity(periods.len()),

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod admin_auth;
+mod alerts;
 mod apis;
 mod archive;
 mod billing;

@@ -20,6 +20,7 @@ on_both_backends!(
     a_notification_that_keeps_failing_is_parked_and_sent_again_by_hand,
     two_replicas_deliver_each_notification_once_and_in_order,
     catalog_changes_are_notified_with_the_object_as_the_admin_api_shows_it,
+    catalog_apply_writes_the_events_a_serving_tollbooth_delivers,
 );
 
 const SECRET: &str = "ntf_provider_secret";
@@ -481,4 +482,144 @@ async fn catalog_changes_are_notified_with_the_object_as_the_admin_api_shows_it(
     }
     assert_eq!(by_kind("tier.deleted")[0]["slug"], "weather-daily");
     assert!(by_kind("tier.deleted")[0]["archived_at"].is_string());
+}
+
+/// `tollbooth catalog apply FILE` as a user runs it, beside a serving tollbooth on the same
+/// database: its changes' events are in the outbox when it exits, and the server delivers them;
+/// applying the same file again tells nothing; pruning tells what it archived; a dry run nothing.
+async fn catalog_apply_writes_the_events_a_serving_tollbooth_delivers(backend: Backend) {
+    let provider = MockServer::start().await;
+    let expect = |kind: &'static str, count: u64| {
+        Mock::given(method("POST"))
+            .and(body_partial_json(json!({ "type": kind })))
+            .respond_with(ResponseTemplate::new(204))
+            .expect(count)
+    };
+    for (kind, count) in [
+        ("api.created", 1),
+        ("tier.created", 3),
+        ("tier.deleted", 1),
+        ("subscriber.created", 1),
+        ("subscription.created", 1),
+    ] {
+        expect(kind, count).mount(&provider).await;
+    }
+    let Some(app) = spawn_app_with(backend, notify_to(&provider)).await else {
+        return;
+    };
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
+    // Run beside the server, which runs on this test's thread: waited for off it.
+    let database_url = app.database_url.clone();
+    let notify_url = format!("{}/hooks/tollbooth", provider.uri());
+    let apply = |file: String, more: &'static [&'static str]| {
+        let (database_url, notify_url) = (database_url.clone(), notify_url.clone());
+        async move {
+            let output = tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+                    .args(["catalog", "apply"])
+                    .args(more)
+                    .arg(file)
+                    .env("TOLLBOOTH_DATABASE_URL", database_url)
+                    .env("TOLLBOOTH_ADMIN_TOKEN", ADMIN_TOKEN)
+                    .env("TOLLBOOTH_NOTIFY_URL", notify_url)
+                    .env("TOLLBOOTH_NOTIFY_SECRET", SECRET)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    apply(example.to_owned(), &[]).await;
+    apply(example.to_owned(), &[]).await;
+    // The example without its Scale tier, pruned; a dry run of the same first tells nothing.
+    let text = std::fs::read_to_string(example).unwrap();
+    let mut file = tollbooth::catalog::CatalogFile::parse(&text).unwrap();
+    file.tiers.retain(|t| t.slug.as_str() != "weather-scale");
+    let file = serde_json::to_string(&file).unwrap();
+    let pruned = std::env::temp_dir().join(format!(
+        "tollbooth-pruned-{}-{}.json",
+        std::process::id(),
+        if backend == Backend::Postgres {
+            "pg"
+        } else {
+            "sqlite"
+        }
+    ));
+    std::fs::write(&pruned, file).unwrap();
+    let pruned_path = pruned.to_str().unwrap().to_owned();
+    apply(pruned_path.clone(), &["--dry-run", "--prune"]).await;
+    apply(pruned_path, &["--prune"]).await;
+    let _ = std::fs::remove_file(&pruned);
+
+    let bodies = loop_until_delivered(&provider, 7).await;
+    let of = |kind: &str| -> Vec<Value> {
+        bodies
+            .iter()
+            .filter(|b| b["type"] == kind)
+            .map(|b| b["data"].clone())
+            .collect()
+    };
+    let (_, api) = app.get("/v1/apis/weather").await;
+    assert_eq!(
+        of("api.created"),
+        [api],
+        "the object as the admin API shows it"
+    );
+    let (_, subscriber) = app.get("/v1/subscribers/acme").await;
+    let told = &of("subscriber.created")[0];
+    for field in ["id", "external_id", "name", "email"] {
+        assert_eq!(told[field], subscriber[field], "{field}");
+    }
+    let (_, subscription) = app.get("/v1/subscriptions/acme-weather").await;
+    let told = &of("subscription.created")[0];
+    for field in ["id", "external_id", "subscriber", "tier", "status"] {
+        assert_eq!(told[field], subscription[field], "{field}");
+    }
+    let deleted = &of("tier.deleted")[0];
+    assert_eq!(deleted["slug"], "weather-scale");
+    assert!(deleted["archived_at"].is_string(), "{deleted}");
+    // The subscription's event went in its own order, the rest in the catalog's, as made.
+    let catalog: Vec<&str> = bodies
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .filter(|kind| *kind != "subscription.created")
+        .collect();
+    assert_eq!(
+        catalog,
+        [
+            "api.created",
+            "tier.created",
+            "tier.created",
+            "tier.created",
+            "subscriber.created",
+            "tier.deleted"
+        ]
+    );
+}
+
+/// Waits (up to 20 s) for `count` deliveries, then a little more for any extra; answers the
+/// bodies in the order received.
+async fn loop_until_delivered(provider: &MockServer, count: usize) -> Vec<Value> {
+    for _ in 0..400 {
+        if provider.received_requests().await.unwrap().len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let bodies: Vec<Value> = provider
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), count, "each change told once: {bodies:?}");
+    bodies
 }

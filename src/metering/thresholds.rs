@@ -1,0 +1,364 @@
+//! Thresholds notified from the ingestion commit that reaches them: a hard quota reached
+//! (`quota.reached`), a tier's usage alerts (`usage.threshold_reached`) and spend alerts
+//! (`spend.threshold_reached`). The notification is written in the batch's own transaction, so a
+//! crash loses neither the usage nor its notification, and a `threshold_crossings` row makes each
+//! threshold fire once per subscription and period, whichever writer or replica reaches it.
+
+use crate::domain::alert::{Alert, QuotaLimit};
+use crate::domain::tier::TierSpec;
+use crate::domain::time::{DAY_MS, floor_to, from_ms};
+use crate::notify::Notifier;
+use crate::pricing::{self, Period, PeriodUsage, RatedPeriod};
+use crate::store::{PeriodUsageSum, StoreResult, Tx, UsageIncrement};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a subscription's thresholds are measured against: its tier version and its start.
+#[derive(Debug)]
+pub struct Watch {
+    pub tier: TierSpec,
+    /// Unix ms.
+    pub started_at: i64,
+}
+
+impl Watch {
+    /// Whether the tier has anything to notify: a hard quota or an alert.
+    pub fn wanted(tier: &TierSpec) -> bool {
+        tier.quota.and_then(|q| q.hard_limit).is_some() || !tier.alerts.is_empty()
+    }
+
+    /// The billing period holding `at` (Unix ms), if the subscription had begun.
+    fn period_at(&self, at: i64) -> Option<Period> {
+        let anchor = from_ms(floor_to(self.started_at, DAY_MS)).date_naive();
+        pricing::period_containing(anchor, self.tier.period(), from_ms(at)).ok()
+    }
+}
+
+/// The watch of a subscription, when it has one (the access book keeps them).
+pub type WatchOf = Arc<dyn Fn(&str) -> Option<Arc<Watch>> + Send + Sync>;
+
+/// Notifies thresholds from the ingestion commit.
+#[derive(Clone)]
+pub struct Thresholds {
+    pub notifier: Notifier,
+    pub watch_of: WatchOf,
+}
+
+/// One threshold reached: its key (fires once per period), and the notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reached {
+    pub key: String,
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+impl Thresholds {
+    /// In the batch's transaction, after its usage is added: writes a notification for every
+    /// threshold the batch reached; answers whether it wrote one (wake the notifier after the
+    /// commit).
+    pub async fn notify_reached(
+        &self,
+        tx: &mut Tx,
+        increments: &[UsageIncrement],
+        now: i64,
+    ) -> StoreResult<bool> {
+        if !self.notifier.is_enabled() {
+            return Ok(false);
+        }
+        // The batch's own usage by watched subscription and period.
+        let mut touched: BTreeMap<(&str, i64), Touched> = BTreeMap::new();
+        let mut last: Option<(&str, Option<Arc<Watch>>)> = None;
+        for increment in increments {
+            let id = increment.subscription_id.as_str();
+            let watch = match &last {
+                Some((seen, watch)) if *seen == id => watch.clone(),
+                _ => {
+                    let watch = (self.watch_of)(id);
+                    last = Some((id, watch.clone()));
+                    watch
+                }
+            };
+            let Some(watch) = watch else { continue };
+            let Some(period) = watch.period_at(increment.hour) else {
+                continue;
+            };
+            let start = period.start().timestamp_millis();
+            let entry = touched.entry((id, start)).or_insert_with(|| Touched {
+                watch: watch.clone(),
+                period,
+                calls: 0,
+                units_micros: 0,
+            });
+            entry.calls = entry.calls.saturating_add(increment.billable_calls);
+            entry.units_micros = entry
+                .units_micros
+                .saturating_add(increment.billable_units_micros);
+        }
+        if touched.is_empty() {
+            return Ok(false);
+        }
+        let periods: Vec<(&str, i64, i64)> = touched
+            .iter()
+            .map(|((id, start), t)| (*id, *start, t.period.end().timestamp_millis()))
+            .collect();
+        let sums = tx.period_usage_sums(&periods).await?;
+        let mut wrote = false;
+        for (((id, start), batch), after) in touched.iter().zip(sums) {
+            let before = PeriodUsageSum {
+                billable_calls: after.billable_calls.saturating_sub(batch.calls),
+                billable_units: after.billable_units - micros_to_units(batch.units_micros),
+            };
+            for reached in reached(&batch.watch, batch.period, &before, &after) {
+                if tx
+                    .mark_threshold_reached(id, *start, &reached.key, now)
+                    .await?
+                {
+                    self.notifier
+                        .write(tx, reached.kind, id, with_subscription(id, reached.data))
+                        .await?;
+                    wrote = true;
+                }
+            }
+        }
+        Ok(wrote)
+    }
+}
+
+/// A batch's own usage of one watched subscription's period.
+struct Touched {
+    watch: Arc<Watch>,
+    period: Period,
+    calls: i64,
+    units_micros: i128,
+}
+
+fn micros_to_units(micros: i128) -> Decimal {
+    Decimal::try_from_i128_with_scale(micros, 6).unwrap_or(Decimal::MAX)
+}
+
+fn with_subscription(id: &str, mut data: Value) -> Value {
+    if let Value::Object(fields) = &mut data {
+        fields.insert("subscription".to_owned(), Value::from(id));
+    }
+    data
+}
+
+/// The thresholds usage reached going from `before` to `after` within `period`: each one that
+/// `before` was under and `after` is at or over.
+pub fn reached(
+    watch: &Watch,
+    period: Period,
+    before: &PeriodUsageSum,
+    after: &PeriodUsageSum,
+) -> Vec<Reached> {
+    let tier = &watch.tier;
+    let crossed = |threshold: Decimal, before: Decimal, after: Decimal| {
+        before < threshold && threshold <= after
+    };
+    let calls = |sum: &PeriodUsageSum| Decimal::from(sum.billable_calls);
+    let bounds = json!({
+        "period_start": period.start(),
+        "period_end": period.end(),
+    });
+    let mut reached = Vec::new();
+    if let Some(limit) = tier.quota.and_then(|q| q.hard_limit)
+        && crossed(Decimal::from(limit), calls(before), calls(after))
+    {
+        reached.push(Reached {
+            key: "quota.reached".to_owned(),
+            kind: "quota.reached",
+            data: json!({"limit": limit, "resets_at": period.end()}),
+        });
+    }
+    let mut amounts = None;
+    for alert in &tier.alerts {
+        match alert {
+            Alert::Quota { quota, percent } => {
+                let Some(threshold) = alert.usage_threshold(tier.quota) else {
+                    continue;
+                };
+                let (was, is, used) = match quota {
+                    QuotaLimit::HardLimit => (
+                        calls(before),
+                        calls(after),
+                        Value::from(after.billable_calls),
+                    ),
+                    QuotaLimit::SoftLimit => (
+                        before.billable_units,
+                        after.billable_units,
+                        Value::from(after.billable_units.normalize().to_string()),
+                    ),
+                };
+                if crossed(threshold, was, is) {
+                    let mut data = json!({
+                        "quota": quota.as_str(),
+                        "percent": percent.value().normalize().to_string(),
+                        "limit": quota.of(tier.quota),
+                        "threshold": threshold.normalize().to_string(),
+                        "used": used,
+                    });
+                    merge(&mut data, &bounds);
+                    reached.push(Reached {
+                        key: alert.key(),
+                        kind: "usage.threshold_reached",
+                        data,
+                    });
+                }
+            }
+            Alert::Spend { amount } => {
+                let Some((was, is)) = *amounts.get_or_insert_with(|| {
+                    Some((spend(watch, period, before)?, spend(watch, period, after)?))
+                }) else {
+                    continue;
+                };
+                if crossed(amount.value(), was, is) {
+                    let mut data = json!({
+                        "spend": amount.value().to_string(),
+                        "amount": is.to_string(),
+                        "currency": tier.currency,
+                    });
+                    merge(&mut data, &bounds);
+                    reached.push(Reached {
+                        key: alert.key(),
+                        kind: "spend.threshold_reached",
+                        data,
+                    });
+                }
+            }
+        }
+    }
+    reached
+}
+
+fn merge(data: &mut Value, more: &Value) {
+    if let (Value::Object(into), Value::Object(from)) = (data, more) {
+        into.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
+
+/// What the period comes to on `usage`: its fixed fee (from the subscription's start within the
+/// period), usage charges and volume discount, on the subscription's current tier. SLA credits,
+/// which are reckoned by day at the period's end, are not taken off.
+fn spend(watch: &Watch, period: Period, usage: &PeriodUsageSum) -> Option<Decimal> {
+    let started = from_ms(watch.started_at);
+    let active_from = started.max(period.start());
+    let rated = if active_from == period.start() {
+        RatedPeriod::whole(period)
+    } else {
+        RatedPeriod::partial(period, active_from, period.end()).ok()?
+    };
+    let rated = if period.start().date_naive() == started.date_naive() {
+        rated.as_first_period()
+    } else {
+        rated
+    };
+    let usage = PeriodUsage {
+        billable_calls: u64::try_from(usage.billable_calls).ok()?,
+        billable_units: usage.billable_units,
+        failed_calls: 0,
+        total_calls: u64::try_from(usage.billable_calls).ok()?,
+        days: Vec::new(),
+    };
+    let invoice = pricing::rate(&watch.tier, &rated, &usage).ok()?;
+    Some(invoice.total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn watch(tier: Value) -> Watch {
+        let mut fields = json!({"slug": "t", "api": "a", "name": "T", "currency": "usd",
+            "usage": {"model": "per_unit", "unit_price": "0.01"}});
+        fields
+            .as_object_mut()
+            .unwrap()
+            .extend(tier.as_object().unwrap().clone());
+        let tier: TierSpec = serde_json::from_value(fields).unwrap();
+        tier.validate().unwrap();
+        Watch {
+            tier,
+            // 2026-12-01T00:00:00Z
+            started_at: 1_796_083_200_000,
+        }
+    }
+
+    fn sum(calls: i64) -> PeriodUsageSum {
+        PeriodUsageSum {
+            billable_calls: calls,
+            billable_units: Decimal::from(calls),
+        }
+    }
+
+    fn kinds(watch: &Watch, before: i64, after: i64) -> Vec<String> {
+        let period = watch.period_at(watch.started_at).unwrap();
+        reached(watch, period, &sum(before), &sum(after))
+            .into_iter()
+            .map(|r| r.key)
+            .collect()
+    }
+
+    #[test]
+    fn a_threshold_is_reached_by_the_usage_that_crosses_it() {
+        let watch = watch(json!({
+            "quota": {"hard_limit": 1000},
+            "alerts": [{"quota": "hard_limit", "percent": "50"},
+                       {"quota": "hard_limit", "percent": "100"},
+                       {"spend": "5"}]
+        }));
+        assert!(kinds(&watch, 0, 499).is_empty());
+        assert_eq!(kinds(&watch, 499, 500), ["hard_limit:50", "spend:5"]);
+        assert!(kinds(&watch, 500, 999).is_empty(), "each once");
+        assert_eq!(
+            kinds(&watch, 990, 1000),
+            ["quota.reached", "hard_limit:100"]
+        );
+        assert_eq!(
+            kinds(&watch, 0, 2000),
+            [
+                "quota.reached",
+                "hard_limit:50",
+                "hard_limit:100",
+                "spend:5"
+            ],
+            "one batch may cross several"
+        );
+        assert!(kinds(&watch, 1000, 1500).is_empty());
+    }
+
+    #[test]
+    fn the_notification_says_what_was_reached() {
+        let watch = watch(json!({
+            "fixed_fee": {"amount": "10.00", "interval": "month"},
+            "quota": {"soft_limit": 3, "overage_unit_price": "1"},
+            "alerts": [{"quota": "soft_limit", "percent": "50"}, {"spend": "11.00"}]
+        }));
+        let period = watch.period_at(watch.started_at).unwrap();
+        let before = PeriodUsageSum {
+            billable_calls: 1,
+            billable_units: Decimal::new(14, 1),
+        };
+        let after = PeriodUsageSum {
+            billable_calls: 2,
+            billable_units: Decimal::new(15, 1),
+        };
+        let got = reached(&watch, period, &before, &after);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].kind, "usage.threshold_reached");
+        assert_eq!(
+            got[0].data,
+            json!({"quota": "soft_limit", "percent": "50", "limit": 3, "threshold": "1.5",
+                   "used": "1.5", "period_start": "2026-12-01T00:00:00Z",
+                   "period_end": "2027-01-01T00:00:00Z"})
+        );
+        // $10 fee + 3 units at $0.01 under the soft limit + 97 units over it at $1.
+        let spent = reached(&watch, period, &after, &sum(100));
+        assert_eq!(spent[0].kind, "spend.threshold_reached");
+        assert_eq!(spent[0].data["spend"], "11.00");
+        assert_eq!(spent[0].data["amount"], "107.03");
+        assert_eq!(spent[0].data["currency"], "usd");
+    }
+}
