@@ -20,7 +20,10 @@
 //! bench refuses to start without that binary), adding
 //! `-- --postgres postgres://postgres@127.0.0.1:5432/postgres` to measure PostgreSQL too.
 //! For a quick try: `-- --records N` (default 300,000) and `-- --only sqlite|postgres`;
-//! `-- --clients N` changes the batched run's connections (default 4).
+//! `-- --clients N` changes the batched run's connections (default 4). `-- --alerts` adds, after
+//! each database's time-ordered run (its baseline), the same run with every subscription
+//! watched: a hard quota and three alerts on the tier, and a notification URL (a local server
+//! answering 204), so each commit reads its subscriptions' period totals (issue 18).
 // A bench fails loudly on what it did not expect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -103,6 +106,7 @@ struct Options {
     databases: DatabaseFlags,
     records: usize,
     clients: usize,
+    alerts: bool,
 }
 
 fn parse_args() -> Result<Options> {
@@ -110,6 +114,7 @@ fn parse_args() -> Result<Options> {
         databases: DatabaseFlags::from_env(),
         records: RECORDS,
         clients: CLIENTS,
+        alerts: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -122,6 +127,8 @@ fn parse_args() -> Result<Options> {
                 .context("--clients needs a number")?
                 .parse()
                 .context("--clients needs a number")?;
+        } else if arg == "--alerts" {
+            options.alerts = true;
         } else if arg == "--records" {
             options.records = args
                 .next()
@@ -151,6 +158,7 @@ fn main() -> Result<()> {
 struct Outcome {
     database: Database,
     ids: IdKind,
+    watched: bool,
     records_per_s: f64,
     ceiling_per_s: f64,
     p50_ms: f64,
@@ -168,10 +176,28 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
         options.records, options.clients
     );
     println!("server: {}", binary.display());
+    let notify_url = if options.alerts {
+        Some(provider_answering_204().await?)
+    } else {
+        None
+    };
     let mut outcomes = Vec::new();
     for database in options.databases.databases() {
-        for ids in [IdKind::Random, IdKind::TimeOrdered] {
-            println!("\n== {} / {} ids ==", database.label(), ids.label());
+        let mut runs = vec![(IdKind::Random, None), (IdKind::TimeOrdered, None)];
+        if let Some(url) = &notify_url {
+            runs.push((IdKind::TimeOrdered, Some(url.as_str())));
+        }
+        for (ids, notify_url) in runs {
+            let watched = if notify_url.is_some() {
+                ", every subscription watched"
+            } else {
+                ""
+            };
+            println!(
+                "\n== {} / {} ids{watched} ==",
+                database.label(),
+                ids.label()
+            );
             let scenario = Scenario {
                 database,
                 ids,
@@ -180,6 +206,7 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
                 records: options.records,
                 clients: options.clients,
                 clock_ticks,
+                notify_url,
             };
             outcomes.push(scenario.run().await?);
         }
@@ -196,6 +223,17 @@ struct Scenario<'a> {
     records: usize,
     clients: usize,
     clock_ticks: f64,
+    /// Set: every subscription is watched (a hard quota and alerts), notified here.
+    notify_url: Option<&'a str>,
+}
+
+/// A local provider endpoint that takes every notification (204); answers its URL.
+async fn provider_answering_204() -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hooks", listener.local_addr()?);
+    let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::NO_CONTENT });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 impl Scenario<'_> {
@@ -222,13 +260,20 @@ impl Scenario<'_> {
         made.push(database);
 
         // 1. tollbooth itself.
-        let server = Server::start(self.binary, &url, dir)?;
+        let env: Vec<(&str, &str)> = match self.notify_url {
+            Some(notify_url) => vec![
+                ("TOLLBOOTH_NOTIFY_URL", notify_url),
+                ("TOLLBOOTH_NOTIFY_SECRET", "bench_notify_secret"),
+            ],
+            None => Vec::new(),
+        };
+        let server = Server::start_with(self.binary, &url, dir, &env)?;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(SINGLE_IN_FLIGHT)
             .timeout(Duration::from_secs(120))
             .build()?;
         server.wait_ready(&client).await?;
-        let catalog = Catalog::create(&client, &server.base).await?;
+        let catalog = Catalog::create(&client, &server.base, self.notify_url.is_some()).await?;
         let workload = Workload::generate(self.ids, &catalog, self.records, 7);
         println!(
             "  workload: {} bodies, {:.1} MB of JSON",
@@ -341,6 +386,7 @@ impl Scenario<'_> {
         Ok(Outcome {
             database: self.database,
             ids: self.ids,
+            watched: self.notify_url.is_some(),
             records_per_s,
             ceiling_per_s,
             p50_ms: single.p50_ms,
@@ -360,7 +406,8 @@ struct Catalog {
 }
 
 impl Catalog {
-    async fn create(client: &reqwest::Client, base: &str) -> Result<Self> {
+    /// `watched`: the tier has a hard quota (never reached here) and three alerts.
+    async fn create(client: &reqwest::Client, base: &str, watched: bool) -> Result<Self> {
         let started = Instant::now();
         admin_post(
             client,
@@ -370,12 +417,18 @@ impl Catalog {
             "recording_policy": {"billable_status": ["2xx"], "exclude_methods": ["OPTIONS"]}}),
         )
         .await?;
-        admin_post(client, base, "/v1/tiers", json!({
+        let mut tier = json!({
             "slug": "weather-pro", "api": "weather", "name": "Pro", "currency": "usd",
             "fixed_fee": {"amount": "25.00", "interval": "month", "interval_count": 1},
             "usage": {"model": "package", "free_units": 5000, "package_size": 1000, "package_price": "5.00"}
-        }))
-        .await?;
+        });
+        if watched {
+            tier["quota"] = json!({"hard_limit": 1_000_000_000u64});
+            tier["alerts"] = json!([{"quota": "hard_limit", "percent": "50"},
+                                    {"quota": "hard_limit", "percent": "80"},
+                                    {"spend": "1000000.00"}]);
+        }
+        admin_post(client, base, "/v1/tiers", tier).await?;
         admin_post(
             client,
             base,
@@ -1101,8 +1154,9 @@ fn print_table(outcomes: &[Outcome]) {
             format!("≥ {} ({})", thousands(g), mark(o.records_per_s >= g))
         });
         let ratio = o.records_per_s / o.ceiling_per_s;
+        let watched = if o.watched { ", watched" } else { "" };
         println!(
-            "| {} | {} | {} | {goal} | {} | {ratio:.2} ({}) | {:.2} | {:.2} ({}; {:.0} req/s) | {:.0} | {} |",
+            "| {} | {}{watched} | {} | {goal} | {} | {ratio:.2} ({}) | {:.2} | {:.2} ({}; {:.0} req/s) | {:.0} | {} |",
             o.database.label(),
             o.ids.label(),
             thousands(o.records_per_s),
@@ -1115,5 +1169,18 @@ fn print_table(outcomes: &[Outcome]) {
             o.peak_rss_kib as f64 / 1024.0,
             if o.verified { "verified" } else { "NO" },
         );
+    }
+    for watched in outcomes.iter().filter(|o| o.watched) {
+        if let Some(baseline) = outcomes
+            .iter()
+            .find(|b| b.database == watched.database && b.ids == watched.ids && !b.watched)
+        {
+            println!(
+                "{}, {} ids: every subscription watched = {:.2} × the records/s of the same run unwatched",
+                watched.database.label(),
+                watched.ids.label(),
+                watched.records_per_s / baseline.records_per_s
+            );
+        }
     }
 }
