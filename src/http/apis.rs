@@ -6,7 +6,7 @@ use super::extract::{Admin, JsonBody, Pagination, Path, RawBody};
 use super::extract::{Archived, ArchivedParams};
 use super::extract::{KeyOrId, PageParams};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{Mode, archive_api, put_api};
+use crate::catalog::{Changed, Mode, Verb, archive_api, put_api};
 use crate::domain::api::ApiSpec;
 use crate::store::Api;
 use axum::Json;
@@ -71,8 +71,8 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (api, outcome) = put_api(&mut tx, &spec, Mode::Create).await?;
-    if let Some(kind) = super::put_event(outcome, "api.created", "api.updated") {
-        super::catalog_event(&state, &mut tx, kind, "", ApiView::from(api.clone())).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        super::catalog_event(&state, &mut tx, verb, Changed::Api(api.clone())).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -145,8 +145,8 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("api", &id))?;
     let spec: ApiSpec = super::patch::merged(&api.spec, &patch, &["slug"])?;
     let (api, outcome) = put_api(&mut tx, &spec, Mode::Apply).await?;
-    if let Some(kind) = super::put_event(outcome, "api.created", "api.updated") {
-        super::catalog_event(&state, &mut tx, kind, "", ApiView::from(api.clone())).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        super::catalog_event(&state, &mut tx, verb, Changed::Api(api.clone())).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -179,14 +179,7 @@ async fn archive(
         .is_some_and(|a| a.archived_at.is_none());
     let api = archive_api(&mut tx, &id).await?;
     if live {
-        super::catalog_event(
-            &state,
-            &mut tx,
-            "api.deleted",
-            "",
-            ApiView::from(api.clone()),
-        )
-        .await?;
+        super::catalog_event(&state, &mut tx, Verb::Deleted, Changed::Api(api.clone())).await?;
     }
     tx.commit().await?;
     state.notifier.wake();

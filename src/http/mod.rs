@@ -199,22 +199,21 @@ impl<T> ListBody<T> {
     }
 }
 
-/// Writes the catalog event `kind` (`api.created`, …) in `tx`: `view` is the object as the admin
-/// API shows it (without its Stripe mirror's state). Catalog events are of no subscription (all
-/// in one order) unless `subscription` names one.
+/// Writes the catalog event of a change (`api.created`, …) in `tx`, with the object as the admin
+/// API shows it (without its Stripe mirror's state); in blocking mode it is sent first, and a
+/// refusal is the answer. Catalog events are of no subscription (all in one order) except a
+/// subscription's own.
 async fn catalog_event(
     state: &AppState,
     tx: &mut crate::store::Tx,
-    kind: &'static str,
-    subscription: &str,
-    view: impl Serialize,
+    verb: crate::catalog::Verb,
+    changed: crate::catalog::Changed,
 ) -> Result<(), error::ApiError> {
-    let data = serde_json::to_value(view)
-        .map_err(|e| crate::store::StoreError::Corrupt(format!("a catalog event: {e}")))?;
-    state
-        .notifier
-        .write_change(tx, kind, subscription, data)
-        .await?;
+    let events = crate::catalog::CatalogEvents {
+        notifier: &state.notifier,
+        render: &catalog_view,
+    };
+    events.write(tx, verb, changed).await?;
     Ok(())
 }
 
@@ -235,19 +234,6 @@ pub fn catalog_view(
         }
     };
     view.map_err(|e| crate::store::StoreError::Corrupt(format!("a catalog event: {e}")))
-}
-
-/// The event of a put: `created` or `updated` as it went, none when nothing changed.
-fn put_event(
-    outcome: crate::catalog::Outcome,
-    created: &'static str,
-    updated: &'static str,
-) -> Option<&'static str> {
-    match outcome {
-        crate::catalog::Outcome::Created => Some(created),
-        crate::catalog::Outcome::Updated => Some(updated),
-        crate::catalog::Outcome::Unchanged => None,
-    }
 }
 
 /// Stored Unix milliseconds as RFC 3339 in UTC.

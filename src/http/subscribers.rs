@@ -5,7 +5,7 @@ use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, Raw
 use super::extract::{Archived, ArchivedParams};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{Mode, archive_subscriber, put_subscriber};
+use crate::catalog::{Changed, Mode, Verb, archive_subscriber, put_subscriber};
 use crate::domain::subscriber::SubscriberSpec;
 use crate::store::Subscriber;
 use axum::Json;
@@ -71,9 +71,9 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Create).await?;
-    if let Some(kind) = super::put_event(outcome, "subscriber.created", "subscriber.updated") {
-        let view = SubscriberView::from(subscriber.clone());
-        super::catalog_event(&state, &mut tx, kind, "", view).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        let changed = Changed::Subscriber(subscriber.clone());
+        super::catalog_event(&state, &mut tx, verb, changed).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -166,9 +166,9 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("subscriber", &id))?;
     let spec: SubscriberSpec = super::patch::merged(&subscriber.spec, &patch, &["external_id"])?;
     let (subscriber, outcome) = put_subscriber(&mut tx, &spec, Mode::Apply).await?;
-    if let Some(kind) = super::put_event(outcome, "subscriber.created", "subscriber.updated") {
-        let view = SubscriberView::from(subscriber.clone());
-        super::catalog_event(&state, &mut tx, kind, "", view).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        let changed = Changed::Subscriber(subscriber.clone());
+        super::catalog_event(&state, &mut tx, verb, changed).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -203,8 +203,8 @@ async fn archive(
         .is_some_and(|s| s.archived_at.is_none());
     let subscriber = archive_subscriber(&mut tx, &id).await?;
     if live {
-        let view = SubscriberView::from(subscriber.clone());
-        super::catalog_event(&state, &mut tx, "subscriber.deleted", "", view).await?;
+        let changed = Changed::Subscriber(subscriber.clone());
+        super::catalog_event(&state, &mut tx, Verb::Deleted, changed).await?;
     }
     tx.commit().await?;
     state.notifier.wake();

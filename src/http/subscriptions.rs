@@ -4,7 +4,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{Mode, put_subscription};
+use crate::catalog::{Changed, Mode, Verb, put_subscription};
 use crate::domain::subscription::{SubscriptionSpec, SubscriptionStatus};
 use crate::store::Subscription;
 use axum::Json;
@@ -88,9 +88,9 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = put_subscription(&mut tx, &spec, Mode::Create).await?;
-    if let Some(kind) = super::put_event(outcome, "subscription.created", "subscription.updated") {
-        let view = SubscriptionView::from(subscription.clone());
-        super::catalog_event(&state, &mut tx, kind, &subscription.id, view).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        let changed = Changed::Subscription(subscription.clone());
+        super::catalog_event(&state, &mut tx, verb, changed).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -231,9 +231,10 @@ async fn change_tier(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (subscription, outcome) = crate::catalog::change_tier(&mut tx, &id, &request.tier).await?;
-    if let Some(kind) = super::put_event(outcome, "subscription.updated", "subscription.updated") {
-        let view = SubscriptionView::from(subscription.clone());
-        super::catalog_event(&state, &mut tx, kind, &subscription.id, view).await?;
+    // A move to another tier is an update of the subscription, whatever the put made.
+    if Verb::of(outcome).is_some() {
+        let changed = Changed::Subscription(subscription.clone());
+        super::catalog_event(&state, &mut tx, Verb::Updated, changed).await?;
     }
     tx.commit().await?;
     state.notifier.wake();

@@ -5,7 +5,7 @@ use super::extract::{Admin, JsonBody, KeyOrId, PageParams, Pagination, Path, Raw
 use super::extract::{Archived, ArchivedParams};
 use super::mirror::{self, WithStripe};
 use super::{AppState, ListBody, put_status, timestamp};
-use crate::catalog::{archive_tier, put_tier};
+use crate::catalog::{Changed, Verb, archive_tier, put_tier};
 use crate::domain::tier::TierSpec;
 use crate::store::{Tier, TierVersion};
 use axum::Json;
@@ -94,8 +94,8 @@ async fn create(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = state.store.begin().await?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
-    if let Some(kind) = super::put_event(outcome, "tier.created", "tier.updated") {
-        super::catalog_event(&state, &mut tx, kind, "", TierView::from(tier.clone())).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        super::catalog_event(&state, &mut tx, verb, Changed::Tier(tier.clone())).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -218,8 +218,8 @@ async fn update(
         .ok_or_else(|| ApiError::not_found("tier", &id))?;
     let spec: TierSpec = super::patch::merged(&tier.latest.spec, &patch, &["slug", "api"])?;
     let (tier, outcome) = put_tier(&mut tx, &spec).await?;
-    if let Some(kind) = super::put_event(outcome, "tier.created", "tier.updated") {
-        super::catalog_event(&state, &mut tx, kind, "", TierView::from(tier.clone())).await?;
+    if let Some(verb) = Verb::of(outcome) {
+        super::catalog_event(&state, &mut tx, verb, Changed::Tier(tier.clone())).await?;
     }
     tx.commit().await?;
     state.notifier.wake();
@@ -254,14 +254,7 @@ async fn archive(
         .is_some_and(|t| t.archived_at.is_none());
     let tier = archive_tier(&mut tx, &id).await?;
     if live {
-        super::catalog_event(
-            &state,
-            &mut tx,
-            "tier.deleted",
-            "",
-            TierView::from(tier.clone()),
-        )
-        .await?;
+        super::catalog_event(&state, &mut tx, Verb::Deleted, Changed::Tier(tier.clone())).await?;
     }
     tx.commit().await?;
     state.notifier.wake();

@@ -9,7 +9,7 @@ use crate::domain::tier::TierSpec;
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::notify::Notifier;
 use crate::pricing::{self, Period, PeriodUsage, RatedPeriod};
-use crate::store::{PeriodUsageSum, StoreResult, Tx, UsageIncrement};
+use crate::store::{PeriodUsageSum, StoreError, StoreResult, Tx, UsageIncrement};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -106,9 +106,12 @@ impl Thresholds {
         let sums = tx.period_usage_sums(&periods).await?;
         let mut wrote = false;
         for (((id, start), batch), after) in touched.iter().zip(sums) {
+            let units = Decimal::try_from_i128_with_scale(batch.units_micros, 6).map_err(|_| {
+                StoreError::Corrupt(format!("a batch's units for subscription {id} do not fit"))
+            })?;
             let before = PeriodUsageSum {
                 billable_calls: after.billable_calls.saturating_sub(batch.calls),
-                billable_units: after.billable_units - micros_to_units(batch.units_micros),
+                billable_units: after.billable_units - units,
             };
             for reached in reached(&batch.watch, batch.period, &before, &after) {
                 if tx
@@ -132,10 +135,6 @@ struct Touched {
     period: Period,
     calls: i64,
     units_micros: i128,
-}
-
-fn micros_to_units(micros: i128) -> Decimal {
-    Decimal::try_from_i128_with_scale(micros, 6).unwrap_or(Decimal::MAX)
 }
 
 fn with_subscription(id: &str, mut data: Value) -> Value {
@@ -209,7 +208,14 @@ pub fn reached(
             }
             Alert::Spend { amount } => {
                 let Some((was, is)) = *amounts.get_or_insert_with(|| {
-                    Some((spend(watch, period, before)?, spend(watch, period, after)?))
+                    // Before the period's first usage it has come to nothing yet: a threshold
+                    // its fixed fee alone reaches is reached with that first usage.
+                    let was = if before.billable_calls == 0 && before.billable_units.is_zero() {
+                        Decimal::ZERO
+                    } else {
+                        spend(watch, period, before)?
+                    };
+                    Some((was, spend(watch, period, after)?))
                 }) else {
                     continue;
                 };
@@ -239,8 +245,9 @@ fn merge(data: &mut Value, more: &Value) {
 }
 
 /// What the period comes to on `usage`: its fixed fee (from the subscription's start within the
-/// period), usage charges and volume discount, on the subscription's current tier. SLA credits,
-/// which are reckoned by day at the period's end, are not taken off.
+/// period; a one-time fee in its first period), usage charges and volume discount, on the
+/// subscription's current tier. SLA credits, which are reckoned by day at the period's end, are
+/// not taken off.
 fn spend(watch: &Watch, period: Period, usage: &PeriodUsageSum) -> Option<Decimal> {
     let started = from_ms(watch.started_at);
     let active_from = started.max(period.start());
@@ -261,8 +268,13 @@ fn spend(watch: &Watch, period: Period, usage: &PeriodUsageSum) -> Option<Decima
         total_calls: u64::try_from(usage.billable_calls).ok()?,
         days: Vec::new(),
     };
-    let invoice = pricing::rate(&watch.tier, &rated, &usage).ok()?;
-    Some(invoice.total)
+    match pricing::rate(&watch.tier, &rated, &usage) {
+        Ok(invoice) => Some(invoice.total),
+        Err(error) => {
+            tracing::warn!(%error, "a spend alert could not price the open period");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,9 +368,45 @@ mod tests {
         );
         // $10 fee + 3 units at $0.01 under the soft limit + 97 units over it at $1.
         let spent = reached(&watch, period, &after, &sum(100));
+        assert_eq!(spent.len(), 1, "{spent:?}");
         assert_eq!(spent[0].kind, "spend.threshold_reached");
         assert_eq!(spent[0].data["spend"], "11.00");
         assert_eq!(spent[0].data["amount"], "107.03");
         assert_eq!(spent[0].data["currency"], "usd");
+    }
+
+    #[test]
+    fn a_spend_the_fixed_fee_reaches_is_reached_with_the_period_s_first_usage() {
+        let watch = watch(json!({
+            "fixed_fee": {"amount": "25.00", "interval": "month"},
+            "alerts": [{"spend": "20.00"}, {"spend": "25.02"}]
+        }));
+        let period = watch.period_at(watch.started_at).unwrap();
+        let first = reached(&watch, period, &sum(0), &sum(1));
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].data["spend"], "20.00");
+        assert_eq!(first[0].data["amount"], "25.01");
+        assert!(reached(&watch, period, &sum(1), &sum(2)).is_empty());
+        let more = reached(&watch, period, &sum(2), &sum(3));
+        assert_eq!(more.len(), 1, "{more:?}");
+        assert_eq!(more[0].data["amount"], "25.03");
+    }
+
+    #[test]
+    fn periods_run_from_the_day_the_subscription_started() {
+        let mut watch = watch(json!({
+            "fixed_fee": {"amount": "31.00", "interval": "month"},
+            "alerts": [{"spend": "31.00"}, {"spend": "32.00"}]
+        }));
+        // Started on 2026-12-17 at 10:00: its periods run from the 17th to the 17th, the
+        // started day counting whole, so the first one charges the whole fee.
+        watch.started_at += 16 * DAY_MS + 10 * 3_600_000;
+        let period = watch.period_at(watch.started_at).unwrap();
+        assert_eq!(period.start().to_rfc3339(), "2026-12-17T00:00:00+00:00");
+        assert_eq!(period.end().to_rfc3339(), "2027-01-17T00:00:00+00:00");
+        let first = reached(&watch, period, &sum(0), &sum(1));
+        let keys: Vec<&str> = first.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["spend:31"], "{first:?}");
+        assert_eq!(first[0].data["amount"], "31.01");
     }
 }

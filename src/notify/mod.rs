@@ -23,6 +23,10 @@ use tokio::sync::Notify;
 const IN_FLIGHT: i64 = 8;
 /// Longest back-off between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait for the endpoint in blocking mode, whatever `notify_timeout` says: the change's
+/// transaction is open meanwhile, and on SQLite holds the write lock that ingestion waits for (at
+/// most its busy timeout, 10 s).
+const BLOCKING_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 /// How often the outbox is looked at when nothing wakes the task: for retries that come due, and
 /// for notifications other replicas wrote.
 const POLL: Duration = Duration::from_secs(1);
@@ -141,7 +145,8 @@ impl Notifier {
         if !inner.settings.blocking {
             return Ok(insert(tx, &made, subscription, None).await?);
         }
-        if let Some(reason) = post(&inner.http, &inner.settings, &made.body).await {
+        let timeout = inner.settings.timeout.min(BLOCKING_TIMEOUT_MAX);
+        if let Some(reason) = post(&inner.http, &inner.settings, &made.body, timeout).await {
             metrics::counter!(names::NOTIFICATIONS, "outcome" => "not_accepted").increment(1);
             tracing::warn!(id = %made.notification.id, kind, %reason, "blocking mode: the provider did not accept a change's notification; the change is refused");
             return Err(NotifyError::NotAccepted { kind, reason });
@@ -209,8 +214,14 @@ async fn insert(
     .await
 }
 
-/// Posts a body once, signed; answers why it was not accepted, or `None` when it was.
-async fn post(http: &reqwest::Client, settings: &NotifySettings, body: &str) -> Option<String> {
+/// Posts a body once, signed, waiting at most `timeout`; answers why it was not accepted, or
+/// `None` when it was.
+async fn post(
+    http: &reqwest::Client,
+    settings: &NotifySettings,
+    body: &str,
+    timeout: Duration,
+) -> Option<String> {
     let t = chrono::Utc::now().timestamp();
     let signature = hex::encode(sign(settings.secret.expose_secret(), t, body.as_bytes()));
     let sent = http
@@ -218,6 +229,7 @@ async fn post(http: &reqwest::Client, settings: &NotifySettings, body: &str) -> 
         .header("Content-Type", "application/json")
         .header("Tollbooth-Signature", format!("t={t},v1={signature}"))
         .body(body.to_owned())
+        .timeout(timeout)
         .send()
         .await;
     match sent {
@@ -241,18 +253,20 @@ async fn deliver_forever(inner: Arc<Inner>) {
         metrics::gauge!(names::NOTIFICATIONS_PENDING).set(claimed.len() as f64);
         let full = claimed.len() as i64 >= IN_FLIGHT;
         let mut soonest = POLL;
+        // A notification that left its queue (delivered or parked) lets the next of that queue be
+        // claimed: look again at once, so a queue drains at the endpoint's pace, not one a poll.
+        let mut moved_on = false;
         let attempts = claimed.into_iter().map(|notification| {
             let inner = &inner;
             async move { attempt(inner, notification).await }
         });
-        for retry in futures::future::join_all(attempts)
-            .await
-            .into_iter()
-            .flatten()
-        {
-            soonest = soonest.min(retry);
+        for retry in futures::future::join_all(attempts).await {
+            match retry {
+                Some(retry) => soonest = soonest.min(retry),
+                None => moved_on = true,
+            }
         }
-        if full {
+        if full || moved_on {
             continue;
         }
         tokio::select! {
@@ -275,6 +289,9 @@ fn claim_hold(settings: &NotifySettings) -> Duration {
 async fn claim(store: &Store, hold: Duration) -> StoreResult<Vec<ClaimedNotification>> {
     let now = chrono::Utc::now().timestamp_millis();
     let hold = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+    if !store.begin_read().await?.any_notification_due(now).await? {
+        return Ok(Vec::new());
+    }
     let mut tx = store.begin().await?;
     let claimed = tx
         .claim_notifications(now, now.saturating_add(hold), IN_FLIGHT)
@@ -284,10 +301,11 @@ async fn claim(store: &Store, hold: Duration) -> StoreResult<Vec<ClaimedNotifica
 }
 
 /// Posts one claimed notification once and records the outcome; answers the wait before its
-/// next attempt when it is to be tried again.
+/// next attempt when it is to be tried again, `None` when it left its queue (delivered or
+/// parked).
 async fn attempt(inner: &Inner, notification: ClaimedNotification) -> Option<Duration> {
     let settings = &inner.settings;
-    let error = post(&inner.http, settings, &notification.body).await;
+    let error = post(&inner.http, settings, &notification.body, settings.timeout).await;
     let attempt = u32::try_from(notification.attempts)
         .unwrap_or(u32::MAX)
         .saturating_add(1);

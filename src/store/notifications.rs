@@ -68,6 +68,18 @@ impl Tx {
         Ok(())
     }
 
+    /// Whether any notification is due at `now` and held by no process: a read, so that a
+    /// process finding nothing to send takes no write lock.
+    pub async fn any_notification_due(&mut self, now: i64) -> StoreResult<bool> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM notifications WHERE status = 'pending' \
+                   AND next_attempt_at <= $1 AND claimed_until < $1)";
+        let due: bool = on_tx!(self, |conn| sqlx::query_scalar(sql)
+            .bind(now)
+            .fetch_one(conn)
+            .await?);
+        Ok(due)
+    }
+
     /// Claims up to `limit` notifications due at `now` until `until`: for each subscription
     /// only its oldest pending one, so that deliveries go in order; none another process holds.
     pub async fn claim_notifications(

@@ -322,7 +322,8 @@ async fn a_blocking_endpoint_that_refuses_a_change_leaves_it_unmade(backend: Bac
     assert_eq!(delivered.len(), 1, "{page}");
     assert_eq!(delivered[0]["type"], "api.created");
     assert_eq!(delivered[0]["attempts"], 1);
-    // The delivery task looks every second: it must find nothing to send.
+    // Stored as delivered, nothing is pending for the delivery task, which looks every second
+    // (a second send would break the mock's `expect(1)`, checked as the test ends).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         app.get("/v1/notifications?status=pending").await.1["data"],

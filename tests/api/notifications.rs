@@ -21,6 +21,7 @@ on_both_backends!(
     two_replicas_deliver_each_notification_once_and_in_order,
     catalog_changes_are_notified_with_the_object_as_the_admin_api_shows_it,
     catalog_apply_writes_the_events_a_serving_tollbooth_delivers,
+    catalog_apply_in_blocking_mode_applies_nothing_when_one_event_is_refused,
 );
 
 const SECRET: &str = "ntf_provider_secret";
@@ -622,4 +623,56 @@ async fn loop_until_delivered(provider: &MockServer, count: usize) -> Vec<Value>
         .collect();
     assert_eq!(bodies.len(), count, "each change told once: {bodies:?}");
     bodies
+}
+
+/// Blocking mode on a file: each change's event is sent before the file's commit; one refused
+/// (the first tier's) and the whole file is refused, naming that entry, with nothing stored.
+async fn catalog_apply_in_blocking_mode_applies_nothing_when_one_event_is_refused(
+    backend: Backend,
+) {
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"type": "api.created"})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"type": "tier.created"})))
+        .respond_with(ResponseTemplate::new(422))
+        .expect(1)
+        .mount(&provider)
+        .await;
+    let Some(app) = spawn_app_with(backend, |_| {}).await else {
+        return;
+    };
+    let before = app.catalog_snapshot().await;
+    let database_url = app.database_url.clone();
+    let notify_url = format!("{}/hooks/tollbooth", provider.uri());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tollbooth"))
+            .args(["catalog", "apply"])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/catalog.yaml"
+            ))
+            .env("TOLLBOOTH_DATABASE_URL", database_url)
+            .env("TOLLBOOTH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TOLLBOOTH_NOTIFY_URL", notify_url)
+            .env("TOLLBOOTH_NOTIFY_SECRET", SECRET)
+            .env("TOLLBOOTH_NOTIFY_BLOCKING", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tiers[0] (weather-free)") && stderr.contains("nothing was applied"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("422"), "{stderr}");
+    assert_eq!(app.catalog_snapshot().await, before);
+    assert_eq!(app.count_rows("notifications").await, 0);
 }
