@@ -379,7 +379,7 @@ mod tests {
     fn a_spend_the_fixed_fee_reaches_is_reached_with_the_period_s_first_usage() {
         let watch = watch(json!({
             "fixed_fee": {"amount": "25.00", "interval": "month"},
-            "alerts": [{"spend": "20.00"}, {"spend": "25.02"}]
+            "alerts": [{"spend": "20.00"}, {"spend": "25.03"}]
         }));
         let period = watch.period_at(watch.started_at).unwrap();
         let first = reached(&watch, period, &sum(0), &sum(1));
