@@ -9,7 +9,7 @@ pub use events::{Applied, EventOutcome, apply_event};
 
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::metering::directory::DirectoryView;
-use crate::metering::thresholds::Watch;
+use crate::metering::thresholds::{Watch, Watched};
 use crate::store::{AccessRow, Store, StoreResult, Tx, UsageIncrement, now_ms};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -374,9 +374,12 @@ impl AccessBook {
     }
 
     /// The hard quota and alerts of a subscription, for the ingestion commit to notify.
-    pub fn watch_of(&self, subscription_id: &str) -> Option<Arc<Watch>> {
+    pub fn watch_of(&self, subscription_id: &str) -> Watched {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries.get(subscription_id)?.watch.clone()
+        match entries.get(subscription_id) {
+            Some(entry) => entry.watch.clone().map_or(Watched::No, Watched::Yes),
+            None => Watched::Unknown,
+        }
     }
 
     /// Committed billable calls take the place of as many held decisions, oldest first.

@@ -36,8 +36,19 @@ impl Watch {
     }
 }
 
-/// The watch of a subscription, when it has one (the access book keeps them).
-pub type WatchOf = Arc<dyn Fn(&str) -> Option<Arc<Watch>> + Send + Sync>;
+/// What the access book knows of a subscription's watch.
+#[derive(Debug, Clone)]
+pub enum Watched {
+    Yes(Arc<Watch>),
+    /// Its tier has neither a hard quota nor alerts.
+    No,
+    /// Not in the book yet (made on another replica since its last catch-up): read from the
+    /// database in the batch's transaction, so that its first records are measured too.
+    Unknown,
+}
+
+/// The watch of a subscription as the access book holds it.
+pub type WatchOf = Arc<dyn Fn(&str) -> Watched + Send + Sync>;
 
 /// Notifies thresholds from the ingestion commit.
 #[derive(Clone)]
@@ -75,7 +86,11 @@ impl Thresholds {
             let watch = match &last {
                 Some((seen, watch)) if *seen == id => watch.clone(),
                 _ => {
-                    let watch = (self.watch_of)(id);
+                    let watch = match (self.watch_of)(id) {
+                        Watched::Yes(watch) => Some(watch),
+                        Watched::No => None,
+                        Watched::Unknown => watch_from_database(tx, id).await?,
+                    };
                     last = Some((id, watch.clone()));
                     watch
                 }
@@ -127,6 +142,21 @@ impl Thresholds {
         }
         Ok(wrote)
     }
+}
+
+/// The watch of a subscription the access book does not hold yet, as the database has it (none
+/// for a canceled one, which the book leaves out on purpose).
+async fn watch_from_database(tx: &mut Tx, id: &str) -> StoreResult<Option<Arc<Watch>>> {
+    Ok(tx
+        .access_row_of(id)
+        .await?
+        .filter(|row| row.status != "canceled" && Watch::wanted(&row.tier))
+        .map(|row| {
+            Arc::new(Watch {
+                tier: row.tier,
+                started_at: row.started_at,
+            })
+        }))
 }
 
 /// A batch's own usage of one watched subscription's period.

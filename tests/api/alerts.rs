@@ -19,7 +19,10 @@ on_both_backends!(
     batches_committed_side_by_side_reach_each_threshold_once,
     a_blocking_endpoint_that_refuses_a_change_leaves_it_unmade,
 );
-on_both_databases!(a_tier_s_alerts_are_checked_and_shown_as_written);
+on_both_databases!(
+    a_tier_s_alerts_are_checked_and_shown_as_written,
+    a_subscription_the_access_book_does_not_hold_yet_is_measured_from_the_database,
+);
 
 const SECRET: &str = "ntf_alerts_secret";
 const THRESHOLD_KINDS: [&str; 3] = [
@@ -374,4 +377,68 @@ async fn a_tier_s_alerts_are_checked_and_shown_as_written(app: TestApp) {
     assert_eq!(created["alerts"], written);
     let (_, shown) = app.get("/v1/tiers/weather-pro").await;
     assert_eq!(shown["alerts"], written);
+}
+
+/// A subscription made on another replica since this one's last catch-up is not in its access
+/// book yet; its first batches are measured against its tier as the database has it, in the
+/// batch's transaction (the writer's own path, driven here with a book that knows nothing).
+async fn a_subscription_the_access_book_does_not_hold_yet_is_measured_from_the_database(
+    app: TestApp,
+) {
+    use std::sync::Arc;
+    use tollbooth::metering::thresholds::{Thresholds, Watched};
+    use tollbooth::store::{Store, UsageIncrement};
+    let (subscription, _) = setup(&app).await;
+    let store = Store::connect(&app.database_url).await.unwrap();
+    let settings = tollbooth::notify::NotifySettings {
+        url: "http://127.0.0.1:9/never-posted".to_owned(),
+        secret: SECRET.to_owned().into(),
+        max_attempts: 1,
+        retry_base: Duration::from_millis(10),
+        timeout: Duration::from_secs(1),
+        blocking: false,
+    };
+    let thresholds = Thresholds {
+        notifier: tollbooth::notify::Notifier::outbox(store.clone(), Some(settings)),
+        watch_of: Arc::new(|_| Watched::Unknown),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let batch = |calls: i64| UsageIncrement {
+        subscription_id: subscription.clone(),
+        hour: now - now.rem_euclid(3_600_000),
+        billable_calls: calls,
+        billable_units_micros: i128::from(calls) * 1_000_000,
+        failed_calls: 0,
+        total_calls: calls,
+    };
+    let mut kinds_after = Vec::new();
+    for calls in [5, 5] {
+        let increments = [batch(calls)];
+        let mut tx = store.begin().await.unwrap();
+        tx.add_usage(&increments).await.unwrap();
+        let wrote = thresholds
+            .notify_reached(&mut tx, &increments, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(wrote);
+        let outbox = in_outbox(&app).await;
+        kinds_after.push(
+            outbox
+                .into_iter()
+                .map(|(k, d)| (k, d["threshold"].clone()))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        kinds_after[0],
+        [
+            ("spend.threshold_reached".to_owned(), Value::Null),
+            ("usage.threshold_reached".to_owned(), json!("5")),
+        ]
+    );
+    assert_eq!(kinds_after[1].len(), 4, "{:?}", kinds_after[1]);
+    assert!(kinds_after[1].contains(&("quota.reached".to_owned(), Value::Null)));
+    assert!(kinds_after[1].contains(&("usage.threshold_reached".to_owned(), json!("10"))));
+    store.close().await;
 }
