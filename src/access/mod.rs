@@ -72,12 +72,6 @@ async fn entry_of(
     refuse_unmirrored: bool,
 ) -> StoreResult<(String, Entry)> {
     let not_billable_yet = refuse_unmirrored && !row.mirrored && !row.tier.is_free();
-    let watch = Watch::wanted(&row.tier).then(|| {
-        Arc::new(Watch {
-            tier: row.tier.clone(),
-            started_at: row.started_at,
-        })
-    });
     let quota = match row.tier.quota.and_then(|q| q.hard_limit) {
         Some(limit) => {
             let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
@@ -107,10 +101,17 @@ async fn entry_of(
         }
         None => None,
     };
+    let tier = Arc::from(row.tier.slug.as_str());
+    let watch = Watch::wanted(&row.tier).then(|| {
+        Arc::new(Watch {
+            tier: row.tier,
+            started_at: row.started_at,
+        })
+    });
     Ok((
         row.subscription_id,
         Entry {
-            tier: Arc::from(row.tier.slug.as_str()),
+            tier,
             status: row.status,
             past_due_since: row.past_due_since,
             quota,

@@ -187,10 +187,6 @@ pub fn reached(
         before < threshold && threshold <= after
     };
     let calls = |sum: &PeriodUsageSum| Decimal::from(sum.billable_calls);
-    let bounds = json!({
-        "period_start": period.start(),
-        "period_end": period.end(),
-    });
     let mut reached = Vec::new();
     if let Some(limit) = tier.quota.and_then(|q| q.hard_limit)
         && crossed(Decimal::from(limit), calls(before), calls(after))
@@ -221,18 +217,18 @@ pub fn reached(
                     ),
                 };
                 if crossed(threshold, was, is) {
-                    let mut data = json!({
-                        "quota": quota.as_str(),
-                        "percent": percent.value().normalize().to_string(),
-                        "limit": quota.of(tier.quota),
-                        "threshold": threshold.normalize().to_string(),
-                        "used": used,
-                    });
-                    merge(&mut data, &bounds);
                     reached.push(Reached {
                         key: alert.key(),
                         kind: "usage.threshold_reached",
-                        data,
+                        data: json!({
+                            "quota": quota.as_str(),
+                            "percent": percent.value().normalize().to_string(),
+                            "limit": quota.of(tier.quota),
+                            "threshold": threshold.normalize().to_string(),
+                            "used": used,
+                            "period_start": period.start(),
+                            "period_end": period.end(),
+                        }),
                     });
                 }
             }
@@ -250,28 +246,22 @@ pub fn reached(
                     continue;
                 };
                 if crossed(amount.value(), was, is) {
-                    let mut data = json!({
-                        "spend": amount.value().to_string(),
-                        "amount": is.to_string(),
-                        "currency": tier.currency,
-                    });
-                    merge(&mut data, &bounds);
                     reached.push(Reached {
                         key: alert.key(),
                         kind: "spend.threshold_reached",
-                        data,
+                        data: json!({
+                            "spend": amount.value().to_string(),
+                            "amount": is.to_string(),
+                            "currency": tier.currency,
+                            "period_start": period.start(),
+                            "period_end": period.end(),
+                        }),
                     });
                 }
             }
         }
     }
     reached
-}
-
-fn merge(data: &mut Value, more: &Value) {
-    if let (Value::Object(into), Value::Object(from)) = (data, more) {
-        into.extend(from.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
 }
 
 /// What the period comes to on `usage`: its fixed fee (from the subscription's start within the

@@ -7,6 +7,7 @@ use crate::events::{post_events, record};
 use crate::helpers::{
     Backend, TestApp, assert_error, on_both_backends, on_both_databases, spawn_app_with,
 };
+use crate::notifications::SECRET;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -24,22 +25,20 @@ on_both_databases!(
     a_subscription_the_access_book_does_not_hold_yet_is_measured_from_the_database,
 );
 
-const SECRET: &str = "ntf_alerts_secret";
 const THRESHOLD_KINDS: [&str; 3] = [
     "quota.reached",
     "usage.threshold_reached",
     "spend.threshold_reached",
 ];
 
+/// Notifications to the provider, as `notifications` sends them; `blocking` for blocking mode.
 fn notify_to(
     provider: &MockServer,
     blocking: bool,
 ) -> impl FnOnce(&mut tollbooth::config::Settings) {
-    let url = format!("{}/hooks/tollbooth", provider.uri());
+    let notify = crate::notifications::notify_to(provider);
     move |s| {
-        s.notify_url = Some(url);
-        s.notify_secret = Some(SECRET.to_owned().into());
-        s.notify_retry_base = "10ms".to_owned().try_into().unwrap();
+        notify(s);
         s.notify_blocking = blocking;
     }
 }

@@ -24,7 +24,7 @@ on_both_backends!(
     catalog_apply_in_blocking_mode_applies_nothing_when_one_event_is_refused,
 );
 
-const SECRET: &str = "ntf_provider_secret";
+pub(crate) const SECRET: &str = "ntf_provider_secret";
 const STATUS_CHANGED: &str = "subscription.status_changed";
 
 /// Takes the catalog events that setting up a test makes (`count` of them), answering 204.
@@ -37,7 +37,7 @@ async fn take_catalog_events(provider: &MockServer, count: u64) {
         .await;
 }
 
-fn notify_to(provider: &MockServer) -> impl FnOnce(&mut tollbooth::config::Settings) {
+pub(crate) fn notify_to(provider: &MockServer) -> impl FnOnce(&mut tollbooth::config::Settings) {
     let url = format!("{}/hooks/tollbooth", provider.uri());
     move |s| {
         s.notify_url = Some(url);
