@@ -3,8 +3,11 @@
 use super::BillingError;
 use crate::domain::FieldError;
 use crate::domain::time::from_ms;
-use crate::pricing::{self, DailyUsage, Invoice, Period, PeriodUsage, RatedPart, RatedPeriod};
-use crate::store::{Store, Subscription, UsageRow};
+use crate::domain::meter::Aggregation;
+use crate::pricing::{
+    self, DailyUsage, Invoice, MeterQuantity, Period, PeriodUsage, RatedPart, RatedPeriod,
+};
+use crate::store::{MeterRow, Store, Subscription, UniqueValue, UsageRow};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -34,6 +37,114 @@ pub struct UsageFigures {
     pub billable_units: Decimal,
     pub failed_calls: u64,
     pub total_calls: u64,
+    /// The api's declared meters, one entry per meter and set of dimension values.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterFigure>,
+}
+
+/// What one declared meter measured over the period, for one set of dimension values.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MeterFigure {
+    pub meter: String,
+    pub aggregation: crate::domain::meter::Aggregation,
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub dimensions: BTreeMap<String, String>,
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String)]
+    pub quantity: Decimal,
+}
+
+/// The usage recorded in a span: hourly calls, declared meters' hours, and the values of
+/// unique_count meters with the first hour each was seen in.
+#[derive(Debug, Default)]
+pub(super) struct Recorded {
+    pub(super) hours: Vec<UsageRow>,
+    pub(super) meters: Vec<MeterRow>,
+    pub(super) uniques: Vec<UniqueValue>,
+}
+
+impl Recorded {
+    /// Reads a subscription's usage with `from <= hour < to`.
+    pub(super) async fn read(
+        tx: &mut crate::store::Tx,
+        subscription_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Self, crate::store::StoreError> {
+        Ok(Self {
+            hours: tx.usage_hours(subscription_id, from, to).await?,
+            meters: tx.meter_hours(subscription_id, from, to).await?,
+            uniques: tx.meter_unique_values(subscription_id, from, to).await?,
+        })
+    }
+
+    /// The usage of hours `from <= hour < to`.
+    fn usage(&self, from: i64, to: i64) -> Result<PeriodUsage, BillingError> {
+        let within = |hour: i64| hour >= from && hour < to;
+        let mut usage =
+            PeriodUsage::from_days(daily(self.hours.iter().filter(|row| within(row.hour))))?;
+        usage.meters = meter_quantities(
+            self.meters.iter().filter(|row| within(row.hour)),
+            self.uniques.iter().filter(|value| within(value.first_hour)),
+        );
+        Ok(usage)
+    }
+}
+
+/// Folds declared meters' hourly rows (and unique values) into one quantity per meter and set of
+/// dimension values.
+pub(crate) fn meter_quantities<'a>(
+    rows: impl Iterator<Item = &'a MeterRow>,
+    uniques: impl Iterator<Item = &'a UniqueValue>,
+) -> Vec<MeterQuantity> {
+    let mut folded: BTreeMap<(&str, &str), MeterQuantity> = BTreeMap::new();
+    fn entry<'m, 'k>(
+        folded: &'m mut BTreeMap<(&'k str, &'k str), MeterQuantity>,
+        key: (&'k str, &'k str),
+        aggregation: Aggregation,
+    ) -> &'m mut MeterQuantity {
+        folded.entry(key).or_insert_with(|| MeterQuantity {
+            meter: key.0.to_owned(),
+            dimensions: crate::domain::meter::dimension_values(key.1),
+            aggregation,
+            quantity: Decimal::ZERO,
+            at: i64::MIN,
+        })
+    }
+    for row in rows {
+        let aggregation = row.aggregation();
+        if aggregation == Aggregation::UniqueCount {
+            continue;
+        }
+        let found = entry(
+            &mut folded,
+            (row.meter.as_str(), row.dimensions.as_str()),
+            aggregation,
+        );
+        let hour = row.quantity();
+        match aggregation {
+            Aggregation::Count | Aggregation::Sum => {
+                found.quantity = found.quantity.checked_add(hour).unwrap_or(Decimal::MAX);
+            }
+            Aggregation::Max => found.quantity = found.quantity.max(hour),
+            Aggregation::Latest => {
+                if row.latest_at >= found.at {
+                    found.at = row.latest_at;
+                    found.quantity = hour;
+                }
+            }
+            Aggregation::UniqueCount => {}
+        }
+    }
+    for value in uniques {
+        let found = entry(
+            &mut folded,
+            (value.meter.as_str(), value.dimensions.as_str()),
+            Aggregation::UniqueCount,
+        );
+        found.quantity += Decimal::ONE;
+    }
+    folded.into_values().collect()
 }
 
 /// Rates the period of `subscription` that holds `now`, or the one starting on `period_start`.
@@ -55,13 +166,13 @@ pub async fn preview(
             crate::store::StoreError::Corrupt("subscription without its tier version".into())
         })?;
     let period = period_of(&subscription, version.spec.period(), period_start, now)?;
-    let rows = tx
-        .usage_hours(
-            &subscription.id,
-            period.start().timestamp_millis(),
-            period.end().timestamp_millis(),
-        )
-        .await?;
+    let recorded = Recorded::read(
+        &mut tx,
+        &subscription.id,
+        period.start().timestamp_millis(),
+        period.end().timestamp_millis(),
+    )
+    .await?;
     let mut history = tx.tier_history(&subscription.id).await?;
     if history.is_empty() {
         // A row written without its history: on its current version since it started.
@@ -79,7 +190,7 @@ pub async fn preview(
         };
         versions.push((spec, from_ms));
     }
-    rate(&subscription, &versions, period, &rows)
+    rate(&subscription, &versions, period, &recorded)
 }
 
 /// The period of `subscription` that holds `now`, or the one starting on `period_start`; `length`
@@ -98,12 +209,12 @@ pub(super) fn period_of(
 }
 
 /// Rates one period of a subscription: `versions` are the tier versions it has been on with
-/// when it moved to each, oldest first; `rows` its hourly usage within the period.
+/// when it moved to each, oldest first; `recorded` its usage within the period.
 pub(super) fn rate(
     subscription: &Subscription,
     versions: &[(crate::domain::tier::TierSpec, i64)],
     period: Period,
-    rows: &[UsageRow],
+    recorded: &Recorded,
 ) -> Result<InvoicePreview, BillingError> {
     let started_at = from_ms(subscription.started_at);
     let rated = rated_period(subscription, period, started_at)?;
@@ -122,18 +233,14 @@ pub(super) fn rate(
         } else {
             span.to.timestamp_millis()
         };
-        let hours: Vec<&UsageRow> = rows
-            .iter()
-            .filter(|row| row.hour >= from && row.hour < to)
-            .collect();
         parts.push(RatedPart {
             tier: &versions[span.version].0,
             period: span.rated,
-            usage: PeriodUsage::from_days(daily(hours))?,
+            usage: recorded.usage(from, to)?,
         });
     }
     let invoice = pricing::rate_parts(&parts)?;
-    let usage = PeriodUsage::from_days(daily(rows.iter()))?;
+    let usage = recorded.usage(i64::MIN, i64::MAX)?;
     Ok(InvoicePreview {
         subscription: subscription.id.clone(),
         external_id: subscription.external_id.clone(),
@@ -146,6 +253,16 @@ pub(super) fn rate(
             billable_units: usage.billable_units.normalize(),
             failed_calls: usage.failed_calls,
             total_calls: usage.total_calls,
+            meters: usage
+                .meters
+                .into_iter()
+                .map(|m| MeterFigure {
+                    meter: m.meter,
+                    aggregation: m.aggregation,
+                    dimensions: m.dimensions.into_iter().collect(),
+                    quantity: m.quantity.normalize(),
+                })
+                .collect(),
         },
         invoice,
     })
@@ -153,7 +270,8 @@ pub(super) fn rate(
 
 /// Rates one period from its usage totals, when they are all the rating needs: the subscription
 /// was on one tier version for the whole period and that tier gives no SLA credit (which reads
-/// the usage day by day). `None` otherwise: rate it from its hours with [`rate`].
+/// the usage day by day), and it prices no declared meter. `None` otherwise: rate it from its
+/// hours with [`rate`].
 pub(super) fn rate_totals(
     subscription: &Subscription,
     versions: &[(crate::domain::tier::TierSpec, i64)],
@@ -166,7 +284,11 @@ pub(super) fn rate_totals(
         return Ok(None);
     };
     let tier = &versions[span.version].0;
-    if tier.sla_credit.is_some() {
+    let meters = tier
+        .charges
+        .iter()
+        .any(|c| !crate::domain::meter::BUILT_IN_METERS.contains(&c.meter.as_str()));
+    if tier.sla_credit.is_some() || meters {
         return Ok(None);
     }
     let part = RatedPart {

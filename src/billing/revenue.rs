@@ -8,7 +8,7 @@
 //! price, so they come from the rating in both modes. All of it is read in one transaction.
 
 use super::BillingError;
-use super::preview::{rate, rate_totals};
+use super::preview::{Recorded, rate, rate_totals};
 use crate::domain::money::Currency;
 use crate::domain::subscription::SubscriptionStatus;
 use crate::domain::tier::{FeeInterval, Interval, TierSpec};
@@ -430,17 +430,16 @@ pub async fn revenue_by(
             failed_calls: u64::try_from(found.failed_calls).unwrap_or(0),
             total_calls: u64::try_from(found.total_calls).unwrap_or(0),
             days: Vec::new(),
+            meters: Vec::new(),
         };
         let invoice = match rate_totals(subscription, history, period, usage) {
             Ok(Some(invoice)) => invoice,
             // A tier change inside the period, or an SLA credit: rated from its hours.
             Ok(None) => {
-                let hours = store
-                    .begin_read()
-                    .await?
-                    .usage_hours(&subscription.id, start, end)
-                    .await?;
-                match rate(subscription, history, period, &hours) {
+                let mut tx = store.begin_read().await?;
+                let recorded = Recorded::read(&mut tx, &subscription.id, start, end).await?;
+                drop(tx);
+                match rate(subscription, history, period, &recorded) {
                     Ok(preview) => preview.invoice,
                     Err(BillingError::NotActive { .. }) => continue,
                     Err(other) => return Err(other),

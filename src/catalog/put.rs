@@ -126,6 +126,7 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
             key: spec.api.as_str().to_owned(),
         });
     }
+    charges_fit(spec, &api.spec)?;
     let mut previous = None;
     let existing = tx.find_tier(spec.slug.as_str()).await?;
     let restored = restore(
@@ -160,6 +161,43 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
         intents::tier_version_written(tx, &tier, previous.as_ref()).await?;
     }
     Ok((tier, restored_outcome(outcome, restored)))
+}
+
+/// Each charge prices a meter of the tier's api, by dimensions it declares.
+fn charges_fit(
+    tier: &TierSpec,
+    api: &ApiSpec,
+) -> Result<(), FieldError> {
+    for (i, charge) in tier.charges.iter().enumerate() {
+        let meter = charge.meter.as_str();
+        if crate::domain::meter::BUILT_IN_METERS.contains(&meter) {
+            continue;
+        }
+        if api.meter(meter).is_none() {
+            return Err(FieldError::new(
+                format!("charges[{i}].meter"),
+                format!(
+                    "api `{}` has no meter `{meter}` (its meters: calls, units{})",
+                    api.slug,
+                    api.meters
+                        .iter()
+                        .map(|m| format!(", {}", m.key))
+                        .collect::<String>()
+                ),
+            ));
+        }
+        if let Some(unknown) = charge
+            .dimensions
+            .keys()
+            .find(|k| !api.dimensions.iter().any(|d| d.key.as_str() == k.as_str()))
+        {
+            return Err(FieldError::new(
+                format!("charges[{i}].dimensions.{unknown}"),
+                format!("api `{}` has no dimension `{unknown}`", api.slug),
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub async fn put_subscriber(

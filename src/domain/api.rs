@@ -1,6 +1,7 @@
 //! An api: one monetized API of the provider, with its recording policy.
 
 use super::ids::Key;
+use super::meter::{DimensionSpec, MeterSpec};
 use super::policy::RecordingPolicy;
 use super::text::Name;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,15 @@ pub struct ApiSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(max_items = 32, example = json!(["/weather"]))]
     pub path_prefixes: Vec<String>,
+    /// Quantities it measures besides its billable calls (`calls`) and their units (`units`),
+    /// which every api has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
+    pub meters: Vec<MeterSpec>,
+    /// Properties of its calls (`model`, `region`) its usage is kept and priced by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 4)]
+    pub dimensions: Vec<DimensionSpec>,
 }
 
 /// At most this many hosts, and this many path prefixes, on one api.
@@ -48,6 +58,7 @@ impl ApiSpec {
                 format!("at most {MAX_ROUTES} path prefixes"),
             ));
         }
+        super::meter::validate(&self.meters, &self.dimensions)?;
         for (i, host) in self.hosts.iter().enumerate() {
             let fine = !host.is_empty()
                 && host.len() <= 253
@@ -77,6 +88,11 @@ impl ApiSpec {
             }
         }
         Ok(())
+    }
+
+    /// Its meter of this key, when it declares one (not the built-in `calls` and `units`).
+    pub fn meter(&self, key: &str) -> Option<&MeterSpec> {
+        self.meters.iter().find(|m| m.key.as_str() == key)
     }
 
     /// The `(host, path prefix)` pairs this api is routed by (`None`: any host).

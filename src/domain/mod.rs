@@ -6,6 +6,7 @@ pub mod field;
 pub mod gateway;
 pub mod ids;
 pub mod ingest;
+pub mod meter;
 pub mod money;
 pub mod policy;
 pub mod schema;

@@ -7,6 +7,7 @@ use super::ids::Key;
 use super::money::{Amount, Currency, Percent};
 use super::text::Name;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 
 /// Everything a tier version says: which api it prices, its name, and how it prices usage.
@@ -22,7 +23,14 @@ pub struct TierSpec {
     pub billing_period: Option<BillingPeriod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_fee: Option<FixedFee>,
-    pub usage: UsagePricing,
+    /// How its billable calls (or their units) are priced: the charge on the built-in `calls`
+    /// or `units` meter. Optional when `charges` price the usage instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsagePricing>,
+    /// Prices on the api's meters, each a line of its own (see `Charge`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 16)]
+    pub charges: Vec<Charge>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_discount: Option<VolumeDiscount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +61,13 @@ impl TierSpec {
             quota.validate().map_err(|e| e.within("quota"))?;
         }
         super::alert::validate(&self.alerts, self.quota)?;
+        if self.usage.is_none() && self.charges.is_empty() {
+            return Err(FieldError::new(
+                "usage",
+                "is required unless `charges` price the tier's usage",
+            ));
+        }
+        validate_charges(&self.charges)?;
         Ok(())
     }
 
@@ -81,8 +96,85 @@ impl TierSpec {
             .quota
             .and_then(|q| q.overage_unit_price)
             .is_none_or(Amount::is_zero);
-        no_fee && no_overage && self.usage.is_free()
+        no_fee
+            && no_overage
+            && self.usage.as_ref().is_none_or(UsagePricing::is_free)
+            && self.charges.iter().all(|c| c.usage.is_free())
     }
+}
+
+/// A price on one meter of the tier's api: its built-in `calls` or `units`, or one it declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Charge {
+    pub meter: Key,
+    /// Only the usage with these dimension values (`{"model": "large"}`); unset: all of it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub dimensions: BTreeMap<String, String>,
+    /// What its line calls the quantity (`input tokens, large`); default: the meter's key and
+    /// the dimension values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Name>,
+    /// Any of the usage models, with free units.
+    pub usage: UsagePricing,
+}
+
+impl Charge {
+    /// What its lines call the quantity.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.to_string();
+        }
+        let mut label = self.meter.to_string();
+        if !self.dimensions.is_empty() {
+            let values: Vec<String> = self
+                .dimensions
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            label.push_str(&format!(" ({})", values.join(", ")));
+        }
+        label
+    }
+}
+
+/// At most this many charges on one tier.
+pub const MAX_CHARGES: usize = 16;
+
+fn validate_charges(charges: &[Charge]) -> Result<(), FieldError> {
+    if charges.len() > MAX_CHARGES {
+        return Err(FieldError::new(
+            "charges",
+            format!("at most {MAX_CHARGES} charges"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, charge) in charges.iter().enumerate() {
+        for (key, value) in &charge.dimensions {
+            if Key::try_from(key.clone()).is_err() || !super::meter::is_value(value) {
+                return Err(FieldError::new(
+                    format!("charges[{i}].dimensions.{key}"),
+                    "a dimension's key and a value of 1 to 200 characters",
+                ));
+            }
+        }
+        if super::meter::BUILT_IN_METERS.contains(&charge.meter.as_str())
+            && !charge.dimensions.is_empty()
+        {
+            return Err(FieldError::new(
+                format!("charges[{i}].dimensions"),
+                format!("the built-in `{}` meter has no dimensions", charge.meter),
+            ));
+        }
+        if !seen.insert((charge.meter.as_str(), &charge.dimensions)) {
+            return Err(FieldError::new(
+                format!("charges[{i}]"),
+                "prices the same meter and dimension values as an earlier charge",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The calendar unit of a period or fee.
@@ -215,7 +307,7 @@ impl UsagePricing {
         }
     }
 
-    fn is_free(&self) -> bool {
+    pub fn is_free(&self) -> bool {
         match self {
             Self::PerUnit { unit_price, .. } => unit_price.is_zero(),
             Self::Graduated { bands, .. } | Self::Volume { bands, .. } => bands

@@ -369,7 +369,7 @@ fn unzstd(bytes: &[u8], max_bytes: usize) -> Result<Vec<u8>, String> {
     Ok(inflated)
 }
 
-fn ingest_error(error: IngestError) -> ApiError {
+pub(super) fn ingest_error(error: IngestError) -> ApiError {
     match error {
         IngestError::QueueFull => busy("the ingestion queue is full; retry shortly", "queue_full"),
         IngestError::Stopped => busy(

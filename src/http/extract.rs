@@ -58,6 +58,27 @@ impl FromRequestParts<AppState> for GatewayCaller {
     }
 }
 
+/// Proof that the request carries a gateway key or the admin token.
+pub struct GatewayOrAdmin;
+
+impl FromRequestParts<AppState> for GatewayOrAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::unauthorized(
+                "send a gateway key or the admin token as `Authorization: Bearer <key>`",
+            )
+        })?;
+        if known_gateway(state, token).await.is_some() || state.admin_token.verify(token).await? {
+            return Ok(GatewayOrAdmin);
+        }
+        Err(ApiError::unauthorized(
+            "the key is neither a gateway key nor the admin token",
+        ))
+    }
+}
+
 /// The gateway whose key this is, if any; a miss reads the catalog changes once (a gateway made
 /// by another replica since the last catch-up).
 pub(super) async fn known_gateway(state: &AppState, key: &str) -> Option<GatewayEntry> {

@@ -6,6 +6,7 @@ mod billing;
 mod console;
 pub mod error;
 mod events;
+mod usage_events;
 pub mod ext_authz;
 pub mod extract;
 mod gateways;
@@ -84,6 +85,7 @@ pub fn routes(events_max_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::base())
         .routes(routes!(openapi::document))
         .merge(events::router(events_max_bytes))
+        .merge(usage_events::router(events_max_bytes))
         .merge(usage::router())
         .merge(health::router())
         .merge(apis::router())

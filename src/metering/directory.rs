@@ -25,6 +25,8 @@ pub struct Consumer {
 pub struct ApiEntry {
     pub id: Arc<str>,
     pub policy: Arc<RecordingPolicy>,
+    /// Its declared meters and dimensions; `None` when it declares none.
+    pub meters: Option<Arc<super::meters::ApiMeters>>,
 }
 
 #[derive(Default, Clone)]
@@ -37,6 +39,8 @@ struct Snapshot {
     routes: Vec<Route>,
     /// Each gateway by its key's hash.
     gateways: HashMap<String, GatewayEntry>,
+    /// Each api's dimension values, shared by the snapshots made by catching up.
+    dimensions: Arc<super::meters::DimensionBook>,
 }
 
 /// One route of an api: a host (`None`: any) and a path prefix.
@@ -124,6 +128,7 @@ impl Snapshot {
                 let entry = ApiEntry {
                     id: a.id.into(),
                     policy: Arc::new(a.policy),
+                    meters: super::meters::ApiMeters::of(a.metering).map(Arc::new),
                 };
                 (a.slug, entry)
             })
@@ -169,9 +174,11 @@ impl Directory {
         let consumers = tx.live_consumers().await?;
         let apis = tx.api_policies().await?;
         let gateways = tx.gateway_key_hashes().await?;
+        let dimensions = tx.dimension_values().await?;
         drop(tx);
         let mut snapshot = Snapshot {
             gateways: gateway_map(gateways),
+            dimensions: Arc::new(super::meters::DimensionBook::from_rows(dimensions)),
             ..Snapshot::default()
         };
         snapshot.set_apis(apis);
@@ -297,6 +304,16 @@ impl DirectoryView {
 
     pub fn api(&self, slug: &str) -> Option<&ApiEntry> {
         self.0.apis.get(slug)
+    }
+
+    /// The api of this id.
+    pub fn api_by_id(&self, id: &str) -> Option<&ApiEntry> {
+        self.0.apis.values().find(|api| &*api.id == id)
+    }
+
+    /// Each api's dimension values seen so far, for their bound.
+    pub fn dimensions(&self) -> &super::meters::DimensionBook {
+        &self.0.dimensions
     }
 
     /// The slug of the api routed at this host and path (the original request's), if any.

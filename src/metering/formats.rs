@@ -200,6 +200,8 @@ fn finish<'a>(found: Found<'a>, places: impl Fn() -> Places, content: &[u8]) -> 
         latency_ms: found.latency_ms,
         host: found.host,
         response_headers: Vec::new(),
+        quantities: Vec::new(),
+        properties: Vec::new(),
         upstream_answered: found.upstream_answered,
     })
 }

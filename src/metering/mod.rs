@@ -4,6 +4,7 @@
 pub mod directory;
 pub mod formats;
 pub mod key;
+pub mod meters;
 mod lenient;
 pub mod record;
 pub mod stats;
@@ -42,8 +43,10 @@ pub struct BatchSummary {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RejectedRecord {
     pub index: usize,
-    /// `invalid_record`, `invalid_units`, `unknown_consumer`, `unknown_api`, `api_mismatch`,
-    /// `too_old`, `in_future`, `before_subscription`.
+    /// `invalid_record`, `invalid_units`, `invalid_quantity`, `invalid_dimension`,
+    /// `invalid_property`, `dimension_limit`, `unknown_consumer`, `unknown_api`, `api_mismatch`,
+    /// `too_old`, `in_future`, `before_subscription`; for usage events also `unknown_meter`,
+    /// `unknown_subscription`, `after_cancellation`.
     #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
@@ -200,6 +203,12 @@ fn prepare_one(
     } else {
         0
     };
+    let readings = match &api.meters {
+        Some(meters) => {
+            meters::read_call(record, meters, &api.id, billable, directory.dimensions())?
+        }
+        None => crate::store::Readings::default(),
+    };
     Ok(StoredRecord {
         record_key: key::record_key(&record.id),
         record_id: record.id.to_string(),
@@ -212,6 +221,7 @@ fn prepare_one(
         path: record.path.as_ref().map(|p| p.to_string()),
         latency_ms: record.latency_ms,
         upstream_answered: record.upstream_answered,
+        readings,
     })
 }
 
@@ -228,7 +238,11 @@ pub async fn purge_expired(
     let mut deleted = 0;
     loop {
         let mut tx = store.begin().await?;
-        let slice = tx.purge_call_records(before, SLICE).await?;
+        // Call records first, then usage events: each deduplicates only within the window.
+        let mut slice = tx.purge_call_records(before, SLICE).await?;
+        if slice < u64::try_from(SLICE).unwrap_or(u64::MAX) {
+            slice += tx.purge_usage_events(before, SLICE).await?;
+        }
         tx.commit().await?;
         deleted += slice;
         if slice < u64::try_from(SLICE).unwrap_or(u64::MAX) {

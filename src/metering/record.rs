@@ -45,10 +45,24 @@ pub struct CallRecordInput<'a> {
     pub units: Option<&'a RawValue>,
     #[serde(default)]
     pub latency_ms: Option<u64>,
-    /// Response headers the gateway passes on, for a policy's `units_header`.
+    /// Response headers the gateway passes on, for a policy's `units_header` and the api's
+    /// meters and dimensions that read a header.
     #[serde(default, borrow)]
     #[schema(value_type = Option<HashMap<String, String>>)]
     pub response_headers: Option<HashMap<Cow<'a, str>, Cow<'a, str>>>,
+    /// Named quantities for the api's meters (`{"input_tokens": "1200"}`): non-negative decimals
+    /// as numbers or strings.
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub quantities: Option<HashMap<Cow<'a, str>, &'a RawValue>>,
+    /// The call's values of the api's dimensions (`{"model": "large"}`).
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub dimensions: Option<HashMap<Cow<'a, str>, Cow<'a, str>>>,
+    /// Other properties of the call, for unique_count meters (`{"end_user": "u-17"}`).
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
+    pub properties: Option<HashMap<Cow<'a, str>, Cow<'a, str>>>,
 }
 
 /// `units` as documented: a number or a decimal string (or null).
@@ -99,6 +113,10 @@ pub struct CallRecord<'a> {
     pub host: Option<Cow<'a, str>>,
     /// Response headers the gateway passed on, for a policy's `units_header`.
     pub response_headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Named quantities, as sent (decimal texts), for the api's meters.
+    pub quantities: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Dimension values and other properties, for the api's dimensions and unique_count meters.
+    pub properties: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// False when the gateway answered the call itself and the upstream never did: such a call
     /// is not the api's failure.
     pub upstream_answered: bool,
@@ -143,6 +161,18 @@ pub fn parse_record(raw: &RawValue) -> Result<CallRecord<'_>, Rejection> {
             .response_headers
             .unwrap_or_default()
             .into_iter()
+            .collect(),
+        quantities: record
+            .quantities
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, raw)| (name, Cow::Borrowed(raw.get().trim_matches('"'))))
+            .collect(),
+        properties: record
+            .dimensions
+            .unwrap_or_default()
+            .into_iter()
+            .chain(record.properties.unwrap_or_default())
             .collect(),
         upstream_answered: true,
     };

@@ -287,6 +287,7 @@ fn spend(watch: &Watch, period: Period, usage: &PeriodUsageSum) -> Option<Decima
         failed_calls: 0,
         total_calls: u64::try_from(usage.billable_calls).ok()?,
         days: Vec::new(),
+        meters: Vec::new(),
     };
     match pricing::rate(&watch.tier, &rated, &usage) {
         Ok(invoice) => Some(invoice.total),

@@ -6,7 +6,9 @@
 
 use super::thresholds::Thresholds;
 use crate::domain::time::{HOUR_MS, floor_to};
-use crate::store::{Store, StoreError, StoredRecord, UsageIncrement, now_ms};
+use crate::store::{
+    MeterIncrement, Readings, Store, StoreError, StoredEvent, StoredRecord, UsageIncrement, now_ms,
+};
 use crate::telemetry::names;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub enum IngestError {
 
 struct Job {
     records: Vec<StoredRecord>,
+    events: Vec<StoredEvent>,
     reply: oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -102,10 +105,24 @@ impl Ingestor {
 
     /// Queues records and waits for their commit; answers, per record, whether it was new.
     pub async fn submit(&self, records: Vec<StoredRecord>) -> Result<Vec<bool>, IngestError> {
-        if records.is_empty() {
+        self.submit_all(records, Vec::new()).await
+    }
+
+    /// Queues usage events and waits for their commit; answers, per event, whether it was new.
+    pub async fn submit_events(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, IngestError> {
+        self.submit_all(Vec::new(), events).await
+    }
+
+    async fn submit_all(
+        &self,
+        records: Vec<StoredRecord>,
+        events: Vec<StoredEvent>,
+    ) -> Result<Vec<bool>, IngestError> {
+        let items = records.len() + events.len();
+        if items == 0 {
             return Ok(Vec::new());
         }
-        let needed = u32::try_from(records.len()).map_err(|_| IngestError::QueueFull)?;
+        let needed = u32::try_from(items).map_err(|_| IngestError::QueueFull)?;
         let permit = self
             .room
             .clone()
@@ -115,6 +132,7 @@ impl Ingestor {
         self.queue
             .send(Job {
                 records,
+                events,
                 reply,
                 _permit: permit,
             })
@@ -140,12 +158,12 @@ async fn run_writer(
             let Some(first) = jobs.recv().await else {
                 return;
             };
-            let mut count = first.records.len();
+            let mut count = first.records.len() + first.events.len();
             let mut batch = vec![first];
             while count < batch_records {
                 match jobs.try_recv() {
                     Ok(job) => {
-                        count += job.records.len();
+                        count += job.records.len() + job.events.len();
                         batch.push(job);
                     }
                     Err(_) => break,
@@ -170,7 +188,7 @@ async fn run_writer(
                 }
                 on_commit(&increments);
                 for job in batch.into_iter().rev() {
-                    let mine = fresh.split_off(fresh.len() - job.records.len());
+                    let mine = fresh.split_off(fresh.len() - job.records.len() - job.events.len());
                     let _ = job.reply.send(Ok(mine));
                 }
             }
@@ -186,8 +204,8 @@ async fn run_writer(
 }
 
 /// Writes a batch in one transaction, with the notifications of the thresholds it reached;
-/// answers, for every record in order, whether it was new, the increments, and whether a
-/// notification was written.
+/// answers, for every record and event in order (each job's records, then its events), whether
+/// it was new, the increments, and whether a notification was written.
 async fn write_batch(
     store: &Store,
     batch: &[Job],
@@ -210,6 +228,13 @@ async fn write_batch(
     // is walked once from left to right.
     unique.sort_unstable_by(|a, b| a.record_key.cmp(&b.record_key));
 
+    let events: Vec<&StoredEvent> = batch.iter().flat_map(|job| &job.events).collect();
+    let mut seen_events = HashSet::with_capacity(events.len());
+    let first_events: Vec<bool> = events
+        .iter()
+        .map(|e| seen_events.insert(e.record_key.as_slice()))
+        .collect();
+
     let mut tx = store.begin().await?;
     let new_keys = tx.insert_call_records(&unique, now_ms()).await?;
     let fresh: Vec<bool> = all
@@ -217,13 +242,41 @@ async fn write_batch(
         .zip(&first_seen)
         .map(|(r, first)| *first && new_keys.contains(&r.record_key))
         .collect();
-    let increments = fold_increments(
+    let new_records = || {
         all.iter()
             .zip(&fresh)
             .filter(|(_, new)| **new)
-            .map(|(r, _)| *r),
-    );
+            .map(|(r, _)| *r)
+    };
+    let increments = fold_increments(new_records());
     tx.add_usage(&increments).await?;
+    let fresh_events: Vec<bool> = if events.is_empty() {
+        Vec::new()
+    } else {
+        let unique_events: Vec<&StoredEvent> = events
+            .iter()
+            .zip(&first_events)
+            .filter(|(_, first)| **first)
+            .map(|(e, _)| *e)
+            .collect();
+        let new_event_keys = tx.insert_usage_events(&unique_events, now_ms()).await?;
+        events
+            .iter()
+            .zip(&first_events)
+            .map(|(e, first)| *first && new_event_keys.contains(&e.record_key))
+            .collect()
+    };
+    let new_events = events
+        .iter()
+        .zip(&fresh_events)
+        .filter(|(_, new)| **new)
+        .map(|(e, _)| (e.subscription_id.as_str(), e.occurred_at, &e.readings));
+    let readings = new_records()
+        .map(|r| (r.subscription_id.as_str(), r.occurred_at, &r.readings))
+        .chain(new_events);
+    let (mut meter_increments, new_values) = fold_meters(readings);
+    tx.add_meter_usage(&mut meter_increments).await?;
+    tx.add_dimension_values(&new_values).await?;
     let notified = match thresholds {
         Some(thresholds) => {
             thresholds
@@ -233,7 +286,77 @@ async fn write_batch(
         None => false,
     };
     tx.commit().await?;
-    Ok((fresh, increments, notified))
+    // Each job's records, then its events, in the order of the jobs.
+    let mut answers = Vec::with_capacity(fresh.len() + fresh_events.len());
+    let (mut records_at, mut events_at) = (0, 0);
+    for job in batch {
+        answers.extend_from_slice(&fresh[records_at..records_at + job.records.len()]);
+        answers.extend_from_slice(&fresh_events[events_at..events_at + job.events.len()]);
+        records_at += job.records.len();
+        events_at += job.events.len();
+    }
+    Ok((answers, increments, notified))
+}
+
+type MeterKey<'a> = (&'a str, i64, &'a str, &'a str);
+
+/// Folds the readings of new calls and events into one increment per subscription, hour, meter
+/// and dimension values, with the dimension values new to their api.
+fn fold_meters<'a>(
+    readings: impl Iterator<Item = (&'a str, i64, &'a Readings)>,
+) -> (Vec<MeterIncrement>, Vec<(Arc<str>, String, String)>) {
+    let mut by_key: HashMap<MeterKey<'a>, MeterIncrement> = HashMap::new();
+    let mut new_values = Vec::new();
+    for (subscription_id, at, readings) in readings {
+        if readings.list.is_empty() {
+            continue;
+        }
+        new_values.extend(readings.new_values.iter().cloned());
+        let hour = floor_to(at, HOUR_MS);
+        for reading in &readings.list {
+            let increment = by_key
+                .entry((subscription_id, hour, &reading.meter, &readings.dimensions))
+                .or_insert_with(|| MeterIncrement {
+                    subscription_id: subscription_id.to_owned(),
+                    hour,
+                    meter: reading.meter.clone(),
+                    dimensions: readings.dimensions.clone(),
+                    aggregation: reading.aggregation,
+                    records: 0,
+                    sum_micros: 0,
+                    max_micros: 0,
+                    latest_at: i64::MIN,
+                    latest_micros: 0,
+                    uniques: HashSet::new(),
+                });
+            increment.records += 1;
+            increment.max_micros = increment.max_micros.max(reading.value_micros);
+            // At one instant, the later of the batch wins.
+            if at >= increment.latest_at {
+                increment.latest_at = at;
+                increment.latest_micros = reading.value_micros;
+            }
+            match &reading.unique {
+                Some(value) => {
+                    increment.uniques.insert(value.clone());
+                }
+                None => increment.sum_micros += i128::from(reading.value_micros),
+            }
+        }
+    }
+    let mut increments: Vec<MeterIncrement> = by_key.into_values().collect();
+    // One order for every writer's row locks on PostgreSQL.
+    increments.sort_by(|a, b| {
+        (a.subscription_id.as_str(), a.hour, &*a.meter, &*a.dimensions).cmp(&(
+            b.subscription_id.as_str(),
+            b.hour,
+            &*b.meter,
+            &*b.dimensions,
+        ))
+    });
+    new_values.sort();
+    new_values.dedup();
+    (increments, new_values)
 }
 
 /// Sums new records into one increment per subscription and hour.

@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 
 /// Graduated: each band's units at that band's price, one line per band reached.
 pub(super) fn graduated(
-    metered: &Metered,
+    metered: &Metered<'_>,
     bands: &[Band],
     lines: &mut Vec<Line>,
 ) -> Result<(), PricingError> {
@@ -52,7 +52,7 @@ pub(super) fn graduated(
 
 /// Volume: every priced unit at the price of the band the priced total falls in.
 pub(super) fn volume(
-    metered: &Metered,
+    metered: &Metered<'_>,
     bands: &[Band],
     lines: &mut Vec<Line>,
 ) -> Result<(), PricingError> {
@@ -82,7 +82,7 @@ pub(super) fn volume(
 
 /// No unit beyond the free ones: one line at the first band's price says so, and no band is reached.
 fn nothing_priced(
-    metered: &Metered,
+    metered: &Metered<'_>,
     bands: &[Band],
     lines: &mut Vec<Line>,
 ) -> Result<(), PricingError> {
@@ -92,7 +92,7 @@ fn nothing_priced(
 }
 
 fn flat_fee(
-    metered: &Metered,
+    metered: &Metered<'_>,
     band: &Band,
     lower: Decimal,
     lines: &mut Vec<Line>,

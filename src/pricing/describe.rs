@@ -48,14 +48,14 @@ pub(super) use text;
 
 /// What the priced quantity counts: API calls, or the units the backend reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Noun {
+pub(super) struct Noun<'a> {
     /// After a number: `12,345 API calls`.
-    pub(super) counted: &'static str,
+    pub(super) counted: &'a str,
     /// Opening a description: `API calls 1 to 100,000`.
-    pub(super) heading: &'static str,
+    pub(super) heading: &'a str,
 }
 
-impl Noun {
+impl Noun<'static> {
     /// Calls when the units are the calls, else units.
     pub(super) fn of(usage: &PeriodUsage) -> Self {
         if usage.billable_units == Decimal::from(usage.billable_calls) {

@@ -43,6 +43,7 @@ pub(super) fn units(count: u64, units: Decimal) -> PeriodUsage {
         failed_calls: 0,
         total_calls: count,
         days: Vec::new(),
+        meters: Vec::new(),
     }
 }
 

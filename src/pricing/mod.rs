@@ -22,6 +22,7 @@ pub use calendar::{period_after, period_containing};
 pub use invoice::{Invoice, Line, LineKind};
 pub use period::{Period, RatedPeriod};
 
+use crate::domain::meter::Aggregation;
 use crate::domain::tier::TierSpec;
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -60,6 +61,23 @@ pub struct PeriodUsage {
     pub total_calls: u64,
     /// The same usage by UTC day; days without calls may be left out. Read for SLA credits.
     pub days: Vec<DailyUsage>,
+    /// The api's declared meters over the same span, one entry per meter and set of dimension
+    /// values, each already folded by its aggregation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterQuantity>,
+}
+
+/// What one declared meter measured over a span, for one set of dimension values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterQuantity {
+    pub meter: String,
+    /// `(dimension, value)`, by dimension.
+    pub dimensions: Vec<(String, String)>,
+    pub aggregation: Aggregation,
+    pub quantity: Decimal,
+    /// For a `latest` meter, when its value was recorded (Unix ms): of several sets of dimension
+    /// values, the latest is the meter's.
+    pub at: i64,
 }
 
 impl PeriodUsage {
@@ -105,6 +123,7 @@ pub fn rate(
     let mut lines = Vec::with_capacity(12);
     fee::charge(tier, period, &mut lines)?;
     usage::charge(tier, usage, &mut lines)?;
+    usage::charge_meters(tier, usage, &mut lines)?;
     adjust::volume_discount(tier, usage, &mut lines)?;
     adjust::sla_credits(tier, period, usage, &mut lines)?;
     let total = invoice::settle(tier.currency, &mut lines)?;

@@ -4,21 +4,22 @@
 
 use super::describe::{Noun, Piece, text};
 use super::figures::Grouped;
-use super::{Line, LineKind, PeriodUsage, PricingError, bands, quotient};
+use super::{Line, LineKind, PeriodUsage, PricingError, bands, quotient, sum};
+use crate::domain::meter::Aggregation;
 use crate::domain::money::{Amount, Currency};
-use crate::domain::tier::{TierSpec, UsagePricing};
+use crate::domain::tier::{Charge, TierSpec, UsagePricing};
 use rust_decimal::Decimal;
 
 /// The units a usage model prices, and how to name them.
-pub(super) struct Metered {
+pub(super) struct Metered<'a> {
     /// Units within the soft quota.
     pub(super) units: Decimal,
     pub(super) free: Decimal,
-    pub(super) noun: Noun,
+    pub(super) noun: Noun<'a>,
     pub(super) currency: Currency,
 }
 
-impl Metered {
+impl Metered<'_> {
     /// The units left to price once the free ones are taken.
     pub(super) fn priced(&self) -> Decimal {
         (self.units - self.free).max(Decimal::ZERO)
@@ -42,7 +43,7 @@ impl Metered {
 }
 
 /// `12,345 API calls, 5,000 included`: the units and, when there are any, the free ones.
-pub(super) struct Counted<'a>(pub(super) &'a Metered);
+pub(super) struct Counted<'a>(pub(super) &'a Metered<'a>);
 
 impl Piece for Counted<'_> {
     fn push_to(&self, text: &mut String) {
@@ -69,27 +70,15 @@ pub(super) fn charge(
         .quota
         .and_then(|quota| Some((Decimal::from(quota.soft_limit?), quota.overage_unit_price?)));
     let within = overage.map_or(units, |(soft_limit, _)| units.min(soft_limit));
-    let metered = Metered {
-        units: within,
-        free: Decimal::from(tier.usage.free_units()),
-        noun: Noun::of(usage),
-        currency: tier.currency,
-    };
-    match &tier.usage {
-        UsagePricing::PerUnit { unit_price, .. } => {
-            let description = text!(Counted(&metered));
-            lines.push(metered.line(description, metered.priced(), unit_price.value())?);
-        }
-        UsagePricing::Package {
-            package_size,
-            package_price,
-            ..
-        } => {
-            let size = Decimal::from(package_size.get());
-            lines.push(package(&metered, size, *package_price)?);
-        }
-        UsagePricing::Graduated { bands, .. } => bands::graduated(&metered, bands, lines)?,
-        UsagePricing::Volume { bands, .. } => bands::volume(&metered, bands, lines)?,
+    let noun = Noun::of(usage);
+    if let Some(model) = &tier.usage {
+        let metered = Metered {
+            units: within,
+            free: Decimal::from(model.free_units()),
+            noun,
+            currency: tier.currency,
+        };
+        price(model, &metered, lines)?;
     }
     if let Some((soft_limit, price)) = overage
         && units > soft_limit
@@ -100,7 +89,7 @@ pub(super) fn charge(
             text!(
                 Grouped(beyond),
                 " ",
-                metered.noun.counted,
+                noun.counted,
                 " over the soft limit of ",
                 Grouped(soft_limit)
             ),
@@ -112,7 +101,82 @@ pub(super) fn charge(
     Ok(())
 }
 
-fn package(metered: &Metered, size: Decimal, price: Amount) -> Result<Line, PricingError> {
+/// Adds the lines of each of the tier's charges, in the order the tier lists them.
+pub(super) fn charge_meters(
+    tier: &TierSpec,
+    usage: &PeriodUsage,
+    lines: &mut Vec<Line>,
+) -> Result<(), PricingError> {
+    for charge in &tier.charges {
+        let label = charge.label();
+        let metered = Metered {
+            units: measured(charge, usage)?,
+            free: Decimal::from(charge.usage.free_units()),
+            noun: Noun {
+                counted: &label,
+                heading: &label,
+            },
+            currency: tier.currency,
+        };
+        price(&charge.usage, &metered, lines)?;
+    }
+    Ok(())
+}
+
+/// The quantity a charge prices: its meter's, over the sets of dimension values it names.
+fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, PricingError> {
+    match charge.meter.as_str() {
+        "calls" => return Ok(Decimal::from(usage.billable_calls)),
+        "units" => return Ok(usage.billable_units),
+        _ => {}
+    }
+    let mut quantity = Decimal::ZERO;
+    let mut latest_at = i64::MIN;
+    for found in usage.meters.iter().filter(|m| {
+        m.meter == charge.meter.as_str()
+            && charge
+                .dimensions
+                .iter()
+                .all(|(k, v)| m.dimensions.iter().any(|(dk, dv)| dk == k && dv == v))
+    }) {
+        match found.aggregation {
+            Aggregation::Count | Aggregation::Sum | Aggregation::UniqueCount => {
+                quantity = sum(quantity, found.quantity)?;
+            }
+            Aggregation::Max => quantity = quantity.max(found.quantity),
+            Aggregation::Latest => {
+                if found.at >= latest_at {
+                    latest_at = found.at;
+                    quantity = found.quantity;
+                }
+            }
+        }
+    }
+    Ok(quantity)
+}
+
+/// Adds the lines of one usage model for the metered quantity.
+fn price(model: &UsagePricing, metered: &Metered<'_>, lines: &mut Vec<Line>) -> Result<(), PricingError> {
+    match model {
+        UsagePricing::PerUnit { unit_price, .. } => {
+            let description = text!(Counted(metered));
+            lines.push(metered.line(description, metered.priced(), unit_price.value())?);
+        }
+        UsagePricing::Package {
+            package_size,
+            package_price,
+            ..
+        } => {
+            let size = Decimal::from(package_size.get());
+            lines.push(package(metered, size, *package_price)?);
+        }
+        UsagePricing::Graduated { bands, .. } => bands::graduated(metered, bands, lines)?,
+        UsagePricing::Volume { bands, .. } => bands::volume(metered, bands, lines)?,
+    }
+    Ok(())
+}
+
+fn package(metered: &Metered<'_>, size: Decimal, price: Amount) -> Result<Line, PricingError> {
     // A started block is paid whole: counting blocks up, not rounding money.
     let blocks = quotient(metered.priced(), size)?.ceil();
     let blocks_of = if blocks == Decimal::ONE {

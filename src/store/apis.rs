@@ -2,6 +2,7 @@
 
 use super::{Page, PageRequest, StoreResult, Tx, from_json, now_ms, on_tx, taking, to_json};
 use crate::domain::api::ApiSpec;
+use crate::domain::meter::{DimensionSpec, MeterSpec};
 use crate::domain::policy::RecordingPolicy;
 
 /// A stored api.
@@ -24,6 +25,7 @@ struct ApiRow {
     recording_policy: String,
     stripe_account: Option<String>,
     routes: String,
+    metering: String,
     created_at: i64,
     updated_at: i64,
     archived_at: Option<i64>,
@@ -47,12 +49,31 @@ impl ApiRoutes {
     }
 }
 
+/// `apis.metering`: the api's declared meters and dimensions.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ApiMetering {
+    #[serde(default)]
+    pub meters: Vec<MeterSpec>,
+    #[serde(default)]
+    pub dimensions: Vec<DimensionSpec>,
+}
+
+impl ApiMetering {
+    fn of(spec: &ApiSpec) -> Self {
+        Self {
+            meters: spec.meters.clone(),
+            dimensions: spec.dimensions.clone(),
+        }
+    }
+}
+
 impl TryFrom<ApiRow> for Api {
     type Error = super::StoreError;
 
     fn try_from(row: ApiRow) -> StoreResult<Self> {
         let policy: RecordingPolicy = from_json("apis.recording_policy", &row.recording_policy)?;
         let routes: ApiRoutes = from_json("apis.routes", &row.routes)?;
+        let metering: ApiMetering = from_json("apis.metering", &row.metering)?;
         let slug = row
             .slug
             .try_into()
@@ -70,6 +91,8 @@ impl TryFrom<ApiRow> for Api {
                     .map_err(|e| super::StoreError::Corrupt(format!("apis.stripe_account: {e}")))?,
                 hosts: routes.hosts,
                 path_prefixes: routes.path_prefixes,
+                meters: metering.meters,
+                dimensions: metering.dimensions,
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -79,7 +102,8 @@ impl TryFrom<ApiRow> for Api {
 }
 
 const COLUMNS: &str =
-    "id, slug, name, recording_policy, stripe_account, routes, created_at, updated_at, archived_at";
+    "id, slug, name, recording_policy, stripe_account, routes, metering, created_at, updated_at, \
+     archived_at";
 
 impl Tx {
     /// Finds an api by its id or its slug.
@@ -127,9 +151,10 @@ impl Tx {
 
     pub async fn insert_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
         let sql = "INSERT INTO apis (id, slug, name, recording_policy, stripe_account, routes, \
-                   created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+                   metering, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $8, $7, $7)";
         let policy = to_json(&spec.recording_policy)?;
         let routes = to_json(&ApiRoutes::of(spec))?;
+        let metering = to_json(&ApiMetering::of(spec))?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.slug.as_str())
@@ -138,6 +163,7 @@ impl Tx {
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(&routes)
             .bind(now_ms())
+            .bind(&metering)
             .execute(conn)
             .await
             .map_err(taking(spec.slug.as_str()))?
@@ -147,9 +173,10 @@ impl Tx {
 
     pub async fn update_api(&mut self, id: &str, spec: &ApiSpec) -> StoreResult<()> {
         let sql = "UPDATE apis SET name = $2, recording_policy = $3, stripe_account = $4, \
-                   routes = $5, updated_at = $6 WHERE id = $1";
+                   routes = $5, updated_at = $6, metering = $7 WHERE id = $1";
         let policy = to_json(&spec.recording_policy)?;
         let routes = to_json(&ApiRoutes::of(spec))?;
+        let metering = to_json(&ApiMetering::of(spec))?;
         on_tx!(self, |conn| sqlx::query(sql)
             .bind(id)
             .bind(spec.name.as_str())
@@ -157,6 +184,7 @@ impl Tx {
             .bind(spec.stripe_account.as_ref().map(|a| a.as_str()))
             .bind(&routes)
             .bind(now_ms())
+            .bind(&metering)
             .execute(conn)
             .await?
             .rows_affected());

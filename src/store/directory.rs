@@ -20,6 +20,7 @@ pub struct ApiPolicyRow {
     pub slug: String,
     pub policy: RecordingPolicy,
     pub routes: super::apis::ApiRoutes,
+    pub metering: super::apis::ApiMetering,
 }
 
 /// One change of the catalog: which object, by kind (`subscription`, `api`, `gateway`).
@@ -104,16 +105,17 @@ impl Tx {
     pub async fn api_policies(&mut self) -> StoreResult<Vec<ApiPolicyRow>> {
         // An archived api keeps its slug (records naming it are still read) but no routes.
         let sql = "SELECT id, slug, recording_policy, \
-                   CASE WHEN archived_at IS NULL THEN routes ELSE '{}' END FROM apis";
-        let rows: Vec<(String, String, String, String)> =
+                   CASE WHEN archived_at IS NULL THEN routes ELSE '{}' END, metering FROM apis";
+        let rows: Vec<(String, String, String, String, String)> =
             on_tx!(self, |conn| sqlx::query_as(sql).fetch_all(conn).await?);
         rows.into_iter()
-            .map(|(id, slug, policy, routes)| {
+            .map(|(id, slug, policy, routes, metering)| {
                 Ok(ApiPolicyRow {
                     id,
                     slug,
                     policy: from_json("apis.recording_policy", &policy)?,
                     routes: from_json("apis.routes", &routes)?,
+                    metering: from_json("apis.metering", &metering)?,
                 })
             })
             .collect()

@@ -22,6 +22,8 @@ pub struct StoredRecord {
     /// False when the gateway answered the call itself: not counted as the api's failure (not a
     /// stored column: it only shapes the aggregate).
     pub upstream_answered: bool,
+    /// What the call gives the api's declared meters.
+    pub readings: super::meters::Readings,
 }
 
 /// What one subscription-hour gains from a batch of new records.
@@ -341,7 +343,7 @@ impl Tx {
 
 /// `prefix (?, ?, …), (?, …) suffix` for `rows` rows of `columns` plain `?` placeholders: numbered
 /// placeholders make sqlx's SQLite binding quadratic.
-fn sqlite_values_sql(prefix: &str, columns: usize, rows: usize, suffix: &str) -> String {
+pub(super) fn sqlite_values_sql(prefix: &str, columns: usize, rows: usize, suffix: &str) -> String {
     let row = format!("({})", vec!["?"; columns].join(", "));
     let mut sql = String::with_capacity(prefix.len() + rows * (row.len() + 2) + suffix.len());
     sql.push_str(prefix);
