@@ -16,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde_json::json;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ pub struct UsageEventInput {
     request_body(content((Vec<UsageEventInput> = "application/json"))),
     responses(
         (status = 202, description = "Committed: what was stored, seen before or rejected", body = BatchSummary),
-        (status = 400, description = "`malformed_json` · `empty_body`", body = ErrorBody),
+        (status = 400, description = "`malformed_json` · `empty_body` · `no_readable_records` (not one event could be read; `details.rejected` says why)", body = ErrorBody),
         (status = 401, description = "`unauthorized`: neither a gateway key nor the admin token", body = ErrorBody),
         (status = 413, description = "`payload_too_large` · `too_many_records`", body = ErrorBody),
         (status = 503, description = "`queue_full` · `shutting_down` · `write_failed`: nothing was stored; send again after `Retry-After`", body = ErrorBody,
@@ -111,6 +112,23 @@ async fn ingest_usage_events(
                 message: rejection.message,
             }),
         }
+    }
+    if ready.is_empty() && rejected.iter().all(|r| r.code == "invalid_record") {
+        let first: Vec<_> = rejected
+            .iter()
+            .take(20)
+            .map(|r| json!({"index": r.index, "code": r.code, "message": r.message}))
+            .collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_readable_records",
+            format!(
+                "not one of the {} events could be read as a usage event; the first rejections \
+                 are in `details.rejected`",
+                raws.len()
+            ),
+        )
+        .with_details(json!({ "rejected": first })));
     }
     let fresh = state
         .ingestor

@@ -21,6 +21,7 @@ mod formats;
 mod forward_auth;
 mod hardening;
 mod health;
+mod meters;
 mod notifications;
 mod openapi;
 mod operating;

@@ -1,0 +1,507 @@
+//! Meters: quantities besides the billable call (tokens, records processed, peak jobs, distinct
+//! end users), dimensions such as an AI call's model, usage events that are not calls, and tiers
+//! whose charges price each meter, checked in the preview and in the billing run's Stripe
+//! requests. The issue's worked examples, on both databases.
+
+use crate::billing::{Runner, app_with_items, today};
+use crate::events::post_events;
+use crate::helpers::{Backend, TestApp, assert_error, on_both_backends, on_both_databases};
+use chrono::{DateTime, Days, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+on_both_backends!(tokens_are_priced_per_model_in_the_preview_and_the_billing_run,);
+
+on_both_databases!(
+    calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice,
+    meters_charges_and_usage_events_refuse_what_they_cannot_take,
+    a_dimension_takes_at_most_its_max_values,
+);
+
+async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+    let (status, answer) = app.post(path, &body).await;
+    assert!(status.is_success(), "{path}: {status} {answer}");
+    answer
+}
+
+fn midnight(days_ago: u64) -> DateTime<Utc> {
+    (today() - Days::new(days_ago))
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+async fn post_usage_events(app: &TestApp, key: &str, body: Value) -> (StatusCode, Value) {
+    app.send(
+        app.client
+            .post(app.url("/v1/usage-events"))
+            .bearer_auth(key)
+            .json(&body),
+    )
+    .await
+}
+
+/// The issue's token pricing: $3 per million input tokens and $15 per million output tokens on
+/// model `large`, $0.50 and $2.50 on `small`, ten days of mixed calls, the tokens and the model
+/// sent as response headers for some calls and as the record's quantities and dimensions for
+/// others.
+async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend: Backend) {
+    let Some((stripe, app)) = app_with_items(backend, 4, Some(0)).await else {
+        return;
+    };
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "llm", "name": "LLM API",
+            "meters": [
+                {"key": "input_tokens", "aggregation": "sum", "quantity": "input_tokens", "header": "X-Usage-Input-Tokens"},
+                {"key": "output_tokens", "aggregation": "sum", "quantity": "output_tokens", "header": "X-Usage-Output-Tokens"}
+            ],
+            "dimensions": [{"key": "model", "header": "X-Model"}]}),
+    )
+    .await;
+    let per_million = |meter: &str, model: &str, price: &str| {
+        json!({"meter": meter, "dimensions": {"model": model}, "usage": {"model": "per_unit", "unit_price": price}})
+    };
+    created(
+        &app,
+        "/v1/tiers",
+        json!({"slug": "llm-tokens", "api": "llm", "name": "Tokens", "currency": "usd",
+            "charges": [
+                per_million("input_tokens", "large", "0.000003"),
+                per_million("output_tokens", "large", "0.000015"),
+                per_million("input_tokens", "small", "0.0000005"),
+                per_million("output_tokens", "small", "0.0000025")
+            ]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "writer", "name": "Writer Co", "email": "billing@writer.example"}),
+    )
+    .await;
+    let subscription = created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "writer-llm", "subscriber": "writer", "tier": "llm-tokens", "consumer_keys": ["w1"]}),
+    )
+    .await;
+    let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
+    let key = gateway["key"].as_str().unwrap();
+    let started = midnight(10);
+    app.backdate_subscription(started).await;
+
+    // Ten days: each day one `large` call (150,000 in, 40,000 out) and two `small` calls
+    // (150,000 in, 60,000 out each); odd days report through response headers.
+    let mut records = Vec::new();
+    for day in 0..10_i64 {
+        let at = |hour: i64| (started + chrono::Duration::days(day) + chrono::Duration::hours(hour)).to_rfc3339();
+        let call = |id: String, at: String, model: &str, input: u64, output: u64| {
+            let base = json!({"id": id, "consumer": "w1", "api": "llm", "timestamp": at, "status": 200});
+            let mut record = base.as_object().unwrap().clone();
+            if day % 2 == 1 {
+                record.insert("response_headers".into(), json!({"X-Usage-Input-Tokens": input.to_string(), "X-Usage-Output-Tokens": output.to_string(), "X-Model": model}));
+            } else {
+                record.insert("quantities".into(), json!({"input_tokens": input, "output_tokens": output.to_string()}));
+                record.insert("dimensions".into(), json!({"model": model}));
+            }
+            Value::Object(record)
+        };
+        records.push(call(format!("l{day}"), at(9), "large", 150_000, 40_000));
+        records.push(call(format!("s{day}a"), at(10), "small", 150_000, 60_000));
+        records.push(call(format!("s{day}b"), at(14), "small", 150_000, 60_000));
+    }
+    // A failed call's tokens are not billed (the recording policy bills 2xx), and a model no
+    // charge names is kept but priced at nothing.
+    records.push(json!({"id": "failed", "consumer": "w1", "api": "llm", "timestamp": started.to_rfc3339(), "status": 500,
+        "quantities": {"input_tokens": 999_999, "output_tokens": 999_999}, "dimensions": {"model": "large"}}));
+    records.push(json!({"id": "medium", "consumer": "w1", "api": "llm", "timestamp": started.to_rfc3339(), "status": 200,
+        "quantities": {"input_tokens": 1000, "output_tokens": 1000}, "dimensions": {"model": "medium"}}));
+    let (status, answer) = post_events(&app, key, Value::Array(records.clone()).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        (&answer["accepted"], &answer["not_billable"], &answer["rejected"]),
+        (&json!(32), &json!(1), &json!([])),
+        "{answer}"
+    );
+    // Sent again: nothing is counted twice.
+    let (_, again) = post_events(&app, key, Value::Array(records).to_string()).await;
+    assert_eq!(again["duplicates"], 32, "{again}");
+
+    let (status, preview) = app
+        .get("/v1/subscriptions/writer-llm/invoice-preview")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let lines: Vec<(&str, &str)> = preview["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["description"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("1,500,000 input_tokens (model large)", "4.50"),
+            ("400,000 output_tokens (model large)", "6.00"),
+            ("3,000,000 input_tokens (model small)", "1.50"),
+            ("1,200,000 output_tokens (model small)", "3.00"),
+        ],
+        "{preview}"
+    );
+    assert_eq!(preview["total"], "15.00");
+    assert_eq!(preview["usage"]["billable_calls"], 31);
+    let meters = preview["usage"]["meters"].as_array().unwrap();
+    let quantity = |meter: &str, model: &str| {
+        meters
+            .iter()
+            .find(|m| m["meter"] == meter && m["dimensions"]["model"] == model)
+            .map(|m| m["quantity"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(quantity("input_tokens", "large").as_deref(), Some("1500000"));
+    assert_eq!(quantity("output_tokens", "small").as_deref(), Some("1200000"));
+    assert_eq!(quantity("input_tokens", "medium").as_deref(), Some("1000"));
+    assert_eq!(meters.len(), 6, "two meters by three models: {preview}");
+
+    // The billing run sends one invoice item per charge, each with the preview's amount.
+    let runner = Runner::new(&app, &stripe).await;
+    let report = runner.job("r").run_day(today()).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.items_created, 4, "{report:?}");
+    let items = stripe.requests("POST", "/v1/invoiceitems").await;
+    let mut sent: Vec<(String, String)> = items
+        .iter()
+        .map(|r| {
+            (
+                r.field("amount").unwrap().to_owned(),
+                r.field("description").unwrap().to_owned(),
+            )
+        })
+        .collect();
+    sent.sort();
+    let id = subscription["id"].as_str().unwrap();
+    assert_eq!(
+        sent.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        vec!["150", "300", "450", "600"],
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|(a, d)| a == "450" && d.contains("1,500,000 input_tokens (model large)")),
+        "{sent:?}"
+    );
+    for item in &items {
+        let key = item.idempotency_key.as_deref().unwrap();
+        assert!(key.starts_with(&format!("tb-usage-{id}-")), "{key}");
+    }
+    runner.store.close().await;
+}
+
+/// Amberflo's example ($5 per started 1,000 API calls after 5,000 free, plus $0.40 per started
+/// 1,000 records processed), Kill Bill's two events of 10.5 and 15 minutes, a `max` meter of
+/// peak concurrent jobs and a `unique_count` meter of distinct end users, all on one invoice.
+async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: TestApp) {
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "jobs", "name": "Jobs API",
+            "meters": [
+                {"key": "records", "aggregation": "sum", "quantity": "records"},
+                {"key": "minutes", "aggregation": "sum", "quantity": "minutes"},
+                {"key": "peak_jobs", "aggregation": "max", "quantity": "jobs"},
+                {"key": "end_users", "aggregation": "unique_count", "property": "end_user"}
+            ]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/tiers",
+        json!({"slug": "jobs-plan", "api": "jobs", "name": "Jobs", "currency": "usd",
+            "usage": {"model": "package", "package_size": 1000, "package_price": "5", "free_units": 5000},
+            "charges": [
+                {"meter": "records", "name": "records processed", "usage": {"model": "package", "package_size": 1000, "package_price": "0.40"}},
+                {"meter": "minutes", "usage": {"model": "per_unit", "unit_price": "0.10"}},
+                {"meter": "peak_jobs", "name": "peak concurrent jobs", "usage": {"model": "per_unit", "unit_price": "10"}},
+                {"meter": "end_users", "name": "end users", "usage": {"model": "per_unit", "unit_price": "0.50"}}
+            ]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "etl", "name": "ETL Co", "email": "billing@etl.example"}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "etl-jobs", "subscriber": "etl", "tier": "jobs-plan", "consumer_keys": ["e1"]}),
+    )
+    .await;
+    let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
+    let key = gateway["key"].as_str().unwrap();
+    let started = midnight(2);
+    app.backdate_subscription(started).await;
+
+    // 7,200 calls over two days; the first 40 of each day name one of three end users, so the
+    // same user is seen in several hours and on both days, and is counted once.
+    for day in 0..2_i64 {
+        let records: Vec<Value> = (0..3600)
+            .map(|i| {
+                let at = started + chrono::Duration::days(day) + chrono::Duration::seconds(i * 20);
+                let mut record = json!({"id": format!("c{day}-{i}"), "consumer": "e1", "api": "jobs", "timestamp": at.to_rfc3339(), "status": 200});
+                if i < 40 {
+                    record["properties"] = json!({"end_user": format!("u{}", i % 3)});
+                }
+                record
+            })
+            .collect();
+        let (status, answer) = post_events(&app, key, Value::Array(records).to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        assert_eq!(answer["accepted"], 3600, "{answer}");
+    }
+
+    let at = |hours: i64| (started + chrono::Duration::hours(hours)).to_rfc3339();
+    let event = |tracking: &str, meter: &str, value: Value, hours: i64| {
+        json!({"tracking_id": tracking, "meter": meter, "subscription": "etl-jobs", "timestamp": at(hours), "value": value})
+    };
+    let events = json!([
+        event("batch-1", "records", json!(12500), 1),
+        event("batch-2", "records", json!("30000"), 20),
+        event("batch-3", "records", json!(2750), 30),
+        event("kb-1", "minutes", json!(10.5), 2),
+        event("kb-2", "minutes", json!("15"), 3),
+        event("jobs-1", "peak_jobs", json!(3), 4),
+        event("jobs-2", "peak_jobs", json!(7), 5),
+        event("jobs-3", "peak_jobs", json!(5), 26),
+    ]);
+    // With the admin token, or a gateway key; by subscription or by consumer key.
+    let (status, answer) = post_usage_events(&app, crate::helpers::ADMIN_TOKEN, events).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 8, "{answer}");
+    let resent = json!([{"tracking_id": "kb-1", "meter": "minutes", "consumer": "e1", "timestamp": at(2), "value": "10.5"}]);
+    let (status, answer) = post_usage_events(&app, key, resent).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        (&answer["accepted"], &answer["duplicates"]),
+        (&json!(0), &json!(1)),
+        "{answer}"
+    );
+    assert_eq!(app.count_rows("usage_events").await, 8);
+
+    let (status, preview) = app
+        .get("/v1/subscriptions/etl-jobs/invoice-preview")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let lines: Vec<(&str, &str)> = preview["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["description"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("7,200 API calls, 5,000 included: 3 blocks of 1,000", "15.00"),
+            ("45,250 records processed: 46 blocks of 1,000", "18.40"),
+            ("25.5 minutes", "2.55"),
+            ("7 peak concurrent jobs", "70.00"),
+            ("3 end users", "1.50"),
+        ],
+        "{preview}"
+    );
+    assert_eq!(preview["total"], "107.45");
+    let meters = preview["usage"]["meters"].as_array().unwrap();
+    let minutes = meters.iter().find(|m| m["meter"] == "minutes").unwrap();
+    assert_eq!(minutes["quantity"], "25.5", "Kill Bill's 10.5 + 15");
+}
+
+async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestApp) {
+    for (meters, field) in [
+        (json!([{"key": "calls", "aggregation": "count"}]), "meters[0].key"),
+        (json!([{"key": "tokens", "aggregation": "sum"}]), "meters[0].quantity"),
+        (json!([{"key": "users", "aggregation": "unique_count"}]), "meters[0].property"),
+        (json!([{"key": "t", "aggregation": "median"}]), "meters[0].aggregation"),
+    ] {
+        let answer = app
+            .post("/v1/apis", &json!({"slug": "bad", "name": "Bad", "meters": meters}))
+            .await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field));
+    }
+    assert_eq!(app.count_rows("apis").await, 0);
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "llm", "name": "LLM", "meters": [{"key": "tokens", "aggregation": "sum", "quantity": "tokens"}],
+            "dimensions": [{"key": "model"}]}),
+    )
+    .await;
+    let tier = |charges: Value| {
+        json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd", "charges": charges})
+    };
+    let price = json!({"model": "per_unit", "unit_price": "1"});
+    for (body, field) in [
+        (tier(json!([{"meter": "seconds", "usage": price}])), "charges[0].meter"),
+        (
+            tier(json!([{"meter": "tokens", "dimensions": {"region": "eu"}, "usage": price}])),
+            "charges[0].dimensions.region",
+        ),
+        (
+            tier(json!([{"meter": "calls", "dimensions": {"model": "large"}, "usage": price}])),
+            "charges[0].dimensions",
+        ),
+        (
+            tier(json!([{"meter": "tokens", "usage": price}, {"meter": "tokens", "usage": price}])),
+            "charges[1]",
+        ),
+        (tier(json!([])), "usage"),
+    ] {
+        let answer = app.post("/v1/tiers", &body).await;
+        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field));
+    }
+    assert_eq!(app.count_rows("tiers").await, 0);
+    let tier = created(
+        &app,
+        "/v1/tiers",
+        tier(json!([{"meter": "tokens", "dimensions": {"model": "large"}, "usage": price}, {"meter": "calls", "usage": price}])),
+    )
+    .await;
+    assert_eq!(tier["charges"][0]["dimensions"]["model"], "large", "{tier}");
+    let (_, api) = app.get("/v1/apis/llm").await;
+    assert_eq!(api["meters"][0]["aggregation"], "sum", "{api}");
+    assert_eq!(api["dimensions"][0]["max_values"], 100, "{api}");
+
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "s", "name": "S", "email": "s@s.example"}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "s-llm", "subscriber": "s", "tier": "t", "consumer_keys": ["k"]}),
+    )
+    .await;
+    let now = Utc::now().to_rfc3339();
+    let (status, answer) = post_usage_events(
+        &app,
+        crate::helpers::ADMIN_TOKEN,
+        json!([
+            {"tracking_id": "a", "meter": "seconds", "subscription": "s-llm", "timestamp": now, "value": 1},
+            {"tracking_id": "b", "meter": "tokens", "subscription": "s-llm", "timestamp": now},
+            {"tracking_id": "c", "meter": "tokens", "subscription": "s-llm", "consumer": "k", "timestamp": now, "value": 1},
+            {"tracking_id": "d", "meter": "tokens", "subscription": "nobody", "timestamp": now, "value": 1},
+            {"tracking_id": "e", "meter": "tokens", "consumer": "k", "timestamp": now, "value": "-2"},
+            {"tracking_id": "f", "meter": "calls", "consumer": "k", "timestamp": now, "value": 1},
+            {"tracking_id": "g", "meter": "tokens", "consumer": "k", "timestamp": now, "value": 1, "colour": "red"}
+        ]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let codes: Vec<(u64, &str)> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (0, "unknown_meter"),
+            (1, "invalid_quantity"),
+            (2, "invalid_record"),
+            (3, "unknown_subscription"),
+            (4, "invalid_quantity"),
+            (5, "unknown_meter"),
+            (6, "invalid_record"),
+        ],
+        "{answer}"
+    );
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(app.count_rows("usage_events").await, 0);
+    let (status, _) = post_usage_events(&app, "not-a-key", json!([])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let answer = post_usage_events(&app, crate::helpers::ADMIN_TOKEN, json!("nope")).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "no_readable_records", None);
+
+    // A record's bad quantity is refused with its field named, the rest of the batch taken.
+    let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
+    let records = json!([
+        {"id": "r1", "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": "lots"}},
+        {"id": "r2", "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": 12}}
+    ]);
+    let (status, answer) =
+        post_events(&app, gateway["key"].as_str().unwrap(), records.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"][0]["code"], "invalid_quantity");
+    assert!(
+        answer["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("quantities.tokens: `lots`"),
+        "{answer}"
+    );
+}
+
+async fn a_dimension_takes_at_most_its_max_values(app: TestApp) {
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "llm", "name": "LLM", "meters": [{"key": "tokens", "aggregation": "sum", "quantity": "tokens"}],
+            "dimensions": [{"key": "model", "max_values": 2}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/tiers",
+        json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd",
+            "charges": [{"meter": "tokens", "usage": {"model": "per_unit", "unit_price": "0.001"}}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "s", "name": "S", "email": "s@s.example"}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "s-llm", "subscriber": "s", "tier": "t", "consumer_keys": ["k"]}),
+    )
+    .await;
+    let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
+    let key = gateway["key"].as_str().unwrap();
+    let now = Utc::now().to_rfc3339();
+    let record = |id: &str, model: &str| {
+        json!({"id": id, "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": 10}, "dimensions": {"model": model}})
+    };
+    let (status, answer) = post_events(
+        &app,
+        key,
+        json!([record("1", "a"), record("2", "b"), record("3", "c"), record("4", "a")]).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(answer["rejected"][0]["index"], 2);
+    assert_eq!(answer["rejected"][0]["code"], "dimension_limit");
+    assert!(
+        answer["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_values of 2"),
+        "{answer}"
+    );
+    assert_eq!(app.count_rows("dimension_values").await, 2);
+    // The bound holds after a restart: the values are read back from the database.
+    let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
+    let (_, answer) =
+        post_events(&replica, key, json!([record("5", "d"), record("6", "b")]).to_string()).await;
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["rejected"][0]["code"], "dimension_limit", "{answer}");
+    let (_, preview) = app.get("/v1/subscriptions/s-llm/invoice-preview").await;
+    assert_eq!(preview["lines"][0]["description"], "40 tokens", "{preview}");
+    assert_eq!(preview["total"], "0.04");
+}
