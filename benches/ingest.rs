@@ -24,6 +24,11 @@
 //! each database's time-ordered run (its baseline), the same run with every subscription
 //! watched: a hard quota and three alerts on the tier, and a notification URL (a local server
 //! answering 204), so each commit reads its subscriptions' period totals (issue 18).
+//! `-- --meters` adds, after each database's runs, the time-ordered run again with the api
+//! declaring three meters (input and output tokens summed from the records' quantities, and a
+//! count of forecast calls) and a `model` dimension, every call carrying its tokens and model:
+//! the export's meter rows are checked against what was sent, and the ratio to the baseline
+//! printed (issue 17's goal: ≥ 0.7).
 // A bench fails loudly on what it did not expect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -107,6 +112,7 @@ struct Options {
     records: usize,
     clients: usize,
     alerts: bool,
+    meters: bool,
 }
 
 fn parse_args() -> Result<Options> {
@@ -115,6 +121,7 @@ fn parse_args() -> Result<Options> {
         records: RECORDS,
         clients: CLIENTS,
         alerts: false,
+        meters: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -129,6 +136,8 @@ fn parse_args() -> Result<Options> {
                 .context("--clients needs a number")?;
         } else if arg == "--alerts" {
             options.alerts = true;
+        } else if arg == "--meters" {
+            options.meters = true;
         } else if arg == "--records" {
             options.records = args
                 .next()
@@ -159,6 +168,7 @@ struct Outcome {
     database: Database,
     ids: IdKind,
     watched: bool,
+    metered: bool,
     records_per_s: f64,
     ceiling_per_s: f64,
     p50_ms: f64,
@@ -183,13 +193,21 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
     };
     let mut outcomes = Vec::new();
     for database in options.databases.databases() {
-        let mut runs = vec![(IdKind::Random, None), (IdKind::TimeOrdered, None)];
+        let mut runs = vec![
+            (IdKind::Random, None, false),
+            (IdKind::TimeOrdered, None, false),
+        ];
         if let Some(url) = &notify_url {
-            runs.push((IdKind::TimeOrdered, Some(url.as_str())));
+            runs.push((IdKind::TimeOrdered, Some(url.as_str()), false));
         }
-        for (ids, notify_url) in runs {
+        if options.meters {
+            runs.push((IdKind::TimeOrdered, None, true));
+        }
+        for (ids, notify_url, metered) in runs {
             let watched = if notify_url.is_some() {
                 ", every subscription watched"
+            } else if metered {
+                ", three meters and a dimension"
             } else {
                 ""
             };
@@ -207,6 +225,7 @@ async fn run(options: Options, binary: PathBuf) -> Result<()> {
                 clients: options.clients,
                 clock_ticks,
                 notify_url,
+                metered,
             };
             outcomes.push(scenario.run().await?);
         }
@@ -225,6 +244,8 @@ struct Scenario<'a> {
     clock_ticks: f64,
     /// Set: every subscription is watched (a hard quota and alerts), notified here.
     notify_url: Option<&'a str>,
+    /// The api declares three meters and a dimension, and every call carries their values.
+    metered: bool,
 }
 
 /// A local provider endpoint that takes every notification (204); answers its URL.
@@ -273,7 +294,13 @@ impl Scenario<'_> {
             .timeout(Duration::from_secs(120))
             .build()?;
         server.wait_ready(&client).await?;
-        let catalog = Catalog::create(&client, &server.base, self.notify_url.is_some()).await?;
+        let catalog = Catalog::create(
+            &client,
+            &server.base,
+            self.notify_url.is_some(),
+            self.metered,
+        )
+        .await?;
         let workload = Workload::generate(self.ids, &catalog, self.records, 7);
         println!(
             "  workload: {} bodies, {:.1} MB of JSON",
@@ -387,6 +414,7 @@ impl Scenario<'_> {
             database: self.database,
             ids: self.ids,
             watched: self.notify_url.is_some(),
+            metered: self.metered,
             records_per_s,
             ceiling_per_s,
             p50_ms: single.p50_ms,
@@ -403,25 +431,42 @@ struct Catalog {
     /// (tollbooth's subscription id, its consumer key)
     subscriptions: Vec<(String, String)>,
     gateway_key: String,
+    /// The api meters tokens (by model) and forecast calls: calls carry their quantities.
+    metered: bool,
 }
 
 impl Catalog {
     /// `watched`: the tier has a hard quota (never reached here) and three alerts.
-    async fn create(client: &reqwest::Client, base: &str, watched: bool) -> Result<Self> {
+    async fn create(
+        client: &reqwest::Client,
+        base: &str,
+        watched: bool,
+        metered: bool,
+    ) -> Result<Self> {
         let started = Instant::now();
-        admin_post(
-            client,
-            base,
-            "/v1/apis",
-            json!({"slug": "weather", "name": "Weather API",
-            "recording_policy": {"billable_status": ["2xx"], "exclude_methods": ["OPTIONS"]}}),
-        )
-        .await?;
+        let mut api = json!({"slug": "weather", "name": "Weather API",
+            "recording_policy": {"billable_status": ["2xx"], "exclude_methods": ["OPTIONS"]}});
+        if metered {
+            api["meters"] = json!([
+                {"key": "input_tokens", "aggregation": "sum", "quantity": "input_tokens"},
+                {"key": "output_tokens", "aggregation": "sum", "quantity": "output_tokens"},
+                {"key": "forecasts", "aggregation": "count", "filter": {"path_prefixes": ["/v1/forecast"]}}
+            ]);
+            api["dimensions"] = json!([{"key": "model"}]);
+        }
+        admin_post(client, base, "/v1/apis", api).await?;
         let mut tier = json!({
             "slug": "weather-pro", "api": "weather", "name": "Pro", "currency": "usd",
             "fixed_fee": {"amount": "25.00", "interval": "month", "interval_count": 1},
             "usage": {"model": "package", "free_units": 5000, "package_size": 1000, "package_price": "5.00"}
         });
+        if metered {
+            tier["charges"] = json!([
+                {"meter": "input_tokens", "dimensions": {"model": "large"}, "usage": {"model": "per_unit", "unit_price": "0.000003"}},
+                {"meter": "output_tokens", "dimensions": {"model": "large"}, "usage": {"model": "per_unit", "unit_price": "0.000015"}},
+                {"meter": "forecasts", "usage": {"model": "per_unit", "unit_price": "0.001"}}
+            ]);
+        }
         if watched {
             tier["quota"] = json!({"hard_limit": 1_000_000_000u64});
             tier["alerts"] = json!([{"quota": "hard_limit", "percent": "50"},
@@ -467,6 +512,7 @@ impl Catalog {
         Ok(Self {
             subscriptions,
             gateway_key,
+            metered,
         })
     }
 }
@@ -477,16 +523,28 @@ struct Totals {
     total: i64,
     billable: i64,
     failed: i64,
+    /// Of a metered api: its meters' sums over every model.
+    input_tokens: i64,
+    output_tokens: i64,
+    forecasts: i64,
 }
 
 impl Totals {
-    fn count(&mut self, status: u16) {
+    fn count(&mut self, call: &Call, metered: bool) {
         self.total += 1;
-        if (200..300).contains(&status) {
+        let billable = (200..300).contains(&call.status);
+        if billable {
             self.billable += 1;
         }
-        if status >= 500 {
+        if call.status >= 500 {
             self.failed += 1;
+        }
+        if metered && billable {
+            self.input_tokens += i64::from(call.input_tokens);
+            self.output_tokens += i64::from(call.output_tokens);
+            if call.path == "/v1/forecast" {
+                self.forecasts += 1;
+            }
         }
     }
 
@@ -494,6 +552,9 @@ impl Totals {
         self.total += other.total;
         self.billable += other.billable;
         self.failed += other.failed;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.forecasts += other.forecasts;
     }
 }
 
@@ -506,6 +567,9 @@ struct Call {
     method: &'static str,
     path: &'static str,
     latency_ms: i64,
+    input_tokens: u32,
+    output_tokens: u32,
+    model: &'static str,
 }
 
 impl Call {
@@ -523,11 +587,14 @@ impl Call {
             method: if rng.random_bool(0.8) { "GET" } else { "POST" },
             path: ["/v1/forecast", "/v1/current", "/v1/alerts"][rng.random_range(0..3)],
             latency_ms: rng.random_range(1..250),
+            input_tokens: rng.random_range(1..5000),
+            output_tokens: rng.random_range(1..2000),
+            model: ["large", "small"][rng.random_range(0..2)],
         }
     }
 
     fn json(&self, catalog: &Catalog) -> Value {
-        json!({
+        let mut record = json!({
             "id": self.id,
             "consumer": catalog.subscriptions[self.subscription].1,
             "api": "weather",
@@ -536,7 +603,13 @@ impl Call {
             "method": self.method,
             "path": self.path,
             "latency_ms": self.latency_ms,
-        })
+        });
+        if catalog.metered {
+            record["quantities"] =
+                json!({"input_tokens": self.input_tokens, "output_tokens": self.output_tokens});
+            record["dimensions"] = json!({"model": self.model});
+        }
+        record
     }
 }
 
@@ -580,7 +653,7 @@ impl Workload {
             expected
                 .entry(catalog.subscriptions[call.subscription].0.clone())
                 .or_default()
-                .count(call.status);
+                .count(call, catalog.metered);
         }
         let bodies = calls
             .chunks(BATCH)
@@ -619,6 +692,7 @@ impl Workload {
                     path: Some(call.path.to_owned()),
                     latency_ms: Some(call.latency_ms),
                     upstream_answered: true,
+                    readings: Default::default(),
                 }
             })
             .collect()
@@ -715,14 +789,31 @@ async fn verify(
         for row in page["data"].as_array().context("no export data")? {
             let subscription = row["subscription"].as_str().unwrap_or_default().to_owned();
             let hour = row["hour"].as_str().unwrap_or_default().to_owned();
+            let meter = row["meter"].as_str().unwrap_or_default().to_owned();
+            let dimensions = row["dimensions"].to_string();
             ensure!(
-                seen.insert((subscription.clone(), hour)),
+                seen.insert((subscription.clone(), hour, meter.clone(), dimensions)),
                 "the export repeats a subscription-hour: {row}"
             );
             let totals = actual.entry(subscription).or_default();
-            totals.total += row["total_calls"].as_i64().unwrap_or(0);
-            totals.billable += row["billable_calls"].as_i64().unwrap_or(0);
-            totals.failed += row["failed_calls"].as_i64().unwrap_or(0);
+            let quantity = || -> Result<i64> {
+                row["quantity"]
+                    .as_str()
+                    .context("a meter row without its quantity")?
+                    .parse()
+                    .context("a meter's quantity that is not whole")
+            };
+            match meter.as_str() {
+                "" => {
+                    totals.total += row["total_calls"].as_i64().unwrap_or(0);
+                    totals.billable += row["billable_calls"].as_i64().unwrap_or(0);
+                    totals.failed += row["failed_calls"].as_i64().unwrap_or(0);
+                }
+                "input_tokens" => totals.input_tokens += quantity()?,
+                "output_tokens" => totals.output_tokens += quantity()?,
+                "forecasts" => totals.forecasts += quantity()?,
+                other => anyhow::bail!("the export has a meter `{other}` never declared: {row}"),
+            }
         }
         after = page["next_after"].as_str().unwrap_or("0").to_owned();
         if !page["has_more"].as_bool().unwrap_or(false) {
@@ -773,7 +864,7 @@ async fn single_records(
             expected
                 .entry(catalog.subscriptions[call.subscription].0.clone())
                 .or_default()
-                .count(call.status);
+                .count(&call, catalog.metered);
             serde_json::to_string(&[call.json(catalog)]).unwrap_or_default()
         })
         .collect();
@@ -1154,7 +1245,11 @@ fn print_table(outcomes: &[Outcome]) {
             format!("≥ {} ({})", thousands(g), mark(o.records_per_s >= g))
         });
         let ratio = o.records_per_s / o.ceiling_per_s;
-        let watched = if o.watched { ", watched" } else { "" };
+        let watched = match (o.watched, o.metered) {
+            (true, _) => ", watched",
+            (false, true) => ", 3 meters + 1 dimension",
+            (false, false) => "",
+        };
         println!(
             "| {} | {}{watched} | {} | {goal} | {} | {ratio:.2} ({}) | {:.2} | {:.2} ({}; {:.0} req/s) | {:.0} | {} |",
             o.database.label(),
@@ -1170,11 +1265,24 @@ fn print_table(outcomes: &[Outcome]) {
             if o.verified { "verified" } else { "NO" },
         );
     }
+    for metered in outcomes.iter().filter(|o| o.metered) {
+        if let Some(baseline) = outcomes.iter().find(|b| {
+            b.database == metered.database && b.ids == metered.ids && !b.watched && !b.metered
+        }) {
+            let ratio = metered.records_per_s / baseline.records_per_s;
+            println!(
+                "{}, {} ids: three meters and a dimension = {ratio:.2} × the records/s of the same \
+                 run with the calls alone (goal ≥ 0.7: {})",
+                metered.database.label(),
+                metered.ids.label(),
+                mark(ratio >= 0.7)
+            );
+        }
+    }
     for watched in outcomes.iter().filter(|o| o.watched) {
-        if let Some(baseline) = outcomes
-            .iter()
-            .find(|b| b.database == watched.database && b.ids == watched.ids && !b.watched)
-        {
+        if let Some(baseline) = outcomes.iter().find(|b| {
+            b.database == watched.database && b.ids == watched.ids && !b.watched && !b.metered
+        }) {
             println!(
                 "{}, {} ids: every subscription watched = {:.2} × the records/s of the same run unwatched",
                 watched.database.label(),

@@ -3,6 +3,10 @@
 //! Goal: 1,000,000 a second for a usual month. A bad month, with an SLA credit line on one
 //! day in five, is measured too: each credit line is one more description to write.
 //!
+//! A tier of four charges (issue 17: input and output tokens on two models, with a fixed fee) is
+//! rated over periods that metered two meters by three models. Goal: 500,000 a second. Beside
+//! each, a plain loop that only adds up each period's quantities, as a baseline of the same run.
+//!
 //! Run with `cargo bench --bench rating`.
 // A bench fails loudly on what it did not expect.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,8 +16,9 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use tollbooth::domain::meter::Aggregation;
 use tollbooth::domain::tier::TierSpec;
-use tollbooth::pricing::{DailyUsage, Period, PeriodUsage, RatedPeriod, rate};
+use tollbooth::pricing::{DailyUsage, MeterQuantity, Period, PeriodUsage, RatedPeriod, rate};
 
 type Failure = Box<dyn std::error::Error>;
 
@@ -53,7 +58,48 @@ fn main() -> Result<(), Failure> {
             .collect::<Result<Vec<_>, _>>()?;
         measure(name, &tier, &period, &usages)?;
     }
+
+    let tokens: TierSpec = serde_json::from_value(json!({
+        "slug": "llm-tokens", "api": "llm", "name": "Tokens", "currency": "usd",
+        "fixed_fee": {"amount": "20.00", "interval": "month"},
+        "charges": [
+            {"meter": "input_tokens", "dimensions": {"model": "large"}, "usage": {"model": "per_unit", "unit_price": "0.000003"}},
+            {"meter": "output_tokens", "dimensions": {"model": "large"}, "usage": {"model": "per_unit", "unit_price": "0.000015"}},
+            {"meter": "input_tokens", "dimensions": {"model": "small"}, "usage": {"model": "per_unit", "unit_price": "0.0000005", "free_units": 100000}},
+            {"meter": "output_tokens", "dimensions": {"model": "small"}, "usage": {"model": "graduated", "bands": [
+                {"up_to": 1000000, "unit_price": "0.0000025"}, {"up_to": null, "unit_price": "0.000002"}]}}
+        ]
+    }))?;
+    tokens.validate()?;
+    let usages = (0..SUBSCRIPTIONS)
+        .map(|seed| month_of_tokens(first, seed))
+        .collect::<Result<Vec<_>, _>>()?;
+    measure(
+        "four charges, two meters by three models",
+        &tokens,
+        &period,
+        &usages,
+    )?;
     Ok(())
+}
+
+/// A month of two token meters by three models (one no charge names).
+fn month_of_tokens(first: NaiveDate, seed: u64) -> Result<PeriodUsage, Failure> {
+    let mut usage = month_of_usage(first, seed, &|_, _| false)?;
+    usage.days.clear();
+    for (i, model) in ["large", "small", "medium"].into_iter().enumerate() {
+        for meter in ["input_tokens", "output_tokens"] {
+            let tokens = 1_000 + (seed * 104_729 + i as u64 * 7_919) % 5_000_000;
+            usage.meters.push(MeterQuantity {
+                meter: meter.to_owned(),
+                dimensions: vec![("model".to_owned(), model.to_owned())],
+                aggregation: Aggregation::Sum,
+                quantity: Decimal::from(tokens),
+                at: 0,
+            });
+        }
+    }
+    Ok(usage)
 }
 
 /// Rates the usages over and over for a second, five times after a warm-up second, and prints
@@ -79,7 +125,33 @@ fn measure(
          (median of 5 seconds, {slowest} to {fastest}; {lines} lines per {} invoices)",
         usages.len()
     );
+    let mut baselines = (0..5)
+        .map(|_| add_up_for_a_second(usages))
+        .collect::<Result<Vec<_>, _>>()?;
+    baselines.sort_unstable();
+    println!(
+        "  baseline, the same run: a plain loop adding up each period's quantities, {} periods/s",
+        baselines[2]
+    );
     Ok(())
+}
+
+/// Periods whose quantities a plain loop adds up per second: the floor under any rating.
+fn add_up_for_a_second(usages: &[PeriodUsage]) -> Result<u128, Failure> {
+    let mut rounds = 0u128;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        for usage in usages {
+            let mut total = black_box(usage).billable_units;
+            for meter in &usage.meters {
+                total += meter.quantity;
+            }
+            black_box(total);
+        }
+        rounds += 1;
+    }
+    let added = rounds * u128::try_from(usages.len())?;
+    Ok(added * 1_000_000_000 / started.elapsed().as_nanos().max(1))
 }
 
 /// Subscription-periods rated per second over about a second.

@@ -2,8 +2,8 @@
 
 use super::BillingError;
 use crate::domain::FieldError;
-use crate::domain::time::from_ms;
 use crate::domain::meter::Aggregation;
+use crate::domain::time::from_ms;
 use crate::pricing::{
     self, DailyUsage, Invoice, MeterQuantity, Period, PeriodUsage, RatedPart, RatedPeriod,
 };
@@ -54,6 +54,17 @@ pub struct MeterFigure {
     pub quantity: Decimal,
 }
 
+impl From<MeterQuantity> for MeterFigure {
+    fn from(m: MeterQuantity) -> Self {
+        Self {
+            meter: m.meter,
+            aggregation: m.aggregation,
+            dimensions: m.dimensions.into_iter().collect(),
+            quantity: m.quantity.normalize(),
+        }
+    }
+}
+
 /// The usage recorded in a span: hourly calls, declared meters' hours, and the values of
 /// unique_count meters with the first hour each was seen in.
 #[derive(Debug, Default)]
@@ -93,7 +104,7 @@ impl Recorded {
 
 /// Folds declared meters' hourly rows (and unique values) into one quantity per meter and set of
 /// dimension values.
-pub(crate) fn meter_quantities<'a>(
+pub fn meter_quantities<'a>(
     rows: impl Iterator<Item = &'a MeterRow>,
     uniques: impl Iterator<Item = &'a UniqueValue>,
 ) -> Vec<MeterQuantity> {
@@ -253,16 +264,7 @@ pub(super) fn rate(
             billable_units: usage.billable_units.normalize(),
             failed_calls: usage.failed_calls,
             total_calls: usage.total_calls,
-            meters: usage
-                .meters
-                .into_iter()
-                .map(|m| MeterFigure {
-                    meter: m.meter,
-                    aggregation: m.aggregation,
-                    dimensions: m.dimensions.into_iter().collect(),
-                    quantity: m.quantity.normalize(),
-                })
-                .collect(),
+            meters: usage.meters.into_iter().map(MeterFigure::from).collect(),
         },
         invoice,
     })

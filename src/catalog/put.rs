@@ -164,10 +164,7 @@ pub async fn put_tier(tx: &mut Tx, spec: &TierSpec) -> CatalogResult<(Tier, Outc
 }
 
 /// Each charge prices a meter of the tier's api, by dimensions it declares.
-fn charges_fit(
-    tier: &TierSpec,
-    api: &ApiSpec,
-) -> Result<(), FieldError> {
+fn charges_fit(tier: &TierSpec, api: &ApiSpec) -> Result<(), FieldError> {
     for (i, charge) in tier.charges.iter().enumerate() {
         let meter = charge.meter.as_str();
         if crate::domain::meter::BUILT_IN_METERS.contains(&meter) {

@@ -6,7 +6,6 @@ mod billing;
 mod console;
 pub mod error;
 mod events;
-mod usage_events;
 pub mod ext_authz;
 pub mod extract;
 mod gateways;
@@ -24,6 +23,7 @@ mod subscribers;
 mod subscriptions;
 mod tiers;
 mod usage;
+mod usage_events;
 mod webhooks;
 
 use crate::auth::AdminToken;

@@ -5,9 +5,10 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, Query};
 use super::timestamp;
+use crate::billing::MeterFigure;
 use crate::domain::FieldError;
 use crate::domain::time::{DAY_MS, HOUR_MS, floor_to};
-use crate::store::UsageRow;
+use crate::store::{MeterRow, UniqueCount, UsageRow};
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, NaiveDate};
@@ -91,6 +92,10 @@ pub(super) struct Bucket {
     pub billable_units: Decimal,
     pub failed_calls: i64,
     pub total_calls: i64,
+    /// The api's declared meters in the bucket, one entry per meter and set of dimension values
+    /// (a unique_count meter's quantity is the distinct values in the bucket).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterFigure>,
 }
 
 /// `from`/`to` as RFC 3339 times or plain dates (midnight UTC).
@@ -160,14 +165,69 @@ async fn series(
         .await?
         .ok_or_else(|| ApiError::not_found("subscription", &key))?;
     let rows = tx.usage_hours(&subscription.id, from, to).await?;
+    let meter_rows = tx.meter_hours(&subscription.id, from, to).await?;
+    let uniques = tx
+        .meter_unique_counts(&subscription.id, from, to, step)
+        .await?;
+    let mut data = buckets(rows, step);
+    add_meters(&mut data, &meter_rows, &uniques, step);
     Ok(Json(Series {
         subscription: subscription.id,
         external_id: subscription.external_id,
         granularity,
         from: timestamp(from),
         to: timestamp(to),
-        data: buckets(rows, step),
+        data,
     }))
+}
+
+/// Puts the declared meters' rows into their buckets, folded by their aggregation; a bucket with
+/// meters and no calls is made.
+fn add_meters(buckets: &mut Vec<Bucket>, rows: &[MeterRow], uniques: &[UniqueCount], step: i64) {
+    let mut by_start: BTreeMap<i64, (Vec<&MeterRow>, Vec<&UniqueCount>)> = BTreeMap::new();
+    for row in rows {
+        by_start
+            .entry(floor_to(row.hour, step))
+            .or_default()
+            .0
+            .push(row);
+    }
+    for unique in uniques {
+        by_start.entry(unique.bucket).or_default().1.push(unique);
+    }
+    for (start, (rows, uniques)) in by_start {
+        let at = match buckets.binary_search_by_key(&start, |b| b.start_ms) {
+            Ok(at) => at,
+            Err(at) => {
+                buckets.insert(
+                    at,
+                    Bucket {
+                        start: timestamp(start),
+                        start_ms: start,
+                        ..Bucket::default()
+                    },
+                );
+                at
+            }
+        };
+        let mut figures: Vec<MeterFigure> =
+            crate::billing::meter_quantities(rows.into_iter(), std::iter::empty())
+                .into_iter()
+                .map(MeterFigure::from)
+                .collect();
+        figures.extend(uniques.into_iter().map(|u| {
+            MeterFigure {
+                meter: u.meter.clone(),
+                aggregation: crate::domain::meter::Aggregation::UniqueCount,
+                dimensions: crate::domain::meter::dimension_values(&u.dimensions)
+                    .into_iter()
+                    .collect(),
+                quantity: Decimal::from(u.count),
+            }
+        }));
+        figures.sort_by(|a, b| (&a.meter, &a.dimensions).cmp(&(&b.meter, &b.dimensions)));
+        buckets[at].meters = figures;
+    }
 }
 
 /// Hourly rows summed into buckets of `step` milliseconds, oldest first; buckets without calls
@@ -210,18 +270,37 @@ struct ExportPage {
     has_more: bool,
 }
 
-/// One subscription-hour's totals as of one change.
+/// One subscription-hour's totals as of one change: of its calls, or (with `meter`) of one
+/// declared meter and set of dimension values.
 #[derive(Serialize, utoipa::ToSchema)]
 struct ExportRow {
     subscription: String,
     #[schema(format = DateTime)]
     hour: String,
-    billable_calls: i64,
-    #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = String)]
-    billable_units: Decimal,
-    failed_calls: i64,
-    total_calls: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billable_calls: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    billable_units: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_calls: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_calls: Option<i64>,
+    /// A declared meter's row: the meter, its aggregation and dimension values, the calls and
+    /// events it counted, and the hour's quantity (for unique_count, the values first seen in
+    /// the hour).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meter: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aggregation: Option<crate::domain::meter::Aggregation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    dimensions: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    quantity: Option<String>,
     revision: String,
 }
 
@@ -231,11 +310,40 @@ impl From<UsageRow> for ExportRow {
         Self {
             subscription: row.subscription_id,
             hour: timestamp(row.hour),
-            billable_calls: row.billable_calls,
-            billable_units,
-            failed_calls: row.failed_calls,
-            total_calls: row.total_calls,
+            billable_calls: Some(row.billable_calls),
+            billable_units: Some(billable_units.to_string()),
+            failed_calls: Some(row.failed_calls),
+            total_calls: Some(row.total_calls),
+            meter: None,
+            aggregation: None,
+            dimensions: None,
+            records: None,
+            quantity: None,
             revision: row.revision.to_string(),
+        }
+    }
+}
+
+impl From<MeterRow> for ExportRow {
+    fn from(row: MeterRow) -> Self {
+        let quantity = row.quantity().normalize().to_string();
+        Self {
+            hour: timestamp(row.hour),
+            billable_calls: None,
+            billable_units: None,
+            failed_calls: None,
+            total_calls: None,
+            aggregation: Some(row.aggregation()),
+            dimensions: Some(
+                crate::domain::meter::dimension_values(&row.dimensions)
+                    .into_iter()
+                    .collect(),
+            ),
+            records: Some(row.records),
+            quantity: Some(quantity),
+            revision: row.revision.to_string(),
+            meter: Some(row.meter),
+            subscription: row.subscription_id,
         }
     }
 }
@@ -274,15 +382,22 @@ async fn export(
                 )
             })?,
     };
-    let rows = state
-        .store
-        .begin_read()
-        .await?
-        .usage_changes(after, limit)
-        .await?;
-    let next_after = rows.last().map_or(after, |r| r.revision);
-    let has_more = rows.len() == usize::try_from(limit).unwrap_or(usize::MAX);
-    let data: Vec<ExportRow> = rows.into_iter().map(ExportRow::from).collect();
+    // Both tables take their revisions from one counter: merged, they are one ordered stream.
+    let mut tx = state.store.begin_read().await?;
+    let calls = tx.usage_changes(after, limit).await?;
+    let meters = tx.meter_changes(after, limit).await?;
+    drop(tx);
+    let mut merged: Vec<(i64, ExportRow)> = calls
+        .into_iter()
+        .map(|r| (r.revision, ExportRow::from(r)))
+        .chain(meters.into_iter().map(|r| (r.revision, ExportRow::from(r))))
+        .collect();
+    merged.sort_by_key(|(revision, _)| *revision);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    merged.truncate(limit);
+    let next_after = merged.last().map_or(after, |(revision, _)| *revision);
+    let has_more = merged.len() == limit;
+    let data: Vec<ExportRow> = merged.into_iter().map(|(_, row)| row).collect();
     Ok(Json(ExportPage {
         data,
         next_after: next_after.to_string(),

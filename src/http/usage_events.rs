@@ -92,7 +92,10 @@ async fn ingest_usage_events(
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_records",
-            format!("{} events in one request; at most {limit} are taken", raws.len()),
+            format!(
+                "{} events in one request; at most {limit} are taken",
+                raws.len()
+            ),
         ));
     }
     let window = crate::metering::TimeWindow {
@@ -223,7 +226,9 @@ impl<'s> Resolver<'s> {
                 found.ok_or_else(|| {
                     Rejection::new(
                         "unknown_consumer",
-                        format!("consumer: `{consumer}` is not a consumer key of a live subscription"),
+                        format!(
+                            "consumer: `{consumer}` is not a consumer key of a live subscription"
+                        ),
                     )
                 })
             }
@@ -256,7 +261,10 @@ impl<'s> Resolver<'s> {
         Ok(Some(Target {
             subscription_id: found.id,
             api_id: Arc::from(tier.api_id),
-            first_day_ms: crate::domain::time::floor_to(found.started_at, crate::domain::time::DAY_MS),
+            first_day_ms: crate::domain::time::floor_to(
+                found.started_at,
+                crate::domain::time::DAY_MS,
+            ),
             canceled_at: found.canceled_at,
         }))
     }
@@ -269,8 +277,8 @@ async fn prepare(
     window: crate::metering::TimeWindow,
 ) -> Result<StoredEvent, Rejection> {
     let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-    let event: UsageEventInput = serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|error| {
+    let event: UsageEventInput =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
             let inner = error.inner().to_string();
             let inner = crate::domain::field::without_position(&inner);
             let message = match error.path().to_string().as_str() {
@@ -350,14 +358,18 @@ async fn prepare(
     let needed = || {
         Rejection::new(
             "invalid_quantity",
-            format!("value: required for the {} meter `{key}`", meter.aggregation.as_str()),
+            format!(
+                "value: required for the {} meter `{key}`",
+                meter.aggregation.as_str()
+            ),
         )
     };
     let (value_micros, unique) = match meter.aggregation {
         Aggregation::Count => (1_000_000, None),
-        Aggregation::Sum | Aggregation::Max | Aggregation::Latest => {
-            (meters::value_micros(&text.ok_or_else(needed)?, "value")?, None)
-        }
+        Aggregation::Sum | Aggregation::Max | Aggregation::Latest => (
+            meters::value_micros(&text.ok_or_else(needed)?, "value")?,
+            None,
+        ),
         Aggregation::UniqueCount => {
             let text = text.ok_or_else(needed)?;
             if !is_value(&text) {

@@ -5,7 +5,7 @@
 use super::record::{CallRecord, Rejection};
 use crate::domain::meter::{Aggregation, DimensionSpec, MeterSpec, dimensions_key, is_value};
 use crate::domain::units::{MAX_UNITS_PER_RECORD, micros_from_units};
-use crate::store::{ApiMetering, Reading, Readings};
+use crate::store::{ApiMetering, NewValue, Reading, Readings};
 use rust_decimal::Decimal;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -117,7 +117,7 @@ pub fn dimensions_of(
     meters: &ApiMeters,
     api_id: &str,
     book: &DimensionBook,
-) -> Result<(Arc<str>, Vec<(Arc<str>, String, String)>), Rejection> {
+) -> Result<(Arc<str>, Vec<NewValue>), Rejection> {
     if meters.dimensions.is_empty() {
         return Ok((Arc::from("{}"), Vec::new()));
     }
@@ -178,13 +178,15 @@ pub fn read_call(
         let (value_micros, unique) = match meter.aggregation {
             Aggregation::Count => (1_000_000, None),
             Aggregation::Sum | Aggregation::Max | Aggregation::Latest => {
-                let quantity = meter.quantity.as_ref().and_then(|q| {
-                    Some((q.as_str(), find(&record.quantities, q.as_str())?))
-                });
+                let quantity = meter
+                    .quantity
+                    .as_ref()
+                    .and_then(|q| Some((q.as_str(), find(&record.quantities, q.as_str())?)));
                 match (header, quantity) {
-                    (Some((name, text)), _) => {
-                        (value_micros(text, &format!("response_headers.{name}"))?, None)
-                    }
+                    (Some((name, text)), _) => (
+                        value_micros(text, &format!("response_headers.{name}"))?,
+                        None,
+                    ),
                     (None, Some((name, text))) => {
                         (value_micros(text, &format!("quantities.{name}"))?, None)
                     }
@@ -205,7 +207,9 @@ pub fn read_call(
                 if !is_value(text) {
                     return Err(Rejection::new(
                         "invalid_property",
-                        format!("{field}: a counted value is 1 to 200 characters, no control characters"),
+                        format!(
+                            "{field}: a counted value is 1 to 200 characters, no control characters"
+                        ),
                     ));
                 }
                 (1_000_000, Some(text.to_owned()))

@@ -4,8 +4,8 @@
 pub mod directory;
 pub mod formats;
 pub mod key;
-pub mod meters;
 mod lenient;
+pub mod meters;
 pub mod record;
 pub mod stats;
 pub mod thresholds;

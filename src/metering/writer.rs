@@ -7,7 +7,8 @@
 use super::thresholds::Thresholds;
 use crate::domain::time::{HOUR_MS, floor_to};
 use crate::store::{
-    MeterIncrement, Readings, Store, StoreError, StoredEvent, StoredRecord, UsageIncrement, now_ms,
+    MeterIncrement, NewValue, Readings, Store, StoreError, StoredEvent, StoredRecord,
+    UsageIncrement, now_ms,
 };
 use crate::telemetry::names;
 use std::collections::{HashMap, HashSet};
@@ -304,7 +305,7 @@ type MeterKey<'a> = (&'a str, i64, &'a str, &'a str);
 /// and dimension values, with the dimension values new to their api.
 fn fold_meters<'a>(
     readings: impl Iterator<Item = (&'a str, i64, &'a Readings)>,
-) -> (Vec<MeterIncrement>, Vec<(Arc<str>, String, String)>) {
+) -> (Vec<MeterIncrement>, Vec<NewValue>) {
     let mut by_key: HashMap<MeterKey<'a>, MeterIncrement> = HashMap::new();
     let mut new_values = Vec::new();
     for (subscription_id, at, readings) in readings {
@@ -347,12 +348,18 @@ fn fold_meters<'a>(
     let mut increments: Vec<MeterIncrement> = by_key.into_values().collect();
     // One order for every writer's row locks on PostgreSQL.
     increments.sort_by(|a, b| {
-        (a.subscription_id.as_str(), a.hour, &*a.meter, &*a.dimensions).cmp(&(
-            b.subscription_id.as_str(),
-            b.hour,
-            &*b.meter,
-            &*b.dimensions,
-        ))
+        (
+            a.subscription_id.as_str(),
+            a.hour,
+            &*a.meter,
+            &*a.dimensions,
+        )
+            .cmp(&(
+                b.subscription_id.as_str(),
+                b.hour,
+                &*b.meter,
+                &*b.dimensions,
+            ))
     });
     new_values.sort();
     new_values.dedup();

@@ -156,7 +156,11 @@ fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, PricingErro
 }
 
 /// Adds the lines of one usage model for the metered quantity.
-fn price(model: &UsagePricing, metered: &Metered<'_>, lines: &mut Vec<Line>) -> Result<(), PricingError> {
+fn price(
+    model: &UsagePricing,
+    metered: &Metered<'_>,
+    lines: &mut Vec<Line>,
+) -> Result<(), PricingError> {
     match model {
         UsagePricing::PerUnit { unit_price, .. } => {
             let description = text!(Counted(metered));

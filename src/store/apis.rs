@@ -101,8 +101,7 @@ impl TryFrom<ApiRow> for Api {
     }
 }
 
-const COLUMNS: &str =
-    "id, slug, name, recording_policy, stripe_account, routes, metering, created_at, updated_at, \
+const COLUMNS: &str = "id, slug, name, recording_policy, stripe_account, routes, metering, created_at, updated_at, \
      archived_at";
 
 impl Tx {

@@ -10,6 +10,9 @@ use rust_decimal::Decimal;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// A dimension value new to its api: `(api id, dimension, value)`.
+pub type NewValue = (Arc<str>, String, String);
+
 /// What one call or event gives one declared meter.
 #[derive(Debug, Clone)]
 pub struct Reading {
@@ -28,7 +31,7 @@ pub struct Readings {
     pub dimensions: Arc<str>,
     pub list: Vec<Reading>,
     /// `(api id, dimension, value)` this api had not seen before, stored with the record.
-    pub new_values: Vec<(Arc<str>, String, String)>,
+    pub new_values: Vec<NewValue>,
 }
 
 /// What one subscription-hour of one meter and set of dimension values gains from a batch.
@@ -102,6 +105,16 @@ pub struct UniqueValue {
     pub meter: String,
     pub dimensions: String,
     pub first_hour: i64,
+}
+
+/// The distinct values of a unique_count meter in one bucket of a series.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UniqueCount {
+    pub meter: String,
+    pub dimensions: String,
+    /// The bucket's start (Unix ms).
+    pub bucket: i64,
+    pub count: i64,
 }
 
 /// A usage event as stored.
@@ -213,7 +226,12 @@ impl Tx {
                     )
                     .bind(column(|i| i.hour))
                     .bind(increments.iter().map(|i| &*i.meter).collect::<Vec<_>>())
-                    .bind(increments.iter().map(|i| &*i.dimensions).collect::<Vec<_>>())
+                    .bind(
+                        increments
+                            .iter()
+                            .map(|i| &*i.dimensions)
+                            .collect::<Vec<_>>(),
+                    )
                     .bind(
                         increments
                             .iter()
@@ -249,7 +267,8 @@ impl Tx {
         let mut new: Vec<Key> = Vec::new();
         const INSERT: &str =
             "INSERT INTO usage_meter_values (subscription_id, meter, dimensions, value, hour)";
-        const TAIL: &str = " ON CONFLICT DO NOTHING RETURNING subscription_id, meter, dimensions, hour";
+        const TAIL: &str =
+            " ON CONFLICT DO NOTHING RETURNING subscription_id, meter, dimensions, hour";
         match self {
             Tx::Sqlite(tx) => {
                 for chunk in rows.chunks(SQLITE_ROWS) {
@@ -310,10 +329,7 @@ impl Tx {
     }
 
     /// Stores dimension values new to their api.
-    pub async fn add_dimension_values(
-        &mut self,
-        values: &[(Arc<str>, String, String)],
-    ) -> StoreResult<()> {
+    pub async fn add_dimension_values(&mut self, values: &[NewValue]) -> StoreResult<()> {
         let sql = "INSERT INTO dimension_values (api_id, dimension, value) VALUES ($1, $2, $3) \
                    ON CONFLICT DO NOTHING";
         for (api, dimension, value) in values {
@@ -372,6 +388,28 @@ impl Tx {
             .bind(subscription_id)
             .bind(from)
             .bind(to)
+            .fetch_all(conn)
+            .await?))
+    }
+
+    /// The distinct values of the subscription's unique_count meters in each bucket of `step`
+    /// milliseconds of `from <= hour < to`.
+    pub async fn meter_unique_counts(
+        &mut self,
+        subscription_id: &str,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> StoreResult<Vec<UniqueCount>> {
+        let sql = "SELECT meter, dimensions, (hour / $4) * $4 AS bucket, \
+                   COUNT(DISTINCT value) AS count FROM usage_meter_values \
+                   WHERE subscription_id = $1 AND hour >= $2 AND hour < $3 \
+                   GROUP BY 1, 2, 3";
+        Ok(on_tx!(self, |conn| sqlx::query_as(sql)
+            .bind(subscription_id)
+            .bind(from)
+            .bind(to)
+            .bind(step)
             .fetch_all(conn)
             .await?))
     }

@@ -30,7 +30,10 @@ pub use directory::{ApiPolicyRow, ConsumerRow, GatewayKeyRow};
 pub use gateways::Gateway;
 pub use invoices::StoredInvoice;
 pub use metering::{StoredRecord, UsageIncrement, UsageRow};
-pub use meters::{MeterIncrement, MeterRow, Reading, Readings, StoredEvent, UniqueValue, micros};
+pub use meters::{
+    MeterIncrement, MeterRow, NewValue, Reading, Readings, StoredEvent, UniqueCount, UniqueValue,
+    micros,
+};
 pub use notifications::{ClaimedNotification, StoredNotification};
 pub use revenue::{LedgerLine, UsageTotals};
 pub use stripe::{MirrorState, NewIntent, StripeIntent, StripeSubscription};

@@ -60,19 +60,17 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
             "dimensions": [{"key": "model", "header": "X-Model"}]}),
     )
     .await;
-    let per_million = |meter: &str, model: &str, price: &str| {
-        json!({"meter": meter, "dimensions": {"model": model}, "usage": {"model": "per_unit", "unit_price": price}})
-    };
+    let per_million = |meter: &str, model: &str, price: &str| json!({"meter": meter, "dimensions": {"model": model}, "usage": {"model": "per_unit", "unit_price": price}});
     created(
         &app,
         "/v1/tiers",
         json!({"slug": "llm-tokens", "api": "llm", "name": "Tokens", "currency": "usd",
-            "charges": [
-                per_million("input_tokens", "large", "0.000003"),
-                per_million("output_tokens", "large", "0.000015"),
-                per_million("input_tokens", "small", "0.0000005"),
-                per_million("output_tokens", "small", "0.0000025")
-            ]}),
+        "charges": [
+            per_million("input_tokens", "large", "0.000003"),
+            per_million("output_tokens", "large", "0.000015"),
+            per_million("input_tokens", "small", "0.0000005"),
+            per_million("output_tokens", "small", "0.0000025")
+        ]}),
     )
     .await;
     created(
@@ -96,14 +94,20 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
     // (150,000 in, 60,000 out each); odd days report through response headers.
     let mut records = Vec::new();
     for day in 0..10_i64 {
-        let at = |hour: i64| (started + chrono::Duration::days(day) + chrono::Duration::hours(hour)).to_rfc3339();
+        let at = |hour: i64| {
+            (started + chrono::Duration::days(day) + chrono::Duration::hours(hour)).to_rfc3339()
+        };
         let call = |id: String, at: String, model: &str, input: u64, output: u64| {
-            let base = json!({"id": id, "consumer": "w1", "api": "llm", "timestamp": at, "status": 200});
+            let base =
+                json!({"id": id, "consumer": "w1", "api": "llm", "timestamp": at, "status": 200});
             let mut record = base.as_object().unwrap().clone();
             if day % 2 == 1 {
                 record.insert("response_headers".into(), json!({"X-Usage-Input-Tokens": input.to_string(), "X-Usage-Output-Tokens": output.to_string(), "X-Model": model}));
             } else {
-                record.insert("quantities".into(), json!({"input_tokens": input, "output_tokens": output.to_string()}));
+                record.insert(
+                    "quantities".into(),
+                    json!({"input_tokens": input, "output_tokens": output.to_string()}),
+                );
                 record.insert("dimensions".into(), json!({"model": model}));
             }
             Value::Object(record)
@@ -121,7 +125,11 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
     let (status, answer) = post_events(&app, key, Value::Array(records.clone()).to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     assert_eq!(
-        (&answer["accepted"], &answer["not_billable"], &answer["rejected"]),
+        (
+            &answer["accepted"],
+            &answer["not_billable"],
+            &answer["rejected"]
+        ),
         (&json!(32), &json!(1), &json!([])),
         "{answer}"
     );
@@ -137,7 +145,12 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["description"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .map(|l| {
+            (
+                l["description"].as_str().unwrap(),
+                l["amount"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         lines,
@@ -158,8 +171,14 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
             .find(|m| m["meter"] == meter && m["dimensions"]["model"] == model)
             .map(|m| m["quantity"].as_str().unwrap().to_owned())
     };
-    assert_eq!(quantity("input_tokens", "large").as_deref(), Some("1500000"));
-    assert_eq!(quantity("output_tokens", "small").as_deref(), Some("1200000"));
+    assert_eq!(
+        quantity("input_tokens", "large").as_deref(),
+        Some("1500000")
+    );
+    assert_eq!(
+        quantity("output_tokens", "small").as_deref(),
+        Some("1200000")
+    );
     assert_eq!(quantity("input_tokens", "medium").as_deref(), Some("1000"));
     assert_eq!(meters.len(), 6, "two meters by three models: {preview}");
 
@@ -186,7 +205,8 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
         "{sent:?}"
     );
     assert!(
-        sent.iter().any(|(a, d)| a == "450" && d.contains("1,500,000 input_tokens (model large)")),
+        sent.iter()
+            .any(|(a, d)| a == "450" && d.contains("1,500,000 input_tokens (model large)")),
         "{sent:?}"
     );
     for item in &items {
@@ -204,12 +224,12 @@ async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: Te
         &app,
         "/v1/apis",
         json!({"slug": "jobs", "name": "Jobs API",
-            "meters": [
-                {"key": "records", "aggregation": "sum", "quantity": "records"},
-                {"key": "minutes", "aggregation": "sum", "quantity": "minutes"},
-                {"key": "peak_jobs", "aggregation": "max", "quantity": "jobs"},
-                {"key": "end_users", "aggregation": "unique_count", "property": "end_user"}
-            ]}),
+        "meters": [
+            {"key": "records", "aggregation": "sum", "quantity": "records"},
+            {"key": "minutes", "aggregation": "sum", "quantity": "minutes"},
+            {"key": "peak_jobs", "aggregation": "max", "quantity": "jobs"},
+            {"key": "end_users", "aggregation": "unique_count", "property": "end_user"}
+        ]}),
     )
     .await;
     created(
@@ -261,9 +281,7 @@ async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: Te
     }
 
     let at = |hours: i64| (started + chrono::Duration::hours(hours)).to_rfc3339();
-    let event = |tracking: &str, meter: &str, value: Value, hours: i64| {
-        json!({"tracking_id": tracking, "meter": meter, "subscription": "etl-jobs", "timestamp": at(hours), "value": value})
-    };
+    let event = |tracking: &str, meter: &str, value: Value, hours: i64| json!({"tracking_id": tracking, "meter": meter, "subscription": "etl-jobs", "timestamp": at(hours), "value": value});
     let events = json!([
         event("batch-1", "records", json!(12500), 1),
         event("batch-2", "records", json!("30000"), 20),
@@ -288,20 +306,26 @@ async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: Te
     );
     assert_eq!(app.count_rows("usage_events").await, 8);
 
-    let (status, preview) = app
-        .get("/v1/subscriptions/etl-jobs/invoice-preview")
-        .await;
+    let (status, preview) = app.get("/v1/subscriptions/etl-jobs/invoice-preview").await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     let lines: Vec<(&str, &str)> = preview["lines"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (l["description"].as_str().unwrap(), l["amount"].as_str().unwrap()))
+        .map(|l| {
+            (
+                l["description"].as_str().unwrap(),
+                l["amount"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         lines,
         vec![
-            ("7,200 API calls, 5,000 included: 3 blocks of 1,000", "15.00"),
+            (
+                "7,200 API calls, 5,000 included: 3 blocks of 1,000",
+                "15.00"
+            ),
             ("45,250 records processed: 46 blocks of 1,000", "18.40"),
             ("25.5 minutes", "2.55"),
             ("7 peak concurrent jobs", "70.00"),
@@ -313,19 +337,98 @@ async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: Te
     let meters = preview["usage"]["meters"].as_array().unwrap();
     let minutes = meters.iter().find(|m| m["meter"] == "minutes").unwrap();
     assert_eq!(minutes["quantity"], "25.5", "Kill Bill's 10.5 + 15");
+
+    // The series shows each meter by day: distinct users per day, the day's peak.
+    let (status, series) = app
+        .get(&format!(
+            "/v1/usage?subscription=etl-jobs&granularity=day&from={}",
+            started.date_naive()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{series}");
+    let day = |index: usize, meter: &str| {
+        series["data"][index]["meters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["meter"] == meter)
+            .map(|m| m["quantity"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(series["data"][0]["billable_calls"], 3600, "{series}");
+    assert_eq!(day(0, "end_users").as_deref(), Some("3"));
+    assert_eq!(day(1, "end_users").as_deref(), Some("3"));
+    assert_eq!(day(0, "peak_jobs").as_deref(), Some("7"));
+    assert_eq!(day(1, "peak_jobs").as_deref(), Some("5"));
+    assert_eq!(day(0, "records").as_deref(), Some("42500"));
+    assert_eq!(day(1, "records").as_deref(), Some("2750"));
+
+    // The export is one stream of calls' and meters' rows in revision order.
+    let (status, export) = app.get("/v1/usage/export?limit=10000").await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    let rows = export["data"].as_array().unwrap();
+    let revisions: Vec<i64> = rows
+        .iter()
+        .map(|r| r["revision"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
+    let records: i64 = rows
+        .iter()
+        .filter(|r| r["meter"] == "records")
+        .map(|r| r["quantity"].as_str().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(records, 45_250);
+    let calls: i64 = rows
+        .iter()
+        .filter_map(|r| r["billable_calls"].as_i64())
+        .sum();
+    assert_eq!(calls, 7200);
+    // A page boundary falls between the two tables' rows and loses none.
+    let mut seen = 0;
+    let mut after = "0".to_owned();
+    loop {
+        let (_, page) = app
+            .get(&format!("/v1/usage/export?limit=7&after={after}"))
+            .await;
+        seen += page["data"].as_array().unwrap().len();
+        after = page["next_after"].as_str().unwrap().to_owned();
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    assert_eq!(seen, rows.len());
 }
 
 async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestApp) {
     for (meters, field) in [
-        (json!([{"key": "calls", "aggregation": "count"}]), "meters[0].key"),
-        (json!([{"key": "tokens", "aggregation": "sum"}]), "meters[0].quantity"),
-        (json!([{"key": "users", "aggregation": "unique_count"}]), "meters[0].property"),
-        (json!([{"key": "t", "aggregation": "median"}]), "meters[0].aggregation"),
+        (
+            json!([{"key": "calls", "aggregation": "count"}]),
+            "meters[0].key",
+        ),
+        (
+            json!([{"key": "tokens", "aggregation": "sum"}]),
+            "meters[0].quantity",
+        ),
+        (
+            json!([{"key": "users", "aggregation": "unique_count"}]),
+            "meters[0].property",
+        ),
+        (
+            json!([{"key": "t", "aggregation": "median"}]),
+            "meters[0].aggregation",
+        ),
     ] {
         let answer = app
-            .post("/v1/apis", &json!({"slug": "bad", "name": "Bad", "meters": meters}))
+            .post(
+                "/v1/apis",
+                &json!({"slug": "bad", "name": "Bad", "meters": meters}),
+            )
             .await;
-        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field));
+        assert_error(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(field),
+        );
     }
     assert_eq!(app.count_rows("apis").await, 0);
     created(
@@ -335,12 +438,13 @@ async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestA
             "dimensions": [{"key": "model"}]}),
     )
     .await;
-    let tier = |charges: Value| {
-        json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd", "charges": charges})
-    };
+    let tier = |charges: Value| json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd", "charges": charges});
     let price = json!({"model": "per_unit", "unit_price": "1"});
     for (body, field) in [
-        (tier(json!([{"meter": "seconds", "usage": price}])), "charges[0].meter"),
+        (
+            tier(json!([{"meter": "seconds", "usage": price}])),
+            "charges[0].meter",
+        ),
         (
             tier(json!([{"meter": "tokens", "dimensions": {"region": "eu"}, "usage": price}])),
             "charges[0].dimensions.region",
@@ -356,7 +460,12 @@ async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestA
         (tier(json!([])), "usage"),
     ] {
         let answer = app.post("/v1/tiers", &body).await;
-        assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", Some(field));
+        assert_error(
+            &answer,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some(field),
+        );
     }
     assert_eq!(app.count_rows("tiers").await, 0);
     let tier = created(
@@ -422,7 +531,12 @@ async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestA
     let (status, _) = post_usage_events(&app, "not-a-key", json!([])).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let answer = post_usage_events(&app, crate::helpers::ADMIN_TOKEN, json!("nope")).await;
-    assert_error(&answer, StatusCode::BAD_REQUEST, "no_readable_records", None);
+    assert_error(
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "no_readable_records",
+        None,
+    );
 
     // A record's bad quantity is refused with its field named, the rest of the batch taken.
     let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
@@ -474,13 +588,17 @@ async fn a_dimension_takes_at_most_its_max_values(app: TestApp) {
     let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
     let key = gateway["key"].as_str().unwrap();
     let now = Utc::now().to_rfc3339();
-    let record = |id: &str, model: &str| {
-        json!({"id": id, "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": 10}, "dimensions": {"model": model}})
-    };
+    let record = |id: &str, model: &str| json!({"id": id, "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": 10}, "dimensions": {"model": model}});
     let (status, answer) = post_events(
         &app,
         key,
-        json!([record("1", "a"), record("2", "b"), record("3", "c"), record("4", "a")]).to_string(),
+        json!([
+            record("1", "a"),
+            record("2", "b"),
+            record("3", "c"),
+            record("4", "a")
+        ])
+        .to_string(),
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -497,8 +615,12 @@ async fn a_dimension_takes_at_most_its_max_values(app: TestApp) {
     assert_eq!(app.count_rows("dimension_values").await, 2);
     // The bound holds after a restart: the values are read back from the database.
     let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
-    let (_, answer) =
-        post_events(&replica, key, json!([record("5", "d"), record("6", "b")]).to_string()).await;
+    let (_, answer) = post_events(
+        &replica,
+        key,
+        json!([record("5", "d"), record("6", "b")]).to_string(),
+    )
+    .await;
     assert_eq!(answer["accepted"], 1, "{answer}");
     assert_eq!(answer["rejected"][0]["code"], "dimension_limit", "{answer}");
     let (_, preview) = app.get("/v1/subscriptions/s-llm/invoice-preview").await;
