@@ -119,7 +119,7 @@ impl Application {
                 batch_records: settings.ingest_batch_records,
                 writers,
             },
-            Arc::new(move |increments| counts.record_usage(increments)),
+            Arc::new(move |increments, meters| counts.record_usage(increments, meters)),
             Some(crate::metering::thresholds::Thresholds {
                 notifier: notifier.clone(),
                 watch_of: {

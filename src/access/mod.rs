@@ -7,10 +7,12 @@ mod events;
 
 pub use events::{Applied, EventOutcome, apply_event};
 
+use crate::domain::meter::Aggregation;
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::metering::directory::DirectoryView;
 use crate::metering::thresholds::{Watch, Watched};
-use crate::store::{AccessRow, Store, StoreResult, Tx, UsageIncrement, now_ms};
+use crate::store::{AccessRow, MeterIncrement, Store, StoreResult, Tx, UsageIncrement, now_ms};
+use rust_decimal::Decimal;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -50,6 +52,60 @@ struct Entry {
     not_billable_yet: bool,
     /// Its tier's hard quota and alerts, which the ingestion commit notifies.
     watch: Option<Arc<Watch>>,
+    /// The hard limits of its tier's charges on declared meters, in the current period.
+    meter_limits: Vec<MeterLimit>,
+}
+
+/// A charge's hard limit on a declared meter, and how much of it the current period has used.
+#[derive(Debug, Clone)]
+struct MeterLimit {
+    meter: String,
+    dimensions: std::collections::BTreeMap<String, String>,
+    limit: u64,
+    used: Decimal,
+    period_start: i64,
+    period_end: i64,
+}
+
+impl MeterLimit {
+    /// Whether a meter row of these dimension values counts for the limit.
+    fn covers(&self, meter: &str, dimensions: &str) -> bool {
+        if meter != self.meter {
+            return false;
+        }
+        if self.dimensions.is_empty() {
+            return true;
+        }
+        let values = crate::domain::meter::dimension_values(dimensions);
+        self.dimensions
+            .iter()
+            .all(|(k, v)| values.iter().any(|(vk, vv)| vk == k && vv == v))
+    }
+
+    /// Adds a committed increment: sums and counts at once, a max or a latest value as it is; a
+    /// unique count waits for the next catch-up to read the period's distinct values again.
+    fn add(&mut self, increment: &MeterIncrement) {
+        if !(self.period_start..self.period_end).contains(&increment.hour)
+            || !self.covers(&increment.meter, &increment.dimensions)
+        {
+            return;
+        }
+        let micros = |value: i128| {
+            Decimal::try_from_i128_with_scale(value, crate::domain::units::UNIT_SCALE)
+                .unwrap_or(Decimal::MAX)
+        };
+        match increment.aggregation {
+            Aggregation::Count => self.used += Decimal::from(increment.records),
+            Aggregation::Sum => self.used += micros(increment.sum_micros),
+            Aggregation::Max => self.used = self.used.max(micros(increment.max_micros.into())),
+            Aggregation::Latest => self.used = micros(increment.latest_micros.into()),
+            Aggregation::UniqueCount => {}
+        }
+    }
+
+    fn reached(&self, now: i64) -> bool {
+        now < self.period_end && self.used >= Decimal::from(self.limit)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +128,7 @@ async fn entry_of(
     refuse_unmirrored: bool,
 ) -> StoreResult<(String, Entry)> {
     let not_billable_yet = refuse_unmirrored && !row.mirrored && !row.tier.is_free();
+    let meter_limits = meter_limits_of(tx, &row, now).await?;
     let quota = match row.tier.quota.and_then(|q| q.hard_limit) {
         Some(limit) => {
             let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
@@ -117,8 +174,56 @@ async fn entry_of(
             quota,
             not_billable_yet,
             watch,
+            meter_limits,
         },
     ))
+}
+
+/// The hard limits of a subscription's charges on declared meters, with what the current period
+/// has used of each, read from the database.
+async fn meter_limits_of(tx: &mut Tx, row: &AccessRow, now: i64) -> StoreResult<Vec<MeterLimit>> {
+    let limited: Vec<(&crate::domain::tier::Charge, u64)> = row
+        .tier
+        .charges
+        .iter()
+        .filter_map(|c| Some((c, c.quota?.hard_limit?)))
+        .collect();
+    if limited.is_empty() {
+        return Ok(Vec::new());
+    }
+    let anchor = from_ms(floor_to(row.started_at, DAY_MS)).date_naive();
+    let Ok(period) = crate::pricing::period_containing(
+        anchor,
+        row.tier.period(),
+        from_ms(now.max(row.started_at)),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let (start, end) = (
+        period.start().timestamp_millis(),
+        period.end().timestamp_millis(),
+    );
+    let rows = tx.meter_hours(&row.subscription_id, start, end).await?;
+    let uniques = tx
+        .meter_unique_values(&row.subscription_id, start, end)
+        .await?;
+    let usage = crate::pricing::PeriodUsage {
+        meters: crate::billing::meter_quantities(rows.iter(), uniques.iter()),
+        ..Default::default()
+    };
+    let mut limits = Vec::with_capacity(limited.len());
+    for (charge, limit) in limited {
+        let used = crate::pricing::charge_quantity(charge, &usage).unwrap_or(Decimal::MAX);
+        limits.push(MeterLimit {
+            meter: charge.meter.to_string(),
+            dimensions: charge.dimensions.clone(),
+            limit,
+            used,
+            period_start: start,
+            period_end: end,
+        });
+    }
+    Ok(limits)
 }
 
 /// Counts one increment against the quota it falls in.
@@ -277,14 +382,18 @@ impl AccessBook {
             .collect();
         {
             let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-            ids.extend(
-                used.into_iter()
-                    .filter(|id| entries.get(id).is_some_and(|e| e.quota.is_some())),
-            );
+            ids.extend(used.into_iter().filter(|id| {
+                entries
+                    .get(id)
+                    .is_some_and(|e| e.quota.is_some() || !e.meter_limits.is_empty())
+            }));
             ids.extend(
                 entries
                     .iter()
-                    .filter(|(_, e)| e.quota.as_ref().is_some_and(|q| now >= q.period_end))
+                    .filter(|(_, e)| {
+                        e.quota.as_ref().is_some_and(|q| now >= q.period_end)
+                            || e.meter_limits.iter().any(|l| now >= l.period_end)
+                    })
                     .map(|(id, _)| id.clone()),
             );
         }
@@ -363,7 +472,7 @@ impl AccessBook {
     }
 
     /// Counts committed usage against the quotas it falls in.
-    pub fn record_usage(&self, increments: &[UsageIncrement]) {
+    pub fn record_usage(&self, increments: &[UsageIncrement], meters: &[MeterIncrement]) {
         if let Some(counted) = self.during_reload().as_mut() {
             counted.extend(increments.iter().cloned());
         }
@@ -371,6 +480,13 @@ impl AccessBook {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         for increment in increments {
             count(&mut entries, increment);
+        }
+        for increment in meters {
+            if let Some(entry) = entries.get_mut(increment.subscription_id.as_str()) {
+                for limit in &mut entry.meter_limits {
+                    limit.add(increment);
+                }
+            }
         }
     }
 
@@ -484,6 +600,13 @@ impl AccessBook {
             tier: entry.tier.clone(),
             quota,
         };
+        // A charge's hard limit on a declared meter, reached by the calls and events committed.
+        if let Some(reached) = entry.meter_limits.iter().find(|l| l.reached(now)) {
+            return Decision::QuotaReached {
+                limit: reached.limit,
+                resets_at: reached.period_end,
+            };
+        }
         match &entry.quota {
             // A quota whose period is over has rolled: the next reload counts the new period.
             Some(quota) if now < quota.period_end => {

@@ -99,7 +99,12 @@ impl TierSpec {
         no_fee
             && no_overage
             && self.usage.as_ref().is_none_or(UsagePricing::is_free)
-            && self.charges.iter().all(|c| c.usage.is_free())
+            && self.charges.iter().all(|c| {
+                c.usage.is_free()
+                    && c.quota
+                        .and_then(|q| q.overage_unit_price)
+                        .is_none_or(Amount::is_zero)
+            })
     }
 }
 
@@ -118,6 +123,10 @@ pub struct Charge {
     pub name: Option<Name>,
     /// Any of the usage models, with free units.
     pub usage: UsagePricing,
+    /// A quota on the charge's quantity: `soft_limit` with `overage_unit_price` prices what is
+    /// beyond it instead of the model; `hard_limit` is enforced by the access decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
 }
 
 impl Charge {
@@ -166,6 +175,17 @@ fn validate_charges(charges: &[Charge]) -> Result<(), FieldError> {
                 format!("charges[{i}].dimensions"),
                 format!("the built-in `{}` meter has no dimensions", charge.meter),
             ));
+        }
+        if let Some(quota) = &charge.quota {
+            if super::meter::BUILT_IN_METERS.contains(&charge.meter.as_str()) {
+                return Err(FieldError::new(
+                    format!("charges[{i}].quota"),
+                    "the tier's own `quota` limits the built-in calls and units",
+                ));
+            }
+            quota
+                .validate()
+                .map_err(|e| e.within(&format!("charges[{i}].quota")))?;
         }
         if !seen.insert((charge.meter.as_str(), &charge.dimensions)) {
             return Err(FieldError::new(

@@ -55,8 +55,9 @@ pub struct WriterLimits {
     pub writers: usize,
 }
 
-/// Told the usage increments of every committed batch (the access decision counts quotas so).
-pub type OnCommit = Arc<dyn Fn(&[UsageIncrement]) + Send + Sync>;
+/// Told the usage increments of every committed batch, of calls and of declared meters (the
+/// access decision counts quotas so).
+pub type OnCommit = Arc<dyn Fn(&[UsageIncrement], &[MeterIncrement]) + Send + Sync>;
 
 impl Ingestor {
     /// Starts the writer tasks; they end once every `Ingestor` clone is dropped and the queue is
@@ -183,11 +184,11 @@ async fn run_writer(
         };
         metrics::counter!(names::INGEST_BATCHES, "outcome" => outcome).increment(1);
         match result {
-            Ok((mut fresh, increments, notified)) => {
+            Ok((mut fresh, (increments, meters), notified)) => {
                 if notified && let Some(thresholds) = &thresholds {
                     thresholds.notifier.wake();
                 }
-                on_commit(&increments);
+                on_commit(&increments, &meters);
                 for job in batch.into_iter().rev() {
                     let mine = fresh.split_off(fresh.len() - job.records.len() - job.events.len());
                     let _ = job.reply.send(Ok(mine));
@@ -211,7 +212,7 @@ async fn write_batch(
     store: &Store,
     batch: &[Job],
     thresholds: Option<&Thresholds>,
-) -> Result<(Vec<bool>, Vec<UsageIncrement>, bool), StoreError> {
+) -> Result<(Vec<bool>, Increments, bool), StoreError> {
     let all: Vec<&StoredRecord> = batch.iter().flat_map(|job| &job.records).collect();
     // The first of several records with one id in the batch is the one that may be new.
     let mut seen = HashSet::with_capacity(all.len());
@@ -296,8 +297,11 @@ async fn write_batch(
         records_at += job.records.len();
         events_at += job.events.len();
     }
-    Ok((answers, increments, notified))
+    Ok((answers, (increments, meter_increments), notified))
 }
+
+/// A committed batch's increments: of calls, and of declared meters.
+type Increments = (Vec<UsageIncrement>, Vec<MeterIncrement>);
 
 type MeterKey<'a> = (&'a str, i64, &'a str, &'a str);
 

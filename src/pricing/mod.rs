@@ -21,6 +21,7 @@ mod properties;
 pub use calendar::{period_after, period_containing};
 pub use invoice::{Invoice, Line, LineKind};
 pub use period::{Period, RatedPeriod};
+pub use usage::measured as charge_quantity;
 
 use crate::domain::meter::Aggregation;
 use crate::domain::tier::TierSpec;

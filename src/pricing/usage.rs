@@ -65,18 +65,60 @@ pub(super) fn charge(
     usage: &PeriodUsage,
     lines: &mut Vec<Line>,
 ) -> Result<(), PricingError> {
-    let units = usage.billable_units;
-    let overage = tier
-        .quota
-        .and_then(|quota| Some((Decimal::from(quota.soft_limit?), quota.overage_unit_price?)));
+    price_within_quota(
+        tier.usage.as_ref(),
+        usage.billable_units,
+        tier.quota,
+        Noun::of(usage),
+        tier.currency,
+        lines,
+    )
+}
+
+/// Adds the lines of each of the tier's charges, in the order the tier lists them.
+pub(super) fn charge_meters(
+    tier: &TierSpec,
+    usage: &PeriodUsage,
+    lines: &mut Vec<Line>,
+) -> Result<(), PricingError> {
+    for charge in &tier.charges {
+        let label = charge.label();
+        let noun = Noun {
+            counted: &label,
+            heading: &label,
+        };
+        let quantity = measured(charge, usage)?;
+        price_within_quota(
+            Some(&charge.usage),
+            quantity,
+            charge.quota,
+            noun,
+            tier.currency,
+            lines,
+        )?;
+    }
+    Ok(())
+}
+
+/// Prices `units` by the model up to the quota's soft limit (all of them without one), then
+/// what is beyond it at the overage price.
+fn price_within_quota(
+    model: Option<&UsagePricing>,
+    units: Decimal,
+    quota: Option<crate::domain::tier::Quota>,
+    noun: Noun<'_>,
+    currency: crate::domain::money::Currency,
+    lines: &mut Vec<Line>,
+) -> Result<(), PricingError> {
+    let overage =
+        quota.and_then(|quota| Some((Decimal::from(quota.soft_limit?), quota.overage_unit_price?)));
     let within = overage.map_or(units, |(soft_limit, _)| units.min(soft_limit));
-    let noun = Noun::of(usage);
-    if let Some(model) = &tier.usage {
+    if let Some(model) = model {
         let metered = Metered {
             units: within,
             free: Decimal::from(model.free_units()),
             noun,
-            currency: tier.currency,
+            currency,
         };
         price(model, &metered, lines)?;
     }
@@ -95,36 +137,14 @@ pub(super) fn charge(
             ),
             beyond,
             price.value(),
-            tier.currency,
+            currency,
         )?);
     }
     Ok(())
 }
 
-/// Adds the lines of each of the tier's charges, in the order the tier lists them.
-pub(super) fn charge_meters(
-    tier: &TierSpec,
-    usage: &PeriodUsage,
-    lines: &mut Vec<Line>,
-) -> Result<(), PricingError> {
-    for charge in &tier.charges {
-        let label = charge.label();
-        let metered = Metered {
-            units: measured(charge, usage)?,
-            free: Decimal::from(charge.usage.free_units()),
-            noun: Noun {
-                counted: &label,
-                heading: &label,
-            },
-            currency: tier.currency,
-        };
-        price(&charge.usage, &metered, lines)?;
-    }
-    Ok(())
-}
-
 /// The quantity a charge prices: its meter's, over the sets of dimension values it names.
-fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, PricingError> {
+pub fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, PricingError> {
     match charge.meter.as_str() {
         "calls" => return Ok(Decimal::from(usage.billable_calls)),
         "units" => return Ok(usage.billable_units),

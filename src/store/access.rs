@@ -193,8 +193,12 @@ impl Tx {
     /// The subscriptions whose usage changed after aggregation-table revision `after`, and the
     /// newest revision seen.
     pub async fn usage_changed_since(&mut self, after: i64) -> StoreResult<(Vec<String>, i64)> {
-        let sql = "SELECT subscription_id, MAX(revision) FROM usage_hourly WHERE revision > $1 \
-                   GROUP BY subscription_id";
+        // Declared meters' rows take revisions from the same counter.
+        let sql = "SELECT subscription_id, MAX(revision) FROM (\
+                   SELECT subscription_id, revision FROM usage_hourly WHERE revision > $1 \
+                   UNION ALL \
+                   SELECT subscription_id, revision FROM usage_meters_hourly WHERE revision > $1\
+                   ) AS changed GROUP BY subscription_id";
         let rows: Vec<(String, i64)> = on_tx!(self, |conn| sqlx::query_as(sql)
             .bind(after)
             .fetch_all(conn)

@@ -16,6 +16,7 @@ on_both_databases!(
     calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice,
     meters_charges_and_usage_events_refuse_what_they_cannot_take,
     a_dimension_takes_at_most_its_max_values,
+    a_hard_limit_on_a_meter_refuses_access_and_a_soft_limit_prices_the_overage,
 );
 
 async fn created(app: &TestApp, path: &str, body: Value) -> Value {
@@ -626,4 +627,89 @@ async fn a_dimension_takes_at_most_its_max_values(app: TestApp) {
     let (_, preview) = app.get("/v1/subscriptions/s-llm/invoice-preview").await;
     assert_eq!(preview["lines"][0]["description"], "40 tokens", "{preview}");
     assert_eq!(preview["total"], "0.04");
+}
+
+/// A charge's quota on a declared meter: beyond `soft_limit` the overage price, at `hard_limit`
+/// the access decision answers 429 until the period ends, for calls' tokens and events alike.
+async fn a_hard_limit_on_a_meter_refuses_access_and_a_soft_limit_prices_the_overage(app: TestApp) {
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "llm", "name": "LLM", "meters": [{"key": "tokens", "aggregation": "sum", "quantity": "tokens"}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/tiers",
+        json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd",
+            "charges": [{"meter": "tokens", "usage": {"model": "per_unit", "unit_price": "0.01"},
+                "quota": {"soft_limit": 1000, "overage_unit_price": "0.05", "hard_limit": 1500}}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "s", "name": "S", "email": "s@s.example"}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "s-llm", "subscriber": "s", "tier": "t", "consumer_keys": ["k"]}),
+    )
+    .await;
+    let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
+    let key = gateway["key"].as_str().unwrap();
+    let now = Utc::now().to_rfc3339();
+    let record = |id: &str, tokens: u64| json!({"id": id, "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": tokens}});
+    let (status, _) = crate::forward_auth::ask(&app, key, "k", "llm").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = post_events(
+        &app,
+        key,
+        json!([record("1", 800), record("2", 400)]).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let (status, _) = crate::forward_auth::ask(&app, key, "k", "llm").await;
+    assert_eq!(status, StatusCode::OK, "1,200 of 1,500 tokens");
+    let (_, preview) = app.get("/v1/subscriptions/s-llm/invoice-preview").await;
+    let lines: Vec<(&str, &str)> = preview["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["description"].as_str().unwrap(),
+                l["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("1,000 tokens", "10.00"),
+            ("200 tokens over the soft limit of 1,000", "10.00")
+        ],
+        "{preview}"
+    );
+    // A usage event takes it to the limit: the next call is refused until the period ends.
+    let (status, answer) = post_usage_events(
+        &app,
+        key,
+        json!([{"tracking_id": "e1", "meter": "tokens", "consumer": "k", "timestamp": now, "value": "300"}]),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (StatusCode::ACCEPTED, &json!(1)),
+        "{answer}"
+    );
+    let (status, body) = crate::forward_auth::ask(&app, key, "k", "llm").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["limit"], 1500, "{body}");
+    // Another replica reads the same from the database.
+    let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
+    let (status, _) = crate::forward_auth::ask(&replica, key, "k", "llm").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
