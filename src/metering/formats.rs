@@ -131,6 +131,11 @@ struct Found<'a> {
     path: Text<'a>,
     units: Text<'a>,
     latency_ms: Option<i64>,
+    /// The response headers logged, for the api's meters and dimensions that read a header.
+    response_headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Named values of the record (a CloudEvent's `data`): the api's meters' quantities, and
+    /// its dimensions' and unique counts' properties.
+    values: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 impl Found<'_> {
@@ -149,8 +154,19 @@ impl Found<'_> {
             path: owned(self.path),
             units: owned(self.units),
             latency_ms: self.latency_ms,
+            response_headers: owned_pairs(self.response_headers),
+            values: owned_pairs(self.values),
         }
     }
+}
+
+fn owned_pairs(
+    pairs: Vec<(Cow<'_, str>, Cow<'_, str>)>,
+) -> Vec<(Cow<'static, str>, Cow<'static, str>)> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned())))
+        .collect()
 }
 
 /// Where a format keeps each part, for the message of a record without it.
@@ -199,9 +215,9 @@ fn finish<'a>(found: Found<'a>, places: impl Fn() -> Places, content: &[u8]) -> 
         units: found.units.map(|u| (u, Cow::Borrowed("units"))),
         latency_ms: found.latency_ms,
         host: found.host,
-        response_headers: Vec::new(),
-        quantities: Vec::new(),
-        properties: Vec::new(),
+        response_headers: found.response_headers,
+        quantities: found.values.clone(),
+        properties: found.values,
         upstream_answered: found.upstream_answered,
     })
 }
@@ -280,6 +296,8 @@ fn kong<'a>(raw: &'a RawValue, ingest: &GatewayIngest) -> Read<'a> {
             .as_ref()
             .and_then(|l| l.request)
             .and_then(|v| duration_ms(v, ms())),
+        response_headers: response_headers.map(Object::texts).unwrap_or_default(),
+        values: Vec::new(),
     };
     finish(
         found,
@@ -365,6 +383,7 @@ fn apisix<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a
     let request = entry.object("request");
     let request_headers = request.as_ref().and_then(|r| r.object("headers"));
     let response = entry.object("response");
+    let response_headers = response.as_ref().and_then(|r| r.object("headers"));
     let found = Found {
         id: header(
             request_headers.as_ref(),
@@ -385,11 +404,13 @@ fn apisix<'a>(entry: &Object<'a>, ingest: &GatewayIngest, text: &str) -> Read<'a
             .as_ref()
             .and_then(|r| r.first_text(&["uri", "url"]))
             .map(path_in),
-        units: header(
-            response.as_ref().and_then(|r| r.object("headers")).as_ref(),
-            &ingest.units_header,
-        ),
+        units: header(response_headers.as_ref(), &ingest.units_header),
         latency_ms: entry.get("latency").and_then(|v| duration_ms(v, ms())),
+        response_headers: response_headers
+            .as_ref()
+            .map(Object::texts)
+            .unwrap_or_default(),
+        values: Vec::new(),
     };
     finish(
         found,
@@ -455,6 +476,8 @@ fn cloud_event<'a>(event: &Object<'a>) -> Read<'a> {
         path: data_text(&["path", "route"]).map(path_in),
         units: data_text(&["units"]),
         latency_ms: latency,
+        response_headers: Vec::new(),
+        values: data.as_ref().map(Object::texts).unwrap_or_default(),
     };
     finish(
         found,
@@ -792,6 +815,7 @@ fn otlp_found<'a>(
                 text_of(&["http.server.request.duration"])
                     .and_then(|v| lenient::duration_ms_in(&v, seconds()))
             }),
+        ..Found::default()
     }
 }
 
@@ -989,5 +1013,6 @@ fn access_log_fields<'e>(
             &["units", &names.nginx_units, &names.caddy_units],
         ),
         latency_ms: latency,
+        ..Found::default()
     }
 }

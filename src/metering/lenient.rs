@@ -52,6 +52,14 @@ impl<'a> Object<'a> {
         folded
     }
 
+    /// Every member whose value reads as text, as `(name, text)`: a logged set of headers.
+    pub fn texts(&self) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
+        self.members
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), text(value)?)))
+            .collect()
+    }
+
     /// A member that is an object.
     pub fn object(&self, key: &str) -> Option<Object<'a>> {
         self.get(key).and_then(Object::of)

@@ -17,6 +17,7 @@ on_both_databases!(
     meters_charges_and_usage_events_refuse_what_they_cannot_take,
     a_dimension_takes_at_most_its_max_values,
     a_hard_limit_on_a_meter_refuses_access_and_a_soft_limit_prices_the_overage,
+    kong_logged_headers_and_cloudevent_data_feed_meters_and_dimensions,
 );
 
 async fn created(app: &TestApp, path: &str, body: Value) -> Value {
@@ -712,4 +713,74 @@ async fn a_hard_limit_on_a_meter_refuses_access_and_a_soft_limit_prices_the_over
     let replica = crate::helpers::spawn_replica(&app, |_| {}).await;
     let (status, _) = crate::forward_auth::ask(&replica, key, "k", "llm").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Senders' own formats carry quantities and dimensions: the response headers Kong's http-log
+/// logs, the `data` of an OpenMeter CloudEvent.
+async fn kong_logged_headers_and_cloudevent_data_feed_meters_and_dimensions(app: TestApp) {
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "llm", "name": "LLM",
+            "meters": [{"key": "input_tokens", "aggregation": "sum", "header": "X-Usage-Input-Tokens", "quantity": "input_tokens"}],
+            "dimensions": [{"key": "model", "header": "X-Model"}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/tiers",
+        json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd",
+            "charges": [{"meter": "input_tokens", "dimensions": {"model": "large"}, "usage": {"model": "per_unit", "unit_price": "0.001"}}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "s", "name": "S", "email": "s@s.example"}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "s-llm", "subscriber": "s", "tier": "t", "consumer_keys": ["k"]}),
+    )
+    .await;
+    let gateway = created(&app, "/v1/gateways", json!({"name": "kong"})).await;
+    let key = gateway["key"].as_str().unwrap();
+    let kong = json!({
+        "request": {"id": "kong-1", "method": "POST", "uri": "/llm/complete", "headers": {"host": "api.example", "x-api-key": "k"}},
+        "upstream_status": "200",
+        "response": {"status": 200, "headers": {"content-type": "application/json", "x-usage-input-tokens": "1200", "x-model": "large"}},
+        "latencies": {"kong": 1, "proxy": 40, "request": 41},
+        "service": {"name": "llm"},
+        "started_at": Utc::now().timestamp_millis()
+    });
+    let (status, answer) = post_events(&app, key, kong.to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let event = json!({"specversion": "1.0", "id": "0b6d3f2e-8c1a-4e5b-9f7d-2a4c6e8b0d99", "source": "backend",
+        "type": "request", "subject": "k", "time": Utc::now().to_rfc3339(),
+        "data": {"api": "llm", "status": "200", "input_tokens": 300, "model": "small"}});
+    let (status, answer) = app
+        .send(
+            app.client
+                .post(app.url("/api/v1/events"))
+                .bearer_auth(key)
+                .header("content-type", "application/cloudevents+json")
+                .body(event.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let (_, preview) = app.get("/v1/subscriptions/s-llm/invoice-preview").await;
+    let meters = preview["usage"]["meters"].as_array().unwrap();
+    let tokens = |model: &str| {
+        meters
+            .iter()
+            .find(|m| m["dimensions"]["model"] == model)
+            .map(|m| m["quantity"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(tokens("large").as_deref(), Some("1200"), "{preview}");
+    assert_eq!(tokens("small").as_deref(), Some("300"), "{preview}");
+    assert_eq!(preview["total"], "1.20", "{preview}");
 }
