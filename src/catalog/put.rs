@@ -183,13 +183,21 @@ fn charges_fit(tier: &TierSpec, api: &ApiSpec) -> Result<(), FieldError> {
                 ),
             ));
         }
-        if let Some(unknown) = charge
-            .dimensions
-            .keys()
-            .find(|k| !api.dimensions.iter().any(|d| d.key.as_str() == k.as_str()))
-        {
+        let declared = |k: &str| api.dimensions.iter().any(|d| d.key.as_str() == k);
+        if let Some(unknown) = charge.dimensions.keys().find(|k| !declared(k)) {
             return Err(FieldError::new(
                 format!("charges[{i}].dimensions.{unknown}"),
+                format!("api `{}` has no dimension `{unknown}`", api.slug),
+            ));
+        }
+        if let Some((at, unknown)) = charge
+            .group_by
+            .iter()
+            .enumerate()
+            .find(|(_, k)| !declared(k.as_str()))
+        {
+            return Err(FieldError::new(
+                format!("charges[{i}].group_by[{at}]"),
                 format!("api `{}` has no dimension `{unknown}`", api.slug),
             ));
         }

@@ -121,6 +121,11 @@ pub struct Charge {
     /// the dimension values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<Name>,
+    /// Dimensions to split the charge by: one line per value (per set of values), each priced
+    /// on its own by `usage`, free units and bands included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 4)]
+    pub group_by: Vec<Key>,
     /// Any of the usage models, with free units.
     pub usage: UsagePricing,
     /// A quota on the charge's quantity: `soft_limit` with `overage_unit_price` prices what is
@@ -169,11 +174,27 @@ fn validate_charges(charges: &[Charge]) -> Result<(), FieldError> {
             }
         }
         if super::meter::BUILT_IN_METERS.contains(&charge.meter.as_str())
-            && !charge.dimensions.is_empty()
+            && !(charge.dimensions.is_empty() && charge.group_by.is_empty())
         {
             return Err(FieldError::new(
                 format!("charges[{i}].dimensions"),
                 format!("the built-in `{}` meter has no dimensions", charge.meter),
+            ));
+        }
+        if charge.group_by.len() > super::meter::MAX_DIMENSIONS {
+            return Err(FieldError::new(
+                format!("charges[{i}].group_by"),
+                format!("at most {} dimensions", super::meter::MAX_DIMENSIONS),
+            ));
+        }
+        if charge
+            .quota
+            .is_some_and(|q| q.hard_limit.is_some() || q.soft_limit.is_some())
+            && !charge.group_by.is_empty()
+        {
+            return Err(FieldError::new(
+                format!("charges[{i}].quota"),
+                "a quota limits the whole charge; write one charge per value to limit each",
             ));
         }
         if let Some(quota) = &charge.quota {
@@ -187,10 +208,10 @@ fn validate_charges(charges: &[Charge]) -> Result<(), FieldError> {
                 .validate()
                 .map_err(|e| e.within(&format!("charges[{i}].quota")))?;
         }
-        if !seen.insert((charge.meter.as_str(), &charge.dimensions)) {
+        if !seen.insert((charge.meter.as_str(), &charge.dimensions, &charge.group_by)) {
             return Err(FieldError::new(
                 format!("charges[{i}]"),
-                "prices the same meter and dimension values as an earlier charge",
+                "prices the same meter and dimension values, split alike, as an earlier charge",
             ));
         }
     }

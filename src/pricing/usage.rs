@@ -4,7 +4,7 @@
 
 use super::describe::{Noun, Piece, text};
 use super::figures::Grouped;
-use super::{Line, LineKind, PeriodUsage, PricingError, bands, quotient, sum};
+use super::{Line, LineKind, MeterQuantity, PeriodUsage, PricingError, bands, quotient, sum};
 use crate::domain::meter::Aggregation;
 use crate::domain::money::{Amount, Currency};
 use crate::domain::tier::{Charge, TierSpec, UsagePricing};
@@ -83,19 +83,38 @@ pub(super) fn charge_meters(
 ) -> Result<(), PricingError> {
     for charge in &tier.charges {
         let label = charge.label();
-        let noun = Noun {
-            counted: &label,
-            heading: &label,
-        };
-        let quantity = measured(charge, usage)?;
-        price_within_quota(
-            Some(&charge.usage),
-            quantity,
-            charge.quota,
-            noun,
-            tier.currency,
-            lines,
-        )?;
+        if charge.group_by.is_empty() {
+            let noun = Noun {
+                counted: &label,
+                heading: &label,
+            };
+            let quantity = measured(charge, usage)?;
+            price_within_quota(
+                Some(&charge.usage),
+                quantity,
+                charge.quota,
+                noun,
+                tier.currency,
+                lines,
+            )?;
+            continue;
+        }
+        // One line (or set of lines) per value: each priced on its own, free units included.
+        for (values, quantity) in groups(charge, usage)? {
+            let label = format!("{label} [{values}]");
+            let noun = Noun {
+                counted: &label,
+                heading: &label,
+            };
+            price_within_quota(
+                Some(&charge.usage),
+                quantity,
+                charge.quota,
+                noun,
+                tier.currency,
+                lines,
+            )?;
+        }
     }
     Ok(())
 }
@@ -150,15 +169,23 @@ pub fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, Pricing
         "units" => return Ok(usage.billable_units),
         _ => {}
     }
+    fold(usage.meters.iter().filter(|m| matches(charge, m)))
+}
+
+/// Whether a meter's quantity is one a charge prices: its meter, with the values it names.
+fn matches(charge: &Charge, found: &MeterQuantity) -> bool {
+    found.meter == charge.meter.as_str()
+        && charge
+            .dimensions
+            .iter()
+            .all(|(k, v)| found.dimensions.iter().any(|(dk, dv)| dk == k && dv == v))
+}
+
+/// Meter quantities of several sets of dimension values as one, by their meter's aggregation.
+fn fold<'a>(quantities: impl Iterator<Item = &'a MeterQuantity>) -> Result<Decimal, PricingError> {
     let mut quantity = Decimal::ZERO;
     let mut latest_at = i64::MIN;
-    for found in usage.meters.iter().filter(|m| {
-        m.meter == charge.meter.as_str()
-            && charge
-                .dimensions
-                .iter()
-                .all(|(k, v)| m.dimensions.iter().any(|(dk, dv)| dk == k && dv == v))
-    }) {
+    for found in quantities {
         match found.aggregation {
             Aggregation::Count | Aggregation::Sum | Aggregation::UniqueCount => {
                 quantity = sum(quantity, found.quantity)?;
@@ -173,6 +200,42 @@ pub fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, Pricing
         }
     }
     Ok(quantity)
+}
+
+/// A charge's quantities by the values of its `group_by` dimensions (`-` where a call had none),
+/// in the order of those values.
+fn groups<'a>(
+    charge: &Charge,
+    usage: &'a PeriodUsage,
+) -> Result<Vec<(String, Decimal)>, PricingError> {
+    let mut by_values: std::collections::BTreeMap<Vec<&'a str>, Vec<&'a MeterQuantity>> =
+        std::collections::BTreeMap::new();
+    for found in usage.meters.iter().filter(|m| matches(charge, m)) {
+        let values = charge
+            .group_by
+            .iter()
+            .map(|key| {
+                found
+                    .dimensions
+                    .iter()
+                    .find(|(k, _)| k == key.as_str())
+                    .map_or("-", |(_, v)| v.as_str())
+            })
+            .collect();
+        by_values.entry(values).or_default().push(found);
+    }
+    by_values
+        .into_iter()
+        .map(|(values, quantities)| {
+            let named: Vec<String> = charge
+                .group_by
+                .iter()
+                .zip(values)
+                .map(|(key, value)| format!("{key} {value}"))
+                .collect();
+            Ok((named.join(", "), fold(quantities.into_iter())?))
+        })
+        .collect()
 }
 
 /// Adds the lines of one usage model for the metered quantity.
@@ -287,6 +350,74 @@ mod tests {
         );
         assert_eq!(lines[1].amount, dec!(10.00));
         assert_eq!(usage_lines(&spec, &calls(10_000)).len(), 1);
+    }
+
+    fn tokens(
+        meter: &str,
+        model: &str,
+        quantity: Decimal,
+        aggregation: Aggregation,
+        at: i64,
+    ) -> MeterQuantity {
+        MeterQuantity {
+            meter: meter.to_owned(),
+            dimensions: vec![("model".to_owned(), model.to_owned())],
+            aggregation,
+            quantity,
+            at,
+        }
+    }
+
+    fn charge_lines(spec: &TierSpec, usage: &PeriodUsage) -> Vec<(String, Decimal)> {
+        let mut lines = Vec::new();
+        charge_meters(spec, usage, &mut lines).unwrap();
+        lines
+            .into_iter()
+            .map(|l| (l.description, l.amount))
+            .collect()
+    }
+
+    #[test]
+    fn a_charge_prices_its_meter_where_its_dimensions_match_or_splits_by_them() {
+        let mut usage = calls(10);
+        usage.meters = vec![
+            tokens("tokens", "large", dec!(1500), Aggregation::Sum, 0),
+            tokens("tokens", "small", dec!(2500), Aggregation::Sum, 0),
+            tokens("jobs", "large", dec!(4), Aggregation::Max, 0),
+            tokens("jobs", "small", dec!(7), Aggregation::Max, 0),
+            tokens("level", "large", dec!(9), Aggregation::Latest, 20),
+            tokens("level", "small", dec!(3), Aggregation::Latest, 30),
+        ];
+        let spec = tier(json!({"charges": [
+            {"meter": "tokens", "dimensions": {"model": "large"}, "usage": {"model": "per_unit", "unit_price": "0.01"}},
+            {"meter": "tokens", "name": "all tokens", "usage": {"model": "per_unit", "unit_price": "0.001"}},
+            {"meter": "tokens", "name": "tokens", "group_by": ["model"], "usage": {"model": "per_unit", "unit_price": "0.01", "free_units": 1000}},
+            {"meter": "jobs", "usage": {"model": "per_unit", "unit_price": "1"}},
+            {"meter": "level", "usage": {"model": "per_unit", "unit_price": "1"}}
+        ]}));
+        assert_eq!(
+            charge_lines(&spec, &usage),
+            vec![
+                ("1,500 tokens (model large)".to_owned(), dec!(15.00)),
+                ("4,000 all tokens".to_owned(), dec!(4.00)),
+                (
+                    "1,500 tokens [model large], 1,000 included".to_owned(),
+                    dec!(5.00)
+                ),
+                (
+                    "2,500 tokens [model small], 1,000 included".to_owned(),
+                    dec!(15.00)
+                ),
+                // The peak over both models, and the latest value of either.
+                ("7 jobs".to_owned(), dec!(7.00)),
+                ("3 level".to_owned(), dec!(3.00)),
+            ]
+        );
+        // A charge with no usage of its meter prices nothing.
+        assert_eq!(
+            charge_lines(&spec, &calls(10))[0],
+            ("0 tokens (model large)".to_owned(), dec!(0.00))
+        );
     }
 
     #[test]
