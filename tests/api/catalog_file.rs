@@ -13,7 +13,7 @@ on_both_databases!(
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalog.yaml");
 
-fn apply(app: &TestApp, file: &str) -> Output {
+pub(crate) fn apply(app: &TestApp, file: &str) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_tollbooth"))
         .args(["catalog", "apply", file])
         .env("TOLLBOOTH_DATABASE_URL", &app.database_url)
@@ -23,7 +23,7 @@ fn apply(app: &TestApp, file: &str) -> Output {
 }
 
 /// Every field the file wrote is in what the API answers, with the same value.
-fn assert_written_back(written: &Value, answered: &Value, at: &str) {
+pub(crate) fn assert_written_back(written: &Value, answered: &Value, at: &str) {
     match written {
         Value::Object(fields) => {
             for (key, value) in fields {

@@ -18,6 +18,7 @@ on_both_databases!(
     a_dimension_takes_at_most_its_max_values,
     a_hard_limit_on_a_meter_refuses_access_and_a_soft_limit_prices_the_overage,
     kong_logged_headers_and_cloudevent_data_feed_meters_and_dimensions,
+    the_token_pricing_example_file_applies_and_reads_back,
 );
 
 async fn created(app: &TestApp, path: &str, body: Value) -> Value {
@@ -783,4 +784,35 @@ async fn kong_logged_headers_and_cloudevent_data_feed_meters_and_dimensions(app:
     assert_eq!(tokens("large").as_deref(), Some("1200"), "{preview}");
     assert_eq!(tokens("small").as_deref(), Some("300"), "{preview}");
     assert_eq!(preview["total"], "1.20", "{preview}");
+}
+
+/// README's token-pricing example, as a catalog file: applied, read back as written, applied
+/// again as no change.
+async fn the_token_pricing_example_file_applies_and_reads_back(app: TestApp) {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tokens.yaml");
+    let first = crate::catalog_file::apply(&app, file);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let written: Value = serde_norway::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    for (kind, key) in [("apis", "slug"), ("tiers", "slug")] {
+        let entry = &written[kind][0];
+        let id = entry[key].as_str().unwrap();
+        let (status, answered) = app.get(&format!("/v1/{kind}/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{answered}");
+        crate::catalog_file::assert_written_back(entry, &answered, &format!("{kind}/{id}"));
+    }
+    let again = crate::catalog_file::apply(&app, file);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("tiers: 0 created, 0 updated, 1 unchanged"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("apis: 0 created, 0 updated, 1 unchanged"),
+        "{stdout}"
+    );
 }
