@@ -255,12 +255,14 @@ async fn write_batch(
     let fresh_events: Vec<bool> = if events.is_empty() {
         Vec::new()
     } else {
-        let unique_events: Vec<&StoredEvent> = events
+        let mut unique_events: Vec<&StoredEvent> = events
             .iter()
             .zip(&first_events)
             .filter(|(_, first)| **first)
             .map(|(e, _)| *e)
             .collect();
+        // Key order, as for call records: concurrent writers lock shared keys in one order.
+        unique_events.sort_unstable_by(|a, b| a.record_key.cmp(&b.record_key));
         let new_event_keys = tx.insert_usage_events(&unique_events, now_ms()).await?;
         events
             .iter()

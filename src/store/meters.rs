@@ -434,29 +434,71 @@ impl Tx {
         events: &[&StoredEvent],
         received_at: i64,
     ) -> StoreResult<HashSet<Vec<u8>>> {
-        let sql = "INSERT INTO usage_events (record_key, tracking_id, subscription_id, meter, \
-                   occurred_at, value, dimensions, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                   ON CONFLICT (record_key) DO NOTHING RETURNING record_key";
-        let mut new_keys = HashSet::with_capacity(events.len());
-        for event in events {
-            let meter = event
+        const INSERT: &str = "INSERT INTO usage_events (record_key, tracking_id, subscription_id, \
+             meter, occurred_at, value, dimensions, received_at)";
+        const TAIL: &str = " ON CONFLICT (record_key) DO NOTHING RETURNING record_key";
+        let meter = |event: &StoredEvent| {
+            event
                 .readings
                 .list
                 .first()
-                .map(|r| r.meter.to_string())
-                .unwrap_or_default();
-            let key: Option<Vec<u8>> = on_tx!(self, |conn| sqlx::query_scalar(sql)
-                .bind(&event.record_key)
-                .bind(&event.tracking_id)
-                .bind(&event.subscription_id)
-                .bind(&meter)
-                .bind(event.occurred_at)
-                .bind(&event.value)
-                .bind(&*event.readings.dimensions)
-                .bind(received_at)
-                .fetch_optional(conn)
-                .await?);
-            new_keys.extend(key);
+                .map_or(String::new(), |r| r.meter.to_string())
+        };
+        let mut new_keys = HashSet::with_capacity(events.len());
+        match self {
+            Tx::Sqlite(tx) => {
+                for chunk in events.chunks(SQLITE_ROWS) {
+                    let sql = sqlite_values_sql(&format!("{INSERT} VALUES "), 8, chunk.len(), TAIL);
+                    let mut query = sqlx::query_scalar::<_, Vec<u8>>(sqlx::AssertSqlSafe(sql));
+                    for event in chunk {
+                        query = query
+                            .bind(&event.record_key)
+                            .bind(&event.tracking_id)
+                            .bind(&event.subscription_id)
+                            .bind(meter(event))
+                            .bind(event.occurred_at)
+                            .bind(&event.value)
+                            .bind(&*event.readings.dimensions)
+                            .bind(received_at);
+                    }
+                    new_keys.extend(query.fetch_all(&mut **tx).await?);
+                }
+            }
+            Tx::Postgres(tx) => {
+                let sql = format!(
+                    "{INSERT} SELECT k, t, s, m, o, v, d, $8 FROM UNNEST($1::bytea[], $2::text[], \
+                     $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[]) \
+                     AS u(k, t, s, m, o, v, d){TAIL}"
+                );
+                let keys: Vec<&[u8]> = events.iter().map(|e| e.record_key.as_slice()).collect();
+                let rows: Vec<Vec<u8>> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(keys)
+                    .bind(
+                        events
+                            .iter()
+                            .map(|e| e.tracking_id.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        events
+                            .iter()
+                            .map(|e| e.subscription_id.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(events.iter().map(|e| meter(e)).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+                    .bind(events.iter().map(|e| e.value.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        events
+                            .iter()
+                            .map(|e| &*e.readings.dimensions)
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(received_at)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                new_keys.extend(rows);
+            }
         }
         Ok(new_keys)
     }
