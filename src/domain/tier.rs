@@ -136,20 +136,21 @@ pub struct Charge {
 
 impl Charge {
     /// What its lines call the quantity.
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        use std::fmt::Write as _;
         if let Some(name) = &self.name {
-            return name.to_string();
+            return name.as_str().into();
         }
-        let mut label = self.meter.to_string();
-        if !self.dimensions.is_empty() {
-            let values: Vec<String> = self
-                .dimensions
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            label.push_str(&format!(" ({})", values.join(", ")));
+        if self.dimensions.is_empty() {
+            return self.meter.as_str().into();
         }
-        label
+        let mut label = String::with_capacity(64);
+        label.push_str(self.meter.as_str());
+        for (i, (key, value)) in self.dimensions.iter().enumerate() {
+            let _ = write!(label, "{}{key} {value}", if i == 0 { " (" } else { ", " });
+        }
+        label.push(')');
+        label.into()
     }
 }
 
