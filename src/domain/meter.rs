@@ -216,10 +216,42 @@ pub fn is_value(text: &str) -> bool {
 
 /// The dimensions of one call or event as stored: `{"model":"large"}` with the api's
 /// dimensions in key order, `{}` with none. One text per set of values, so the aggregation
-/// table keys rows by it.
+/// table keys rows by it. `values` must be in key order, each key once.
 pub fn dimensions_key<'a>(values: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let map: std::collections::BTreeMap<&str, &str> = values.into_iter().collect();
-    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+    let mut key = String::with_capacity(48);
+    key.push('{');
+    for (i, (name, value)) in values.into_iter().enumerate() {
+        if i > 0 {
+            key.push(',');
+        }
+        push_json_string(&mut key, name);
+        key.push(':');
+        push_json_string(&mut key, value);
+    }
+    key.push('}');
+    key
+}
+
+/// `text` as a JSON string, escaped as serde_json writes it.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// The values of a stored dimensions key, in key order.
@@ -283,8 +315,17 @@ mod tests {
     #[test]
     fn a_dimensions_key_is_one_text_per_set_of_values() {
         assert_eq!(
-            dimensions_key([("region", "eu"), ("model", "large")]),
+            dimensions_key([("model", "large"), ("region", "eu")]),
             r#"{"model":"large","region":"eu"}"#
+        );
+        let odd = "quote \" back \\ line\n";
+        assert_eq!(
+            dimensions_key([("model", odd)]),
+            serde_json::to_string(&std::collections::BTreeMap::from([("model", odd)])).unwrap()
+        );
+        assert_eq!(
+            dimension_values(&dimensions_key([("model", odd)]))[0].1,
+            odd
         );
         assert_eq!(dimensions_key([]), "{}");
         assert_eq!(

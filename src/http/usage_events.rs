@@ -367,7 +367,7 @@ async fn prepare(
     let (value_micros, unique) = match meter.aggregation {
         Aggregation::Count => (1_000_000, None),
         Aggregation::Sum | Aggregation::Max | Aggregation::Latest => (
-            meters::value_micros(&text.ok_or_else(needed)?, "value")?,
+            meters::value_micros(&text.ok_or_else(needed)?, || "value".to_owned())?,
             None,
         ),
         Aggregation::UniqueCount => {

@@ -47,14 +47,19 @@ impl ApiMeters {
 /// when the directory is, grown as records bring new values.
 #[derive(Debug, Default)]
 pub struct DimensionBook {
-    seen: Mutex<HashMap<(String, String), HashSet<String>>>,
+    /// By api id, then dimension: the values seen.
+    seen: Mutex<HashMap<String, HashMap<String, HashSet<String>>>>,
 }
 
 impl DimensionBook {
     pub fn from_rows(rows: Vec<(String, String, String)>) -> Self {
-        let mut seen: HashMap<(String, String), HashSet<String>> = HashMap::new();
+        let mut seen: HashMap<String, HashMap<String, HashSet<String>>> = HashMap::new();
         for (api, dimension, value) in rows {
-            seen.entry((api, dimension)).or_default().insert(value);
+            seen.entry(api)
+                .or_default()
+                .entry(dimension)
+                .or_default()
+                .insert(value);
         }
         Self {
             seen: Mutex::new(seen),
@@ -62,27 +67,33 @@ impl DimensionBook {
     }
 
     /// Takes `value` for the api's dimension: `Ok(true)` when it is new, an error past the bound.
+    /// A value seen before costs a lookup, no allocation.
     fn take(&self, api: &str, dimension: &DimensionSpec, value: &str) -> Result<bool, Rejection> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let values = seen
-            .entry((api.to_owned(), dimension.key.as_str().to_owned()))
-            .or_default();
-        if values.contains(value) {
+        let known = seen
+            .get(api)
+            .and_then(|dimensions| dimensions.get(dimension.key.as_str()));
+        if known.is_some_and(|values| values.contains(value)) {
             return Ok(false);
         }
-        if values.len() >= usize::try_from(dimension.max_values).unwrap_or(usize::MAX) {
+        let count = known.map_or(0, HashSet::len);
+        if count >= usize::try_from(dimension.max_values).unwrap_or(usize::MAX) {
             return Err(Rejection::new(
                 "dimension_limit",
                 format!(
                     "dimensions.{}: `{value}` would be value {} of this api's dimension, past \
                      its max_values of {}",
                     dimension.key,
-                    values.len() + 1,
+                    count + 1,
                     dimension.max_values
                 ),
             ));
         }
-        values.insert(value.to_owned());
+        seen.entry(api.to_owned())
+            .or_default()
+            .entry(dimension.key.as_str().to_owned())
+            .or_default()
+            .insert(value.to_owned());
         Ok(true)
     }
 }
@@ -94,19 +105,24 @@ fn find<'r>(pairs: &'r [(Cow<'_, str>, Cow<'_, str>)], name: &str) -> Option<&'r
         .map(|(_, value)| value.as_ref())
 }
 
-/// A decimal value as millionths, or a rejection naming where it came from.
-pub fn value_micros(text: &str, field: &str) -> Result<i64, Rejection> {
-    let invalid = || {
+/// A decimal value as millionths, or a rejection naming where it came from (`field`, written
+/// only for a rejection).
+pub fn value_micros(text: &str, field: impl FnOnce() -> String) -> Result<i64, Rejection> {
+    let parsed = text
+        .trim()
+        .parse::<Decimal>()
+        .ok()
+        .and_then(micros_from_units);
+    parsed.ok_or_else(|| {
         Rejection::new(
             "invalid_quantity",
             format!(
-                "{field}: `{text}` is not a non-negative decimal of at most \
-                 {MAX_UNITS_PER_RECORD} with at most 6 decimal places"
+                "{}: `{text}` is not a non-negative decimal of at most \
+                 {MAX_UNITS_PER_RECORD} with at most 6 decimal places",
+                field()
             ),
         )
-    };
-    let value: Decimal = text.trim().parse().map_err(|_| invalid())?;
-    micros_from_units(value).ok_or_else(invalid)
+    })
 }
 
 /// The dimension values of a call or event (its `dimensions`, else the dimension's header),
@@ -146,6 +162,7 @@ pub fn dimensions_of(
         }
         values.push((key, value));
     }
+    values.sort_unstable_by_key(|(key, _)| *key);
     Ok((Arc::from(dimensions_key(values)), new_values))
 }
 
@@ -184,11 +201,11 @@ pub fn read_call(
                     .and_then(|q| Some((q.as_str(), find(&record.quantities, q.as_str())?)));
                 match (header, quantity) {
                     (Some((name, text)), _) => (
-                        value_micros(text, &format!("response_headers.{name}"))?,
+                        value_micros(text, || format!("response_headers.{name}"))?,
                         None,
                     ),
                     (None, Some((name, text))) => {
-                        (value_micros(text, &format!("quantities.{name}"))?, None)
+                        (value_micros(text, || format!("quantities.{name}"))?, None)
                     }
                     // A call that reports no value adds nothing to the meter.
                     (None, None) => continue,

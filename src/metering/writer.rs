@@ -250,8 +250,6 @@ async fn write_batch(
             .filter(|(_, new)| **new)
             .map(|(r, _)| *r)
     };
-    let increments = fold_increments(new_records());
-    tx.add_usage(&increments).await?;
     let fresh_events: Vec<bool> = if events.is_empty() {
         Vec::new()
     } else {
@@ -270,6 +268,7 @@ async fn write_batch(
             .map(|(e, first)| *first && new_event_keys.contains(&e.record_key))
             .collect()
     };
+    let increments = fold_increments(new_records());
     let new_events = events
         .iter()
         .zip(&fresh_events)
@@ -279,8 +278,10 @@ async fn write_batch(
         .map(|r| (r.subscription_id.as_str(), r.occurred_at, &r.readings))
         .chain(new_events);
     let (mut meter_increments, new_values) = fold_meters(readings);
-    tx.add_meter_usage(&mut meter_increments).await?;
     tx.add_dimension_values(&new_values).await?;
+    // From here on every writer waits its turn: the revisions are taken under one row lock.
+    tx.add_usage(&increments).await?;
+    tx.add_meter_usage(&mut meter_increments).await?;
     let notified = match thresholds {
         Some(thresholds) => {
             thresholds
