@@ -666,6 +666,14 @@ struct PreviewView {
     lines: Vec<LineView>,
     total: String,
     total_raw: String,
+    /// The api's declared meters over the period so far, by dimension values.
+    meters: Vec<MeterView>,
+}
+
+struct MeterView {
+    meter: String,
+    dimensions: String,
+    quantity: String,
 }
 
 struct LineView {
@@ -718,7 +726,25 @@ async fn usage_view(
         Err(crate::billing::BillingError::NotActive { .. }) => None,
         Err(error) => return Err(fault(error)),
     };
-    let preview = open.as_ref().map(|p| preview_view(&p.invoice));
+    let preview = open.as_ref().map(|p| {
+        let mut view = preview_view(&p.invoice);
+        view.meters = p
+            .usage
+            .meters
+            .iter()
+            .map(|m| MeterView {
+                meter: m.meter.clone(),
+                dimensions: m
+                    .dimensions
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                quantity: m.quantity.normalize().to_string(),
+            })
+            .collect();
+        view
+    });
     // Back from the open period, one period at a time, to the first.
     let mut past = Vec::new();
     let mut period = open;
@@ -772,6 +798,7 @@ fn preview_view(invoice: &crate::pricing::Invoice) -> PreviewView {
             .collect(),
         total: invoice.currency.display(invoice.total),
         total_raw: invoice.total.normalize().to_string(),
+        meters: Vec::new(),
     }
 }
 

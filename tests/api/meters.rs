@@ -341,6 +341,32 @@ async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: Te
     let minutes = meters.iter().find(|m| m["meter"] == "minutes").unwrap();
     assert_eq!(minutes["quantity"], "25.5", "Kill Bill's 10.5 + 15");
 
+    // The subscriber's portal page shows the meters of the period so far, as the preview does.
+    let (status, link) = app
+        .post("/v1/subscriptions/etl-jobs/portal-links", &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let page = app
+        .client
+        .get(app.url(link["path"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    for (meter, quantity) in [
+        ("records", "45250"),
+        ("minutes", "25.5"),
+        ("peak_jobs", "7"),
+        ("end_users", "3"),
+    ] {
+        assert!(
+            html.contains(&format!("data-meter=\"{meter}\">{quantity}</td>")),
+            "{meter} {quantity}: {html}"
+        );
+    }
+    assert!(html.contains("3 end users"), "the charge's line: {html}");
+
     // The series shows each meter by day: distinct users per day, the day's peak.
     let (status, series) = app
         .get(&format!(
