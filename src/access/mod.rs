@@ -207,10 +207,7 @@ async fn meter_limits_of(tx: &mut Tx, row: &AccessRow, now: i64) -> StoreResult<
     let uniques = tx
         .meter_unique_values(&row.subscription_id, start, end)
         .await?;
-    let usage = crate::pricing::PeriodUsage {
-        meters: crate::billing::meter_quantities(rows.iter(), uniques.iter()),
-        ..Default::default()
-    };
+    let usage = crate::billing::usage_of_meters(rows.iter(), uniques.iter());
     let mut limits = Vec::with_capacity(limited.len());
     for (charge, limit) in limited {
         let used = crate::pricing::charge_quantity(charge, &usage).unwrap_or(Decimal::MAX);

@@ -8,7 +8,7 @@ pub mod revenue;
 mod run;
 pub mod schedule;
 
-pub use preview::{InvoicePreview, MeterFigure, meter_quantities, preview};
+pub use preview::{InvoicePreview, MeterFigure, meter_quantities, preview, usage_of_meters};
 pub use run::{BillingJob, CLOSE_JOB, JOB, RunReport};
 
 use crate::domain::FieldError;

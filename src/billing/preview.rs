@@ -94,11 +94,34 @@ impl Recorded {
         let within = |hour: i64| hour >= from && hour < to;
         let mut usage =
             PeriodUsage::from_days(daily(self.hours.iter().filter(|row| within(row.hour))))?;
-        usage.meters = meter_quantities(
+        let metered = usage_of_meters(
             self.meters.iter().filter(|row| within(row.hour)),
             self.uniques.iter().filter(|value| within(value.first_hour)),
         );
+        usage.meters = metered.meters;
+        usage.unique_values = metered.unique_values;
         Ok(usage)
+    }
+}
+
+/// The declared meters' part of a period's usage: each meter's quantity by dimension values,
+/// and the unique_count meters' values.
+pub fn usage_of_meters<'a>(
+    rows: impl Iterator<Item = &'a MeterRow>,
+    uniques: impl Iterator<Item = &'a UniqueValue> + Clone,
+) -> PeriodUsage {
+    PeriodUsage {
+        meters: meter_quantities(rows, uniques.clone()),
+        unique_values: uniques
+            .map(|u| {
+                (
+                    u.meter.clone(),
+                    crate::domain::meter::dimension_values(&u.dimensions),
+                    u.value.clone(),
+                )
+            })
+            .collect(),
+        ..PeriodUsage::default()
     }
 }
 

@@ -431,6 +431,7 @@ pub async fn revenue_by(
             total_calls: u64::try_from(found.total_calls).unwrap_or(0),
             days: Vec::new(),
             meters: Vec::new(),
+            unique_values: Vec::new(),
         };
         let invoice = match rate_totals(subscription, history, period, usage) {
             Ok(Some(invoice)) => invoice,

@@ -49,6 +49,14 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
                 spec.slug
             )));
         }
+        Some(existing) if changed_aggregation(&existing.spec, spec).is_some() => {
+            let (key, was) = changed_aggregation(&existing.spec, spec).unwrap_or_default();
+            return Err(CatalogError::Conflict(format!(
+                "meter `{key}` of api `{}` aggregates by {was}: the hours it has kept mean that, \
+                 so its aggregation cannot change; declare a meter with a new key",
+                spec.slug
+            )));
+        }
         Some(existing) => {
             tx.update_api(&existing.id, spec).await?;
             Outcome::Updated
@@ -56,6 +64,15 @@ pub async fn put_api(tx: &mut Tx, spec: &ApiSpec, mode: Mode) -> CatalogResult<(
     };
     let outcome = restored_outcome(outcome, restored);
     Ok((found(tx.find_api(spec.slug.as_str()).await?)?, outcome))
+}
+
+/// A meter both versions declare with different aggregations: its key and the old one.
+fn changed_aggregation(old: &ApiSpec, new: &ApiSpec) -> Option<(String, &'static str)> {
+    new.meters.iter().find_map(|meter| {
+        let before = old.meter(meter.key.as_str())?;
+        (before.aggregation != meter.aggregation)
+            .then(|| (meter.key.to_string(), before.aggregation.as_str()))
+    })
 }
 
 /// Restores an archived row being put again; whether it was archived.

@@ -68,6 +68,17 @@ impl TierSpec {
             ));
         }
         validate_charges(&self.charges)?;
+        if self.usage.is_some()
+            && let Some(at) = self
+                .charges
+                .iter()
+                .position(|c| c.meter.as_str() == "units")
+        {
+            return Err(FieldError::new(
+                format!("charges[{at}].meter"),
+                "`usage` already prices the units; a charge on them would price them twice",
+            ));
+        }
         Ok(())
     }
 

@@ -387,7 +387,7 @@ pub(super) fn ingest_error(error: IngestError) -> ApiError {
 }
 
 /// 503 with `Retry-After`: nothing of the request was stored, and sending it again is safe.
-fn busy(message: &str, code: &'static str) -> ApiError {
+pub(super) fn busy(message: &str, code: &'static str) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }

@@ -382,8 +382,9 @@ async fn export(
                 )
             })?,
     };
-    // Both tables take their revisions from one counter: merged, they are one ordered stream.
-    let mut tx = state.store.begin_read().await?;
+    // Both tables take their revisions from one counter: merged, they are one ordered stream,
+    // read from one snapshot so that no commit falls between the two reads.
+    let mut tx = state.store.begin_snapshot().await?;
     let calls = tx.usage_changes(after, limit).await?;
     let meters = tx.meter_changes(after, limit).await?;
     drop(tx);

@@ -24,6 +24,9 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// Not an event's fault: the database could not be read, and the request is answered 503.
+const UNAVAILABLE: &str = "unavailable";
+
 /// Events may be stamped this far ahead of tollbooth's clock, as call records may.
 const MAX_AHEAD_MS: i64 = 5 * 60 * 1000;
 
@@ -109,6 +112,13 @@ async fn ingest_usage_events(
     for (index, raw) in raws.iter().enumerate() {
         match prepare(raw, &mut resolver, window).await {
             Ok(event) => ready.push(event),
+            // The database could not be read: nothing is stored, the sender sends again.
+            Err(rejection) if rejection.code == UNAVAILABLE => {
+                return Err(super::events::busy(
+                    "the events' subscriptions could not be read; nothing was stored, retry",
+                    "write_failed",
+                ));
+            }
             Err(rejection) => rejected.push(RejectedRecord {
                 index,
                 code: rejection.code,
@@ -236,7 +246,7 @@ impl<'s> Resolver<'s> {
                 if !self.subscriptions.contains_key(subscription) {
                     let found = self.read(subscription).await.map_err(|error| {
                         tracing::error!(%error, "a usage event's subscription could not be read");
-                        Rejection::new("unavailable", "subscription: could not be read; send again")
+                        Rejection::new(UNAVAILABLE, "subscription: could not be read")
                     })?;
                     self.subscriptions.insert(subscription.clone(), found);
                 }
@@ -351,10 +361,7 @@ async fn prepare(
     };
     let api_meters: &ApiMeters = api.meters.as_deref().ok_or_else(unknown)?;
     let (key, meter) = api_meters.meter(&event.meter).ok_or_else(unknown)?;
-    let text = event
-        .value
-        .as_ref()
-        .map(|raw| raw.get().trim().trim_matches('"').to_owned());
+    let text = event.value.as_deref().map(value_text).transpose()?;
     let needed = || {
         Rejection::new(
             "invalid_quantity",
@@ -367,11 +374,11 @@ async fn prepare(
     let (value_micros, unique) = match meter.aggregation {
         Aggregation::Count => (1_000_000, None),
         Aggregation::Sum | Aggregation::Max | Aggregation::Latest => (
-            meters::value_micros(&text.ok_or_else(needed)?, || "value".to_owned())?,
+            meters::value_micros(&text.clone().ok_or_else(needed)?, || "value".to_owned())?,
             None,
         ),
         Aggregation::UniqueCount => {
-            let text = text.ok_or_else(needed)?;
+            let text = text.clone().ok_or_else(needed)?;
             if !is_value(&text) {
                 return Err(Rejection::new(
                     "invalid_property",
@@ -386,18 +393,14 @@ async fn prepare(
         .iter()
         .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
         .collect();
-    let (dimensions, new_values) = meters::dimensions_of(
+    let dimensions = meters::dimensions_of(
         &properties,
         &[],
         api_meters,
         &target.api_id,
         resolver.directory.dimensions(),
     )?;
-    let value = event
-        .value
-        .as_ref()
-        .map(|raw| raw.get().trim_matches('"').to_owned())
-        .unwrap_or_default();
+    let value = text.clone().unwrap_or_default();
     Ok(StoredEvent {
         record_key: key::record_key(&event.tracking_id),
         tracking_id: event.tracking_id,
@@ -412,7 +415,24 @@ async fn prepare(
                 value_micros,
                 unique,
             }],
-            new_values,
+            api: target.api_id.clone(),
         },
     })
+}
+
+/// An event's `value` as text: a JSON number as written (exact), a JSON string decoded; anything
+/// else is refused.
+fn value_text(raw: &RawValue) -> Result<String, Rejection> {
+    let written = raw.get().trim();
+    if written.starts_with('"') {
+        return serde_json::from_str::<String>(written)
+            .map_err(|_| Rejection::new("invalid_record", "value: not a JSON string"));
+    }
+    if written.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(written.to_owned());
+    }
+    Err(Rejection::new(
+        "invalid_quantity",
+        "value: a number, or a string (a decimal, or the value a unique_count meter counts)",
+    ))
 }

@@ -5,7 +5,7 @@
 use super::record::{CallRecord, Rejection};
 use crate::domain::meter::{Aggregation, DimensionSpec, MeterSpec, dimensions_key, is_value};
 use crate::domain::units::{MAX_UNITS_PER_RECORD, micros_from_units};
-use crate::store::{ApiMetering, NewValue, Reading, Readings};
+use crate::store::{ApiMetering, Reading, Readings};
 use rust_decimal::Decimal;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -66,35 +66,41 @@ impl DimensionBook {
         }
     }
 
-    /// Takes `value` for the api's dimension: `Ok(true)` when it is new, an error past the bound.
-    /// A value seen before costs a lookup, no allocation.
-    fn take(&self, api: &str, dimension: &DimensionSpec, value: &str) -> Result<bool, Rejection> {
+    /// Takes the values of one call or event for the api's dimensions: all of them, or (past a
+    /// dimension's bound) none, with an error naming it. Values seen before cost a lookup.
+    fn take(&self, api: &str, values: &[(&DimensionSpec, &str)]) -> Result<(), Rejection> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let known = seen
-            .get(api)
-            .and_then(|dimensions| dimensions.get(dimension.key.as_str()));
-        if known.is_some_and(|values| values.contains(value)) {
-            return Ok(false);
+        let mut new = Vec::new();
+        for (dimension, value) in values {
+            let known = seen
+                .get(api)
+                .and_then(|dimensions| dimensions.get(dimension.key.as_str()));
+            if known.is_some_and(|values| values.contains(*value)) {
+                continue;
+            }
+            let count = known.map_or(0, HashSet::len);
+            if count >= usize::try_from(dimension.max_values).unwrap_or(usize::MAX) {
+                return Err(Rejection::new(
+                    "dimension_limit",
+                    format!(
+                        "dimensions.{}: `{value}` would be value {} of this api's dimension, \
+                         past its max_values of {}",
+                        dimension.key,
+                        count + 1,
+                        dimension.max_values
+                    ),
+                ));
+            }
+            new.push((dimension, *value));
         }
-        let count = known.map_or(0, HashSet::len);
-        if count >= usize::try_from(dimension.max_values).unwrap_or(usize::MAX) {
-            return Err(Rejection::new(
-                "dimension_limit",
-                format!(
-                    "dimensions.{}: `{value}` would be value {} of this api's dimension, past \
-                     its max_values of {}",
-                    dimension.key,
-                    count + 1,
-                    dimension.max_values
-                ),
-            ));
+        for (dimension, value) in new {
+            seen.entry(api.to_owned())
+                .or_default()
+                .entry(dimension.key.as_str().to_owned())
+                .or_default()
+                .insert(value.to_owned());
         }
-        seen.entry(api.to_owned())
-            .or_default()
-            .entry(dimension.key.as_str().to_owned())
-            .or_default()
-            .insert(value.to_owned());
-        Ok(true)
+        Ok(())
     }
 }
 
@@ -133,12 +139,11 @@ pub fn dimensions_of(
     meters: &ApiMeters,
     api_id: &str,
     book: &DimensionBook,
-) -> Result<(Arc<str>, Vec<NewValue>), Rejection> {
+) -> Result<Arc<str>, Rejection> {
     if meters.dimensions.is_empty() {
-        return Ok((Arc::from("{}"), Vec::new()));
+        return Ok(Arc::from("{}"));
     }
     let mut values = Vec::with_capacity(meters.dimensions.len());
-    let mut new_values = Vec::new();
     for dimension in &meters.dimensions {
         let key = dimension.key.as_str();
         let value = find(properties, key).or_else(|| {
@@ -157,13 +162,12 @@ pub fn dimensions_of(
                 ),
             ));
         }
-        if book.take(api_id, dimension, value)? {
-            new_values.push((Arc::from(api_id), key.to_owned(), value.to_owned()));
-        }
-        values.push((key, value));
+        values.push((dimension, value));
     }
-    values.sort_unstable_by_key(|(key, _)| *key);
-    Ok((Arc::from(dimensions_key(values)), new_values))
+    book.take(api_id, &values)?;
+    let mut keyed: Vec<(&str, &str)> = values.iter().map(|(d, v)| (d.key.as_str(), *v)).collect();
+    keyed.sort_unstable_by_key(|(key, _)| *key);
+    Ok(Arc::from(dimensions_key(keyed)))
 }
 
 /// The readings of a call for the api's meters; `billable` is the api's recording policy's word
@@ -171,7 +175,7 @@ pub fn dimensions_of(
 pub fn read_call(
     record: &CallRecord<'_>,
     meters: &ApiMeters,
-    api_id: &str,
+    api_id: &Arc<str>,
     billable: bool,
     book: &DimensionBook,
 ) -> Result<Readings, Rejection> {
@@ -242,7 +246,7 @@ pub fn read_call(
     if list.is_empty() {
         return Ok(Readings::default());
     }
-    let (dimensions, new_values) = dimensions_of(
+    let dimensions = dimensions_of(
         &record.properties,
         &record.response_headers,
         meters,
@@ -252,6 +256,6 @@ pub fn read_call(
     Ok(Readings {
         dimensions,
         list,
-        new_values,
+        api: api_id.clone(),
     })
 }

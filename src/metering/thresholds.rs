@@ -9,7 +9,7 @@ use crate::domain::tier::TierSpec;
 use crate::domain::time::{DAY_MS, floor_to, from_ms};
 use crate::notify::Notifier;
 use crate::pricing::{self, Period, PeriodUsage, RatedPeriod};
-use crate::store::{PeriodUsageSum, StoreError, StoreResult, Tx, UsageIncrement};
+use crate::store::{MeterIncrement, PeriodUsageSum, StoreError, StoreResult, Tx, UsageIncrement};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -24,9 +24,30 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Whether the tier has anything to notify: a hard quota or an alert.
+    /// Whether the tier has anything to notify: a hard quota (its own or a charge's) or an alert.
     pub fn wanted(tier: &TierSpec) -> bool {
-        tier.quota.and_then(|q| q.hard_limit).is_some() || !tier.alerts.is_empty()
+        tier.quota.and_then(|q| q.hard_limit).is_some()
+            || !tier.alerts.is_empty()
+            || tier
+                .charges
+                .iter()
+                .any(|c| c.quota.and_then(|q| q.hard_limit).is_some())
+    }
+
+    /// Whether its thresholds need the period's declared meters: a spend alert on a tier whose
+    /// charges price them, or a charge's hard limit.
+    fn reads_meters(&self) -> bool {
+        let tier = &self.tier;
+        let priced = tier
+            .charges
+            .iter()
+            .any(|c| !crate::domain::meter::BUILT_IN_METERS.contains(&c.meter.as_str()));
+        let spend = tier.alerts.iter().any(|a| matches!(a, Alert::Spend { .. }));
+        (priced && spend)
+            || tier
+                .charges
+                .iter()
+                .any(|c| c.quota.and_then(|q| q.hard_limit).is_some())
     }
 
     /// The billing period holding `at` (Unix ms), if the subscription had begun.
@@ -73,16 +94,25 @@ impl Thresholds {
         &self,
         tx: &mut Tx,
         increments: &[UsageIncrement],
+        meters: &[MeterIncrement],
         now: i64,
     ) -> StoreResult<bool> {
         if !self.notifier.is_enabled() {
             return Ok(false);
         }
-        // The batch's own usage by watched subscription and period.
+        // The batch's own usage by watched subscription and period; a declared meter's usage
+        // (of a call or a usage event) touches its period too.
         let mut touched: BTreeMap<(&str, i64), Touched> = BTreeMap::new();
         let mut last: Option<(&str, Option<Arc<Watch>>)> = None;
-        for increment in increments {
-            let id = increment.subscription_id.as_str();
+        let touches = increments
+            .iter()
+            .map(|i| (i.subscription_id.as_str(), i.hour, Some(i)))
+            .chain(
+                meters
+                    .iter()
+                    .map(|m| (m.subscription_id.as_str(), m.hour, None)),
+            );
+        for (id, hour, increment) in touches {
             let watch = match &last {
                 Some((seen, watch)) if *seen == id => watch.clone(),
                 _ => {
@@ -96,7 +126,7 @@ impl Thresholds {
                 }
             };
             let Some(watch) = watch else { continue };
-            let Some(period) = watch.period_at(increment.hour) else {
+            let Some(period) = watch.period_at(hour) else {
                 continue;
             };
             let start = period.start().timestamp_millis();
@@ -106,10 +136,12 @@ impl Thresholds {
                 calls: 0,
                 units_micros: 0,
             });
-            entry.calls = entry.calls.saturating_add(increment.billable_calls);
-            entry.units_micros = entry
-                .units_micros
-                .saturating_add(increment.billable_units_micros);
+            if let Some(increment) = increment {
+                entry.calls = entry.calls.saturating_add(increment.billable_calls);
+                entry.units_micros = entry
+                    .units_micros
+                    .saturating_add(increment.billable_units_micros);
+            }
         }
         if touched.is_empty() {
             return Ok(false);
@@ -128,7 +160,23 @@ impl Thresholds {
                 billable_calls: after.billable_calls.saturating_sub(batch.calls),
                 billable_units: after.billable_units - units,
             };
-            for reached in reached(&batch.watch, batch.period, &before, &after) {
+            let metered = match batch.watch.reads_meters() {
+                true => {
+                    let end = batch.period.end().timestamp_millis();
+                    let rows = tx.meter_hours(id, *start, end).await?;
+                    let uniques = tx.meter_unique_values(id, *start, end).await?;
+                    Some(crate::billing::usage_of_meters(rows.iter(), uniques.iter()))
+                }
+                false => None,
+            };
+            let found = reached_with_meters(
+                &batch.watch,
+                batch.period,
+                &before,
+                &after,
+                metered.as_ref(),
+            );
+            for reached in found {
                 if tx
                     .mark_threshold_reached(id, *start, &reached.key, now)
                     .await?
@@ -182,6 +230,20 @@ pub fn reached(
     before: &PeriodUsageSum,
     after: &PeriodUsageSum,
 ) -> Vec<Reached> {
+    reached_with_meters(watch, period, before, after, None)
+}
+
+/// As [`reached`], with the period's declared meters as they are after the batch, when the
+/// tier's charges price them or limit them. A max, latest or unique count has no "before" to
+/// compare with, so what depends on meters is reached when `after` is at or over it, and
+/// `threshold_crossings` (which the caller marks) makes it fire once per period.
+fn reached_with_meters(
+    watch: &Watch,
+    period: Period,
+    before: &PeriodUsageSum,
+    after: &PeriodUsageSum,
+    meters: Option<&PeriodUsage>,
+) -> Vec<Reached> {
     let tier = &watch.tier;
     let crossed = |threshold: Decimal, before: Decimal, after: Decimal| {
         before < threshold && threshold <= after
@@ -234,14 +296,19 @@ pub fn reached(
             }
             Alert::Spend { amount } => {
                 let Some((was, is)) = *amounts.get_or_insert_with(|| {
+                    let is = spend(watch, period, after, meters)?;
+                    // With meters priced, reached once at or over (see above).
+                    if meters.is_some() {
+                        return Some((Decimal::ZERO, is));
+                    }
                     // Before the period's first usage it has come to nothing yet: a threshold
                     // its fixed fee alone reaches is reached with that first usage.
                     let was = if before.billable_calls == 0 && before.billable_units.is_zero() {
                         Decimal::ZERO
                     } else {
-                        spend(watch, period, before)?
+                        spend(watch, period, before, None)?
                     };
-                    Some((was, spend(watch, period, after)?))
+                    Some((was, is))
                 }) else {
                     continue;
                 };
@@ -261,6 +328,37 @@ pub fn reached(
             }
         }
     }
+    // A charge's hard limit on a declared meter, reached by what is committed.
+    for charge in tier
+        .charges
+        .iter()
+        .filter(|c| c.quota.and_then(|q| q.hard_limit).is_some())
+    {
+        let (Some(meters), Some(limit)) = (meters, charge.quota.and_then(|q| q.hard_limit)) else {
+            continue;
+        };
+        let Ok(used) = pricing::charge_quantity(charge, meters) else {
+            continue;
+        };
+        if used >= Decimal::from(limit) {
+            let dimensions: Vec<String> = charge
+                .dimensions
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            reached.push(Reached {
+                key: format!("quota.reached:{}:{}", charge.meter, dimensions.join(",")),
+                kind: "quota.reached",
+                data: json!({
+                    "meter": charge.meter.as_str(),
+                    "dimensions": charge.dimensions,
+                    "limit": limit,
+                    "used": used.normalize().to_string(),
+                    "resets_at": period.end(),
+                }),
+            });
+        }
+    }
     reached
 }
 
@@ -268,7 +366,12 @@ pub fn reached(
 /// period; a one-time fee in its first period), usage charges and volume discount, on the
 /// subscription's current tier. SLA credits, which are reckoned by day at the period's end, are
 /// not taken off.
-fn spend(watch: &Watch, period: Period, usage: &PeriodUsageSum) -> Option<Decimal> {
+fn spend(
+    watch: &Watch,
+    period: Period,
+    usage: &PeriodUsageSum,
+    meters: Option<&PeriodUsage>,
+) -> Option<Decimal> {
     let started = from_ms(watch.started_at);
     let active_from = started.max(period.start());
     let rated = if active_from == period.start() {
@@ -287,7 +390,8 @@ fn spend(watch: &Watch, period: Period, usage: &PeriodUsageSum) -> Option<Decima
         failed_calls: 0,
         total_calls: u64::try_from(usage.billable_calls).ok()?,
         days: Vec::new(),
-        meters: Vec::new(),
+        meters: meters.map(|m| m.meters.clone()).unwrap_or_default(),
+        unique_values: meters.map(|m| m.unique_values.clone()).unwrap_or_default(),
     };
     match pricing::rate(&watch.tier, &rated, &usage) {
         Ok(invoice) => Some(invoice.total),

@@ -277,15 +277,23 @@ async fn write_batch(
     let readings = new_records()
         .map(|r| (r.subscription_id.as_str(), r.occurred_at, &r.readings))
         .chain(new_events);
-    let (mut meter_increments, new_values) = fold_meters(readings);
-    tx.add_dimension_values(&new_values).await?;
+    let mut meter_increments = fold_meters(readings);
+    // Every dimension value of the batch, new or not, fresh record or resent: the api's
+    // `dimension_values` then hold every value any committed record has, whatever the memory
+    // of a replica took before (a batch that failed, a record refused later in it).
+    let values = dimension_values(
+        all.iter()
+            .map(|r| &r.readings)
+            .chain(events.iter().map(|e| &e.readings)),
+    );
+    tx.add_dimension_values(&values).await?;
     // From here on every writer waits its turn: the revisions are taken under one row lock.
     tx.add_usage(&increments).await?;
     tx.add_meter_usage(&mut meter_increments).await?;
     let notified = match thresholds {
         Some(thresholds) => {
             thresholds
-                .notify_reached(&mut tx, &increments, now_ms())
+                .notify_reached(&mut tx, &increments, &meter_increments, now_ms())
                 .await?
         }
         None => false,
@@ -309,17 +317,15 @@ type Increments = (Vec<UsageIncrement>, Vec<MeterIncrement>);
 type MeterKey<'a> = (&'a str, i64, &'a str, &'a str);
 
 /// Folds the readings of new calls and events into one increment per subscription, hour, meter
-/// and dimension values, with the dimension values new to their api.
+/// and dimension values.
 fn fold_meters<'a>(
     readings: impl Iterator<Item = (&'a str, i64, &'a Readings)>,
-) -> (Vec<MeterIncrement>, Vec<NewValue>) {
+) -> Vec<MeterIncrement> {
     let mut by_key: HashMap<MeterKey<'a>, MeterIncrement> = HashMap::new();
-    let mut new_values = Vec::new();
     for (subscription_id, at, readings) in readings {
         if readings.list.is_empty() {
             continue;
         }
-        new_values.extend(readings.new_values.iter().cloned());
         let hour = floor_to(at, HOUR_MS);
         for reading in &readings.list {
             let increment = by_key
@@ -368,9 +374,26 @@ fn fold_meters<'a>(
                 &*b.dimensions,
             ))
     });
-    new_values.sort();
-    new_values.dedup();
-    (increments, new_values)
+    increments
+}
+
+/// The distinct `(api, dimension, value)` of these readings, in order.
+fn dimension_values<'a>(readings: impl Iterator<Item = &'a Readings>) -> Vec<NewValue> {
+    let keys: HashSet<(&Arc<str>, &str)> = readings
+        .filter(|r| !r.list.is_empty() && &*r.dimensions != "{}")
+        .map(|r| (&r.api, &*r.dimensions))
+        .collect();
+    let mut values: Vec<NewValue> = keys
+        .into_iter()
+        .flat_map(|(api, key)| {
+            crate::domain::meter::dimension_values(key)
+                .into_iter()
+                .map(move |(dimension, value)| (api.clone(), dimension, value))
+        })
+        .collect();
+    values.sort();
+    values.dedup();
+    values
 }
 
 /// Sums new records into one increment per subscription and hour.

@@ -44,6 +44,7 @@ pub(super) fn units(count: u64, units: Decimal) -> PeriodUsage {
         total_calls: count,
         days: Vec::new(),
         meters: Vec::new(),
+        unique_values: Vec::new(),
     }
 }
 

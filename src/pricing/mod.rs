@@ -66,7 +66,14 @@ pub struct PeriodUsage {
     /// values, each already folded by its aggregation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub meters: Vec<MeterQuantity>,
+    /// The values unique_count meters counted, `(meter, dimensions, value)`, so that a charge
+    /// over several sets of dimension values counts a value seen in two of them once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique_values: Vec<UniqueSeen>,
 }
+
+/// A value a unique_count meter counted: `(meter, dimensions, value)`.
+pub type UniqueSeen = (String, Vec<(String, String)>, String);
 
 /// What one declared meter measured over a span, for one set of dimension values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -169,7 +169,40 @@ pub fn measured(charge: &Charge, usage: &PeriodUsage) -> Result<Decimal, Pricing
         "units" => return Ok(usage.billable_units),
         _ => {}
     }
+    if let Some(distinct) = distinct_values(charge, usage, |_| true) {
+        return Ok(distinct);
+    }
     fold(usage.meters.iter().filter(|m| matches(charge, m)))
+}
+
+/// For a unique_count meter whose values are at hand: the distinct values over the sets of
+/// dimension values the charge takes (and `keep` keeps), not the sum of each set's count.
+fn distinct_values(
+    charge: &Charge,
+    usage: &PeriodUsage,
+    keep: impl Fn(&[(String, String)]) -> bool,
+) -> Option<Decimal> {
+    let unique = usage
+        .meters
+        .iter()
+        .any(|m| m.meter == charge.meter.as_str() && m.aggregation == Aggregation::UniqueCount);
+    if !unique || usage.unique_values.is_empty() {
+        return None;
+    }
+    let values: std::collections::HashSet<&str> = usage
+        .unique_values
+        .iter()
+        .filter(|(meter, dimensions, _)| {
+            meter == charge.meter.as_str()
+                && charge
+                    .dimensions
+                    .iter()
+                    .all(|(k, v)| dimensions.iter().any(|(dk, dv)| dk == k && dv == v))
+                && keep(dimensions)
+        })
+        .map(|(_, _, value)| value.as_str())
+        .collect();
+    Some(Decimal::from(values.len()))
 }
 
 /// Whether a meter's quantity is one a charge prices: its meter, with the values it names.
@@ -230,10 +263,22 @@ fn groups<'a>(
             let named: Vec<String> = charge
                 .group_by
                 .iter()
-                .zip(values)
+                .zip(&values)
                 .map(|(key, value)| format!("{key} {value}"))
                 .collect();
-            Ok((named.join(", "), fold(quantities.into_iter())?))
+            let quantity = match distinct_values(charge, usage, |dimensions| {
+                charge.group_by.iter().zip(&values).all(|(key, value)| {
+                    dimensions
+                        .iter()
+                        .find(|(k, _)| k == key.as_str())
+                        .map_or("-", |(_, v)| v.as_str())
+                        == *value
+                })
+            }) {
+                Some(distinct) => distinct,
+                None => fold(quantities.into_iter())?,
+            };
+            Ok((named.join(", "), quantity))
         })
         .collect()
 }
@@ -417,6 +462,41 @@ mod tests {
         assert_eq!(
             charge_lines(&spec, &calls(10))[0],
             ("0 tokens (model large)".to_owned(), dec!(0.00))
+        );
+    }
+
+    #[test]
+    fn a_unique_count_over_several_sets_of_dimension_values_counts_a_value_once() {
+        let mut usage = calls(10);
+        let seen = |model: &str, user: &str| {
+            (
+                "users".to_owned(),
+                vec![("model".to_owned(), model.to_owned())],
+                user.to_owned(),
+            )
+        };
+        usage.unique_values = vec![
+            seen("large", "u1"),
+            seen("small", "u1"),
+            seen("large", "u2"),
+        ];
+        usage.meters = vec![
+            tokens("users", "large", dec!(2), Aggregation::UniqueCount, 0),
+            tokens("users", "small", dec!(1), Aggregation::UniqueCount, 0),
+        ];
+        let spec = tier(json!({"charges": [
+            {"meter": "users", "usage": {"model": "per_unit", "unit_price": "1"}},
+            {"meter": "users", "dimensions": {"model": "small"}, "usage": {"model": "per_unit", "unit_price": "1"}},
+            {"meter": "users", "name": "users", "group_by": ["model"], "usage": {"model": "per_unit", "unit_price": "1"}}
+        ]}));
+        assert_eq!(
+            charge_lines(&spec, &usage),
+            vec![
+                ("2 users".to_owned(), dec!(2.00)),
+                ("1 users (model small)".to_owned(), dec!(1.00)),
+                ("2 users [model large]".to_owned(), dec!(2.00)),
+                ("1 users [model small]".to_owned(), dec!(1.00)),
+            ]
         );
     }
 

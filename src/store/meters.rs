@@ -30,8 +30,9 @@ pub struct Readings {
     /// `{"model":"large"}`, `{}` with none.
     pub dimensions: Arc<str>,
     pub list: Vec<Reading>,
-    /// `(api id, dimension, value)` this api had not seen before, stored with the record.
-    pub new_values: Vec<NewValue>,
+    /// The api's id, whose dimension values these are (stored with the record, so the api's
+    /// `dimension_values` hold every value of every record committed).
+    pub api: Arc<str>,
 }
 
 /// What one subscription-hour of one meter and set of dimension values gains from a batch.
@@ -104,6 +105,7 @@ pub fn micros(value: i64) -> Decimal {
 pub struct UniqueValue {
     pub meter: String,
     pub dimensions: String,
+    pub value: String,
     pub first_hour: i64,
 }
 
@@ -141,7 +143,8 @@ impl Tx {
         if increments.is_empty() {
             return Ok(());
         }
-        self.add_unique_values(increments).await?;
+        // The revisions first: every batch takes this lock before any row of the meters' tables,
+        // so two batches never wait on each other in opposite orders.
         let count = i64::try_from(increments.len()).unwrap_or(i64::MAX);
         let sql = "UPDATE usage_revision SET value = value + $1 WHERE id = 1 RETURNING value";
         let last: i64 = on_tx!(self, |conn| sqlx::query_scalar(sql)
@@ -149,6 +152,7 @@ impl Tx {
             .fetch_one(conn)
             .await?);
         let first = last - count + 1;
+        self.add_unique_values(increments).await?;
         let sums = increments
             .iter()
             .map(|i| {
@@ -255,11 +259,13 @@ impl Tx {
     /// Stores the unique_count values of a batch by hour; each increment's sum becomes the number
     /// of its values the hour had not seen.
     async fn add_unique_values(&mut self, increments: &mut [MeterIncrement]) -> StoreResult<()> {
-        let rows: Vec<(usize, &str)> = increments
+        let mut rows: Vec<(usize, &str)> = increments
             .iter()
             .enumerate()
             .flat_map(|(index, inc)| inc.uniques.iter().map(move |v| (index, v.as_str())))
             .collect();
+        // Increments come sorted by key; their values in order too, for one lock order.
+        rows.sort_unstable();
         if rows.is_empty() {
             return Ok(());
         }
@@ -381,7 +387,7 @@ impl Tx {
         from: i64,
         to: i64,
     ) -> StoreResult<Vec<UniqueValue>> {
-        let sql = "SELECT meter, dimensions, MIN(hour) AS first_hour FROM usage_meter_values \
+        let sql = "SELECT meter, dimensions, value, MIN(hour) AS first_hour FROM usage_meter_values \
                    WHERE subscription_id = $1 AND hour >= $2 AND hour < $3 \
                    GROUP BY meter, dimensions, value";
         Ok(on_tx!(self, |conn| sqlx::query_as(sql)

@@ -305,6 +305,18 @@ impl Store {
         })
     }
 
+    /// A read transaction whose statements all see one snapshot: SQLite's read transaction
+    /// does (WAL), PostgreSQL's only at REPEATABLE READ.
+    pub async fn begin_snapshot(&self) -> StoreResult<Tx> {
+        let mut tx = self.begin_read().await?;
+        if let Tx::Postgres(conn) = &mut tx {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut **conn)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,

@@ -104,7 +104,7 @@ async fn setup(app: &TestApp) -> (String, String) {
 
 /// The threshold notifications in the outbox, whatever their delivery state (one listing, so
 /// none is seen twice as it moves from pending to delivered), by type then data.
-async fn in_outbox(app: &TestApp) -> Vec<(String, Value)> {
+pub(crate) async fn in_outbox(app: &TestApp) -> Vec<(String, Value)> {
     let mut found = Vec::new();
     let (code, page) = app.get("/v1/notifications?limit=100").await;
     assert_eq!(code, StatusCode::OK, "{page}");
@@ -416,7 +416,7 @@ async fn a_subscription_the_access_book_does_not_hold_yet_is_measured_from_the_d
         let mut tx = store.begin().await.unwrap();
         tx.add_usage(&increments).await.unwrap();
         let wrote = thresholds
-            .notify_reached(&mut tx, &increments, now)
+            .notify_reached(&mut tx, &increments, &[], now)
             .await
             .unwrap();
         tx.commit().await.unwrap();

@@ -10,7 +10,10 @@ use chrono::{DateTime, Days, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-on_both_backends!(tokens_are_priced_per_model_in_the_preview_and_the_billing_run,);
+on_both_backends!(
+    tokens_are_priced_per_model_in_the_preview_and_the_billing_run,
+    spend_alerts_price_charges_and_a_meter_s_hard_limit_is_notified,
+);
 
 on_both_databases!(
     calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice,
@@ -487,6 +490,11 @@ async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestA
             "charges[1]",
         ),
         (tier(json!([])), "usage"),
+        (
+            json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd", "usage": price,
+                "charges": [{"meter": "units", "usage": price}]}),
+            "charges[0].meter",
+        ),
     ] {
         let answer = app.post("/v1/tiers", &body).await;
         assert_error(
@@ -506,6 +514,18 @@ async fn meters_charges_and_usage_events_refuse_what_they_cannot_take(app: TestA
     assert_eq!(tier["charges"][0]["dimensions"]["model"], "large", "{tier}");
     let (_, api) = app.get("/v1/apis/llm").await;
     assert_eq!(api["meters"][0]["aggregation"], "sum", "{api}");
+    // A meter's aggregation cannot change under it: its hours were kept by the old one.
+    let answer = app
+        .send(
+            app.client
+                .patch(app.url("/v1/apis/llm"))
+                .bearer_auth(crate::helpers::ADMIN_TOKEN)
+                .json(&json!({"meters": [{"key": "tokens", "aggregation": "max", "quantity": "tokens"}]})),
+        )
+        .await;
+    assert_error(&answer, StatusCode::CONFLICT, "conflict", None);
+    let (_, unchanged) = app.get("/v1/apis/llm").await;
+    assert_eq!(unchanged, api);
     assert_eq!(api["dimensions"][0]["max_values"], 100, "{api}");
 
     created(
@@ -840,5 +860,84 @@ async fn the_token_pricing_example_file_applies_and_reads_back(app: TestApp) {
     assert!(
         stdout.contains("apis: 0 created, 0 updated, 1 unchanged"),
         "{stdout}"
+    );
+}
+
+/// A spend alert prices the charges on declared meters, reached by a usage event alone; a
+/// charge's hard limit is notified as `quota.reached` naming its meter; each once.
+async fn spend_alerts_price_charges_and_a_meter_s_hard_limit_is_notified(backend: Backend) {
+    let provider = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .mount(&provider)
+        .await;
+    let Some(app) =
+        crate::helpers::spawn_app_with(backend, crate::notifications::notify_to(&provider)).await
+    else {
+        return;
+    };
+    created(
+        &app,
+        "/v1/apis",
+        json!({"slug": "llm", "name": "LLM", "meters": [{"key": "tokens", "aggregation": "sum", "quantity": "tokens"}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/tiers",
+        json!({"slug": "t", "api": "llm", "name": "T", "currency": "usd",
+            "charges": [{"meter": "tokens", "usage": {"model": "per_unit", "unit_price": "0.01"}, "quota": {"hard_limit": 1500}}],
+            "alerts": [{"spend": "10.00"}]}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscribers",
+        json!({"external_id": "s", "name": "S", "email": "s@s.example"}),
+    )
+    .await;
+    created(
+        &app,
+        "/v1/subscriptions",
+        json!({"external_id": "s-llm", "subscriber": "s", "tier": "t", "consumer_keys": ["k"]}),
+    )
+    .await;
+    let gateway = created(&app, "/v1/gateways", json!({"name": "edge"})).await;
+    let key = gateway["key"].as_str().unwrap();
+    let now = Utc::now().to_rfc3339();
+    let record = |id: &str, tokens: u64| json!({"id": id, "consumer": "k", "api": "llm", "timestamp": now, "status": 200, "quantities": {"tokens": tokens}});
+    let thresholds = || async { crate::alerts::in_outbox(&app).await };
+    let (status, _) = post_events(&app, key, json!([record("1", 800)]).to_string()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(thresholds().await.is_empty(), "$8.00 of $10.00");
+    // A usage event alone takes the period to $11.00.
+    let (status, answer) = post_usage_events(
+        &app,
+        key,
+        json!([{"tracking_id": "e1", "meter": "tokens", "consumer": "k", "timestamp": now, "value": 300}]),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["accepted"]),
+        (StatusCode::ACCEPTED, &json!(1)),
+        "{answer}"
+    );
+    let found = thresholds().await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "spend.threshold_reached");
+    assert_eq!(found[0].1["amount"], "11.00", "{found:?}");
+    // 1,600 tokens of a 1,500 limit: the quota is reached, once.
+    post_events(&app, key, json!([record("2", 500)]).to_string()).await;
+    post_events(&app, key, json!([record("3", 5)]).to_string()).await;
+    let found = thresholds().await;
+    assert_eq!(found.len(), 2, "{found:?}");
+    let quota = found
+        .iter()
+        .find(|(kind, _)| kind == "quota.reached")
+        .unwrap();
+    assert_eq!(
+        (&quota.1["meter"], &quota.1["limit"], &quota.1["used"]),
+        (&json!("tokens"), &json!(1500), &json!("1600")),
+        "{found:?}"
     );
 }
