@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 on_both_backends!(
     tokens_are_priced_per_model_in_the_preview_and_the_billing_run,
     spend_alerts_price_charges_and_a_meter_s_hard_limit_is_notified,
+    calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice,
 );
 
 on_both_databases!(
-    calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice,
     meters_charges_and_usage_events_refuse_what_they_cannot_take,
     a_dimension_takes_at_most_its_max_values,
     a_hard_limit_on_a_meter_refuses_access_and_a_soft_limit_prices_the_overage,
@@ -225,7 +225,10 @@ async fn tokens_are_priced_per_model_in_the_preview_and_the_billing_run(backend:
 /// Amberflo's example ($5 per started 1,000 API calls after 5,000 free, plus $0.40 per started
 /// 1,000 records processed), Kill Bill's two events of 10.5 and 15 minutes, a `max` meter of
 /// peak concurrent jobs and a `unique_count` meter of distinct end users, all on one invoice.
-async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: TestApp) {
+async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(backend: Backend) {
+    let Some((stripe, app)) = app_with_items(backend, 5, Some(0)).await else {
+        return;
+    };
     created(
         &app,
         "/v1/apis",
@@ -340,6 +343,21 @@ async fn calls_records_minutes_peak_jobs_and_end_users_go_on_one_invoice(app: Te
         "{preview}"
     );
     assert_eq!(preview["total"], "107.45");
+
+    // The billing run sends the five lines as five invoice items, each once.
+    let runner = Runner::new(&app, &stripe).await;
+    let report = runner.job("r").run_day(today()).await.unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    assert_eq!(report.items_created, 5, "{report:?}");
+    let mut amounts: Vec<u64> = stripe
+        .requests("POST", "/v1/invoiceitems")
+        .await
+        .iter()
+        .map(|r| r.field("amount").unwrap().parse().unwrap())
+        .collect();
+    amounts.sort_unstable();
+    assert_eq!(amounts, vec![150, 255, 1500, 1840, 7000]);
+    runner.store.close().await;
     let meters = preview["usage"]["meters"].as_array().unwrap();
     let minutes = meters.iter().find(|m| m["meter"] == "minutes").unwrap();
     assert_eq!(minutes["quantity"], "25.5", "Kill Bill's 10.5 + 15");
